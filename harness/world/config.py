@@ -1,0 +1,48 @@
+"""The configuration of the embedded tiny world; its hash keys the build cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WORLD_VERSION = 1  # bump when the builder changes what a config produces
+
+
+class WorldConfig(BaseModel):
+    """Everything that determines a built tiny world. Same config, same world, byte for byte."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["tiny"] = Field("tiny", description="The only embedded world.")
+    seed: int = Field(0, ge=0, description="Seed of every random choice in the build.")
+    sft_dialogues: int = Field(6000, ge=100, description="Dialogues in the base policy's corpus.")
+    train_prompts: int = Field(1024, ge=8, description="Prompts methods train on.")
+    eval_prompts: int = Field(256, ge=8, description="Held-out evaluation prompts.")
+    preference_pairs: int = Field(1024, ge=8, description="Offline preference pairs (DPO...).")
+    rm_pairs: int = Field(3000, ge=100, description="Gold-labelled pairs per reward model.")
+    rm_label_noise: float = Field(0.1, ge=0, lt=0.5, description="Share of flipped RM labels.")
+    vocab_size: int = Field(1024, ge=300, description="BPE vocabulary of the tokenizer.")
+    hidden_size: int = Field(96, ge=16, description="Width of the Llama models.")
+    layers: int = Field(2, ge=1, description="Transformer layers of the Llama models.")
+    heads: int = Field(4, ge=1, description="Attention heads.")
+
+    def key(self) -> str:
+        blob = json.dumps({"v": WORLD_VERSION, **self.model_dump()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    """``$HARNESS_CACHE`` or ``$XDG_CACHE_HOME/alignment-harness`` (default ``~/.cache``)."""
+    if env := os.environ.get("HARNESS_CACHE"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "alignment-harness"
+
+
+def world_dir(config: WorldConfig, root: Path | None = None) -> Path:
+    return (root or cache_root()) / "worlds" / f"{config.name}-{config.key()}"

@@ -1,0 +1,115 @@
+"""What every alignment method is made of: validated params, a train loop, and its context.
+
+A method module (``methods/rrhf.py`` ...) holds, in this order: its ``Params`` model (defaults from
+the paper or the official code, each field with a help text), its pure loss function(s) over
+tensors, and ``train(ctx, params)``. The registry in ``methods/__init__.py`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+
+class MethodParams(BaseModel):
+    """Base of every method's hyperparameters: strict, frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DivergenceError(RuntimeError):
+    """A loss became NaN or infinite: the run stops instead of producing a garbage model."""
+
+    def __init__(self, method: str, round_: int, step: int, loss: float) -> None:
+        super().__init__(
+            f"{method} diverged at round {round_}, step {step}: loss is {loss}. "
+            "Lower the learning rate or check the reward scale."
+        )
+        self.method, self.round, self.step, self.loss = method, round_, step, loss
+
+
+@dataclass
+class Costs:
+    """What a run spent; every method fills the same counters so budgets can be compared."""
+
+    generated_tokens: int = 0
+    samples: int = 0
+    reward_calls: int = 0
+    optimizer_steps: int = 0
+    prompts: int = 0
+    wall_seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-run budget, identical for every method of a suite."""
+
+    prompts_per_round: int
+    rounds: int
+    samples_per_prompt: int
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class Decoding:
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One prompt with a preferred and a dispreferred response (HH text format split)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    round: int
+    step: int
+    loss: float
+    mean_reward: float | None = None
+
+
+RewardFn = Callable[[list[str], list[str]], "torch.Tensor"]
+"""Scores ``(prompts, responses)`` as text; returns rewards ``[N]`` (float32, CPU)."""
+
+
+@dataclass
+class TrainContext:
+    """Everything a method's ``train`` may use; nothing else reaches it."""
+
+    method: str
+    policy: Any  # transformers PreTrainedModel, trainable, on ``device``
+    reference: Any  # frozen copy of the base policy (eval mode, no grad), or None
+    tokenizer: Any  # the policy's tokenizer (left padding for prompts)
+    reward: RewardFn  # the training (proxy) reward model, scoring text
+    prompts: list[str]  # training prompts, already in HH text format
+    preferences: list[PreferencePair]  # offline pairs (may be empty)
+    budget: Budget
+    decoding: Decoding
+    device: torch.device
+    seed: int
+    costs: Costs = field(default_factory=Costs)
+    progress: Callable[[Progress], None] = lambda p: None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registry entry."""
+
+    name: str
+    description: str
+    params: type[MethodParams]
+    train: Callable[[TrainContext, Any], None] | None  # None: nothing is trained (baselines)
+    needs_reference: bool = False
+    source: str = ""
