@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import torch
+
+
+Candidate = Literal["policy", "chosen", "rejected", "reference"]
+"""Where a ranked candidate response comes from: the policy's samples, the dataset's preferred or
+dispreferred response, or a sample of the frozen reference (base) policy."""
+
+
+def default_candidates() -> list[Candidate]:
+    return ["policy", "reference"]
 
 
 class MethodParams(BaseModel):

@@ -20,14 +20,14 @@ class WorldConfig(BaseModel):
 
     name: Literal["tiny"] = Field("tiny", description="The only embedded world.")
     seed: int = Field(0, ge=0, description="Seed of every random choice in the build.")
-    sft_dialogues: int = Field(6000, ge=100, description="Dialogues in the base policy's corpus.")
+    sft_dialogues: int = Field(4000, ge=100, description="Dialogues in the base policy's corpus.")
     train_prompts: int = Field(1024, ge=8, description="Prompts methods train on.")
     eval_prompts: int = Field(256, ge=8, description="Held-out evaluation prompts.")
     preference_pairs: int = Field(1024, ge=8, description="Offline preference pairs (DPO...).")
-    rm_pairs: int = Field(3000, ge=100, description="Gold-labelled pairs per reward model.")
+    rm_pairs: int = Field(1600, ge=100, description="Gold-labelled pairs per reward model.")
     rm_label_noise: float = Field(0.1, ge=0, lt=0.5, description="Share of flipped RM labels.")
     vocab_size: int = Field(1024, ge=300, description="BPE vocabulary of the tokenizer.")
-    hidden_size: int = Field(96, ge=16, description="Width of the Llama models.")
+    hidden_size: int = Field(64, ge=16, description="Width of the Llama models.")
     layers: int = Field(2, ge=1, description="Transformer layers of the Llama models.")
     heads: int = Field(4, ge=1, description="Attention heads.")
 

@@ -1,0 +1,103 @@
+"""Capability evaluation through lm-eval, the only module that imports ``lm_eval``.
+
+lm-eval always runs in a child process (``python -m harness.capability``): never inside the
+scheduler's Ray driver (its vLLM backend starts and stops Ray itself), and its memory is returned
+to the system when it ends. Works offline on local task folders (``TaskManager(include_path=...)``)
+and local model directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: str
+    acc: float
+    stderr: float
+    n: int
+
+
+class CapabilityError(RuntimeError):
+    """lm-eval failed; the message holds the tail of its output."""
+
+
+def evaluate(
+    model_dir: str | Path,
+    tasks: list[str],
+    include_path: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    timeout: float = 3600,
+) -> dict[str, TaskScore]:
+    """Accuracy of the model in ``model_dir`` on each of ``tasks``, by lm-eval in a child process."""
+    if not tasks:
+        return {}
+    cmd = [sys.executable, "-m", "harness.capability", str(model_dir), *tasks]
+    cmd += ["--batch-size", str(batch_size), "--device", device]
+    if include_path is not None:
+        cmd += ["--include-path", str(include_path)]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise CapabilityError(f"lm-eval failed on {model_dir} for tasks {tasks}:\n{tail}")
+    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {t: TaskScore(**s) for t, s in payload.items()}
+
+
+def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
+    out = lm_eval.simple_evaluate(
+        model="hf",
+        model_args={"pretrained": args.model_dir, "dtype": "float32", "device": args.device},
+        tasks=args.tasks,
+        task_manager=manager,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        log_samples=False,
+        verbosity="ERROR",
+    )
+    assert out is not None
+    scores = {}
+    for task in args.tasks:
+        res = out["results"][task]
+        n = out.get("n-samples", {}).get(task, {}).get("effective", 0)
+        stderr = res.get("acc_stderr,none")
+        scores[task] = {
+            "task": task,
+            "acc": float(res["acc,none"]),
+            "stderr": float(stderr) if isinstance(stderr, int | float) else float("nan"),
+            "n": int(n),
+        }
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run lm-eval tasks on a local model directory.")
+    parser.add_argument("model_dir")
+    parser.add_argument("tasks", nargs="+")
+    parser.add_argument("--include-path")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    print(json.dumps(_run(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Build the tiny world: data, tokenizer, base policy, reward models, capability tasks, card.
+
+Every step is seeded from ``WorldConfig.seed``; the result is saved with ``save_pretrained`` and as
+plain files, so the rest of the harness loads it exactly as it loads hub models and datasets.
+
+Layout of a built world directory::
+
+    policy/  proxy_rm/  heldout_rm/           transformers models, each with its tokenizer
+    data/train_prompts.jsonl                  {"prompt": ...}   prompts methods train on
+    data/eval_prompts.jsonl                   {"prompt": ...}   held out, never trained on
+    data/preferences.jsonl                    {"chosen": ..., "rejected": ...}  HH text, gold-labelled
+    tasks/tiny_facts.{yaml,jsonl}  tasks/tiny_arith.{yaml,jsonl}   lm-eval tasks
+    card.json  card.md                        what was built, and how well it came out
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.world import capability_tasks, trainer
+from harness.world.config import WorldConfig, world_dir
+from harness.world.dialogues import Request, all_requests, random_request, random_style, respond
+from harness.world.gold import gold_reward
+
+HARMFUL_SHARE = 0.15
+EVAL_SHARE = 0.25  # of the distinct requests, held out for evaluation
+
+Log = Callable[[str], None]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def split_requests(seed: int) -> tuple[list[Request], list[Request]]:
+    """Distinct requests, shuffled by ``seed``, split into (train, eval) pools."""
+    requests = all_requests()
+    random.Random(seed).shuffle(requests)
+    n_eval = int(len(requests) * EVAL_SHARE)
+    return requests[n_eval:], requests[:n_eval]
+
+
+def _draw(rng: random.Random, pool: list[Request], n: int) -> list[Request]:
+    benign = [r for r in pool if not r.harmful]
+    harmful = [r for r in pool if r.harmful]
+    return [random_request(rng, benign, harmful, HARMFUL_SHARE) for _ in range(n)]
+
+
+def sft_corpus(cfg: WorldConfig, rng: random.Random) -> list[str]:
+    """Mixed-quality dialogues plus the capability items, in HH text."""
+    requests = _draw(rng, all_requests(), cfg.sft_dialogues)
+    texts = [r.prompt + respond(rng, r, random_style(rng, r)) for r in requests]
+    texts += capability_tasks.corpus(cfg.seed)
+    rng.shuffle(texts)
+    return texts
+
+
+def gold_pairs(rng: random.Random, pool: list[Request], n: int, noise: float) -> list[dict[str, Any]]:
+    """``n`` response pairs with different gold scores, ordered by gold, a ``noise`` share flipped."""
+    rows: list[dict[str, Any]] = []
+    while len(rows) < n:
+        (req,) = _draw(rng, pool, 1)
+        a, b = (respond(rng, req, random_style(rng, req)) for _ in range(2))
+        ga, gb = gold_reward(req.prompt, a), gold_reward(req.prompt, b)
+        if ga == gb:
+            continue
+        chosen, rejected = (a, b) if ga > gb else (b, a)
+        flipped = rng.random() < noise
+        if flipped:
+            chosen, rejected = rejected, chosen
+        rows.append({"prompt": req.prompt, "chosen": chosen, "rejected": rejected, "flipped": flipped})
+    return rows
+
+
+def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> Path:
+    """Build the world for ``cfg`` into ``out`` (default: its cache dir) and return the path."""
+    target = out or world_dir(cfg)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    train_pool, eval_pool = split_requests(cfg.seed)
+    corpus = sft_corpus(cfg, rng)
+    prefs = gold_pairs(rng, train_pool, cfg.preference_pairs, cfg.rm_label_noise)
+    _write_jsonl(tmp / "data/train_prompts.jsonl", [{"prompt": r.prompt} for r in train_pool])
+    _write_jsonl(tmp / "data/eval_prompts.jsonl", [{"prompt": r.prompt} for r in eval_pool])
+    _write_jsonl(
+        tmp / "data/preferences.jsonl",
+        [{"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]} for p in prefs],
+    )
+    capability_tasks.write(tmp / "tasks", cfg.seed)
+    tokenizer = trainer.train_tokenizer(corpus, cfg.vocab_size)
+    timings["data_and_tokenizer"] = time.perf_counter() - t0
+    log(f"data: {len(corpus)} SFT dialogues, {len(train_pool)} train / {len(eval_pool)} eval prompts")
+
+    t = time.perf_counter()
+    policy = trainer.train_policy(cfg, tokenizer, corpus, log)
+    trainer.save(policy, tokenizer, tmp / "policy")
+    timings["policy"] = time.perf_counter() - t
+
+    rm_stats = {}
+    for name, offset in (("proxy_rm", 1), ("heldout_rm", 2)):
+        t = time.perf_counter()
+        rm_rng = random.Random(cfg.seed * 1000 + offset)
+        train_pairs = gold_pairs(rm_rng, train_pool, cfg.rm_pairs, cfg.rm_label_noise)
+        test_pairs = gold_pairs(rm_rng, eval_pool, 500, noise=0.0)
+        rm, acc = trainer.train_reward_model(cfg, tokenizer, policy, train_pairs, test_pairs, offset)
+        trainer.save(rm, tokenizer, tmp / name)
+        rm_stats[name] = {"heldout_pair_accuracy": acc, "train_pairs": len(train_pairs)}
+        timings[name] = time.perf_counter() - t
+        log(f"{name}: pairwise accuracy against gold on 500 held-out pairs {acc:.3f}")
+
+    from harness.world import card as world_card
+
+    t = time.perf_counter()
+    measured = world_card.measure(tmp, cfg, policy, tokenizer, [r.prompt for r in eval_pool], log)
+    timings["card"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    world_card.write(tmp, cfg, rm_stats, measured, timings)
+
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    capability_tasks.write(target / "tasks", cfg.seed)  # task YAML names absolute data paths
+    return target
+
+
+def ensure_world(cfg: WorldConfig, log: Log = print) -> Path:
+    """The built world for ``cfg``, building it on first use."""
+    path = world_dir(cfg)
+    if (path / "card.json").exists():
+        return path
+    log(f"building the tiny world (seed {cfg.seed}) into {path} ...")
+    return build_world(cfg, path, log)
