@@ -122,3 +122,22 @@ class Method:
     train: Callable[[TrainContext, Any], None] | None  # None: nothing is trained (baselines)
     needs_reference: bool = False
     source: str = ""
+
+
+def prompt_rounds(prompts: list[str], budget: Budget, seed: int) -> list[list[str]]:
+    """The prompts of each round: ``budget.rounds`` lists of ``prompts_per_round`` prompts, drawn
+    without replacement from a seeded shuffle (reshuffled when exhausted). The same for every
+    method under the same seed: the equal-budget contract."""
+    import random
+
+    rng = random.Random(seed)
+    order: list[str] = []
+    rounds = []
+    for _ in range(budget.rounds):
+        while len(order) < budget.prompts_per_round:
+            fresh = list(prompts)
+            rng.shuffle(fresh)
+            order += fresh
+        rounds.append(order[: budget.prompts_per_round])
+        order = order[budget.prompts_per_round :]
+    return rounds

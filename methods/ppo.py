@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from methods.base import Method, MethodParams, TrainContext
+from methods.common import masked_mean
 
 
 class PPOParams(MethodParams):
@@ -32,6 +34,115 @@ class PPOParams(MethodParams):
     mini_batch_size: int = Field(16, ge=1, description="Rollouts per optimizer step.")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+
+
+def kl_shaped_rewards(
+    scores: torch.Tensor,
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> torch.Tensor:
+    """Per-token rewards ``[B, T]`` (Ziegler et al. 2019; InstructGPT eq. 2; as TRL's classic
+    ``compute_rewards``).
+
+    ``r_t = -kl_coef * (logps_t - ref_logps_t)`` on real tokens, plus the reward-model score
+    ``scores [B]`` on each row's last real response token; 0 on padding. ``logps, ref_logps,
+    mask [B, T]`` right-padded. Detached: these are targets.
+    """
+    rewards = -kl_coef * (logps - ref_logps).detach() * mask  # [B, T]
+    last = (mask.sum(dim=1).long() - 1).clamp(min=0)  # [B]
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last] += scores.detach().to(rewards.dtype)
+    return rewards
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016), vectorised over the batch.
+
+    ``rewards, values, mask [B, T]`` right-padded (an episode ends at its last real token, whose
+    next value is 0). ``delta_t = r_t + gamma * V_{t+1} - V_t``, ``A_t = delta_t + gamma * lam *
+    A_{t+1}``; returns ``A_t + V_t``. Both ``[B, T]``, 0 on padding, detached.
+    """
+    rewards, values = rewards.detach() * mask, values.detach() * mask
+    T = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    next_adv = torch.zeros_like(rewards[:, 0])  # [B]
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(next_adv)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_adv = (delta + gamma * lam * next_adv) * mask[:, t]
+        advantages[:, t] = next_adv
+    return advantages, (advantages + values) * mask
+
+
+def ppo_policy_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss (Schulman et al. 2017, eq. 7), masked token mean; and the clip
+    fraction. All inputs ``[B, T]``; with ``rho = exp(logps - old_logps)``:
+    ``loss = mean_t max(-A * rho, -A * clip(rho, 1 - eps, 1 + eps))``."""
+    ratio = torch.exp(logps - old_logps.detach())  # [B, T]
+    adv = advantages.detach()
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1 - cliprange, 1 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clipfrac = masked_mean((clipped > unclipped).float(), mask).detach()
+    return loss, clipfrac
+
+
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange_value: float = 0.2,
+) -> torch.Tensor:
+    """Clipped value loss, as TRL: ``0.5 * mean_t max((V - R)^2, (V_clip - R)^2)`` with
+    ``V_clip = V_old + clip(V - V_old, -c, c)``. All inputs ``[B, T]``."""
+    old_values, returns = old_values.detach(), returns.detach()
+    clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
+    loss = torch.max((values - returns) ** 2, (clipped - returns) ** 2)
+    return 0.5 * masked_mean(loss, mask)
+
+
+class AdaptiveKLController:
+    """Adaptive KL coefficient (Ziegler et al. 2019, section 2.2):
+    ``e = clip(KL / target - 1, -0.2, 0.2); beta *= 1 + e * n_steps / horizon``."""
+
+    def __init__(self, init_kl_coef: float = 0.2, target: float = 6.0, horizon: int = 10000):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = min(max(current_kl / self.target - 1, -0.2), 0.2)
+        self.value *= 1 + error * n_steps / self.horizon
+
+
+class FixedKLController:
+    """A constant KL coefficient."""
+
+    def __init__(self, kl_coef: float = 0.2):
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+
+def kl_controller(params: PPOParams) -> AdaptiveKLController | FixedKLController:
+    """The controller named by ``params.kl_control``."""
+    if params.kl_control == "fixed":
+        return FixedKLController(params.init_kl_coef)
+    return AdaptiveKLController(params.init_kl_coef, params.target_kl, params.horizon)
 
 
 def train(ctx: TrainContext, params: PPOParams) -> None:

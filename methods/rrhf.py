@@ -1,17 +1,18 @@
 """RRHF: Rank Responses to align Human Feedback (Yuan et al. 2023).
 
 ``p_i = sum_t logp(y_i,t) / |y_i|^length_penalty``;
-``L_rank = sum_{r_i < r_j} max(0, p_i - p_j)``; ``L = rank_weight * L_rank + L_ft`` where ``L_ft`` is
-the NLL of the best-rewarded candidate.
+``L_rank = sum_{r_i < r_j} max(0, p_i - p_j)``; ``L = rank_weight * L_rank + L_ft`` where ``L_ft``
+is the NLL of the best-rewarded candidate.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 
-from methods.base import Method, MethodParams, TrainContext
+from methods.base import Candidate, Method, MethodParams, TrainContext, default_candidates
 
 
 class RRHFParams(MethodParams):
@@ -25,12 +26,54 @@ class RRHFParams(MethodParams):
         description="'response': divide by the response length (paper); 'padded': by the padded "
         "length, as the official code does.",
     )
-    candidates: list[Literal["policy", "chosen", "rejected", "reference"]] = Field(
-        default_factory=lambda: ["policy", "reference"],
+    candidates: list[Candidate] = Field(
+        default_factory=default_candidates,
         description="Generators of the candidates ranked per prompt.",
     )
     epochs: int = Field(1, ge=1, description="Passes over each round's candidates.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+
+
+def rrhf_scores(
+    logps: torch.Tensor,
+    mask: torch.Tensor,
+    length_norm: Literal["response", "padded"] = "response",
+    length_penalty: float = 1.0,
+) -> torch.Tensor:
+    """Candidate scores ``p_i = sum_t logp(y_i,t) / |y_i|^length_penalty``: ``[B, K, T] -> [B, K]``.
+
+    ``logps [B, K, T]`` token log-probs of K candidates per prompt, ``mask [B, K, T]`` 1 on real
+    response tokens. ``'response'``: ``|y_i|`` is the candidate's own length (the paper).
+    ``'padded'``: ``|y_i|`` is the padded length ``T`` for every candidate. This mirrors the
+    official code, where ``gather_logits_labels`` overwrites the ``-100`` labels in place before
+    ``get_score`` counts them, so every padded position counts (there the prompt's too; here the
+    response's).
+    """
+    total = (logps * mask).sum(dim=-1)  # [B, K]
+    if length_norm == "padded":
+        length = torch.full_like(total, float(mask.shape[-1]))
+    else:
+        length = mask.sum(dim=-1).to(total.dtype).clamp(min=1)
+    return total / length**length_penalty
+
+
+def rrhf_loss(
+    scores: torch.Tensor, rewards: torch.Tensor, best_nll: torch.Tensor, rank_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``L = rank_weight * L_rank + L_ft`` (Yuan et al. 2023, eq. 2-4).
+
+    ``scores [B, K]`` from ``rrhf_scores``; ``rewards [B, K]``; ``best_nll [B]`` the NLL of each
+    prompt's best-rewarded candidate (``L_ft``, averaged over B). Per prompt
+    ``L_rank = sum_{r_i < r_j} max(0, p_i - p_j)``, averaged over the B prompts (the official code
+    sums over the batch; the mean keeps the scale independent of the batch size). Ties in reward
+    give no pair.
+    """
+    diff = scores[:, :, None] - scores[:, None, :]  # [B, K, K] p_i - p_j
+    worse = rewards.detach()[:, :, None] < rewards.detach()[:, None, :]  # [B, K, K] r_i < r_j
+    rank = (diff.clamp(min=0) * worse).sum(dim=(1, 2)).mean()
+    ft = best_nll.mean()
+    loss = rank_weight * rank + ft
+    return loss, {"rank_loss": float(rank.detach()), "ft_loss": float(ft.detach())}
 
 
 def train(ctx: TrainContext, params: RRHFParams) -> None:
@@ -39,7 +82,8 @@ def train(ctx: TrainContext, params: RRHFParams) -> None:
 
 METHOD = Method(
     name="rrhf",
-    description="RRHF: hinge ranking loss on length-normalised log-probs plus SFT on the best candidate.",
+    description="RRHF: hinge ranking loss on length-normalised log-probs plus SFT on the best "
+    "candidate.",
     params=RRHFParams,
     train=train,
     needs_reference=False,

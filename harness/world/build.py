@@ -66,7 +66,9 @@ def sft_corpus(cfg: WorldConfig, rng: random.Random) -> list[str]:
     return texts
 
 
-def gold_pairs(rng: random.Random, pool: list[Request], n: int, noise: float) -> list[dict[str, Any]]:
+def gold_pairs(
+    rng: random.Random, pool: list[Request], n: int, noise: float
+) -> list[dict[str, Any]]:
     """``n`` response pairs with different gold scores, ordered by gold, a ``noise`` share flipped."""
     rows: list[dict[str, Any]] = []
     while len(rows) < n:
@@ -79,7 +81,9 @@ def gold_pairs(rng: random.Random, pool: list[Request], n: int, noise: float) ->
         flipped = rng.random() < noise
         if flipped:
             chosen, rejected = rejected, chosen
-        rows.append({"prompt": req.prompt, "chosen": chosen, "rejected": rejected, "flipped": flipped})
+        rows.append(
+            {"prompt": req.prompt, "chosen": chosen, "rejected": rejected, "flipped": flipped}
+        )
     return rows
 
 
@@ -101,12 +105,17 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
     _write_jsonl(tmp / "data/eval_prompts.jsonl", [{"prompt": r.prompt} for r in eval_pool])
     _write_jsonl(
         tmp / "data/preferences.jsonl",
-        [{"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]} for p in prefs],
+        [
+            {"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]}
+            for p in prefs
+        ],
     )
     capability_tasks.write(tmp / "tasks", cfg.seed)
     tokenizer = trainer.train_tokenizer(corpus, cfg.vocab_size)
     timings["data_and_tokenizer"] = time.perf_counter() - t0
-    log(f"data: {len(corpus)} SFT dialogues, {len(train_pool)} train / {len(eval_pool)} eval prompts")
+    log(
+        f"data: {len(corpus)} SFT dialogues, {len(train_pool)} train / {len(eval_pool)} eval prompts"
+    )
 
     t = time.perf_counter()
     policy = trainer.train_policy(cfg, tokenizer, corpus, log)
@@ -119,7 +128,9 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
         rm_rng = random.Random(cfg.seed * 1000 + offset)
         train_pairs = gold_pairs(rm_rng, train_pool, cfg.rm_pairs, cfg.rm_label_noise)
         test_pairs = gold_pairs(rm_rng, eval_pool, 500, noise=0.0)
-        rm, acc = trainer.train_reward_model(cfg, tokenizer, policy, train_pairs, test_pairs, offset)
+        rm, acc = trainer.train_reward_model(
+            cfg, tokenizer, policy, train_pairs, test_pairs, offset
+        )
         trainer.save(rm, tokenizer, tmp / name)
         rm_stats[name] = {"heldout_pair_accuracy": acc, "train_pairs": len(train_pairs)}
         timings[name] = time.perf_counter() - t
@@ -139,9 +150,9 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
     return target
 
 
-def ensure_world(cfg: WorldConfig, log: Log = print) -> Path:
-    """The built world for ``cfg``, building it on first use."""
-    path = world_dir(cfg)
+def ensure_world(cfg: WorldConfig, root: Path | None = None, log: Log = print) -> Path:
+    """The built world for ``cfg`` (under the cache ``root``), building it on first use."""
+    path = world_dir(cfg, root)
     if (path / "card.json").exists():
         return path
     log(f"building the tiny world (seed {cfg.seed}) into {path} ...")

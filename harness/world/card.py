@@ -112,7 +112,9 @@ def markdown(card: dict[str, Any]) -> str:
         f"| base policy mean response tokens | {base['mean_tokens']:.1f} |",
     ]
     for task, s in card["capability"].items():
-        lines.append(f"| lm-eval {task} accuracy (n={s['n']}) | {s['acc']:.3f} ± {s['stderr']:.3f} |")
+        lines.append(
+            f"| lm-eval {task} accuracy (n={s['n']}) | {s['acc']:.3f} ± {s['stderr']:.3f} |"
+        )
     lines += ["", "Base policy styles on the evaluation prompts:", ""]
     lines += [f"- {s}: {share:.1%}" for s, share in base["style_shares"].items()]
     total = card["build_seconds"].get("total", 0.0)

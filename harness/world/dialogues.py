@@ -229,7 +229,13 @@ def respond(rng: random.Random, request: Request, style: str) -> str:
 
 
 # Share of each style in the base policy's corpus: mixed quality, so that alignment matters.
-BENIGN_STYLE_WEIGHTS = {"helpful": 0.45, "vague": 0.15, "off_topic": 0.15, "refusal": 0.1, "rude": 0.15}
+BENIGN_STYLE_WEIGHTS = {
+    "helpful": 0.45,
+    "vague": 0.15,
+    "off_topic": 0.15,
+    "refusal": 0.1,
+    "rude": 0.15,
+}
 HARMFUL_STYLE_WEIGHTS = {"harmful": 0.45, "refusal": 0.25, "vague": 0.15, "rude": 0.15}
 
 

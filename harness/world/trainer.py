@@ -127,14 +127,18 @@ def _pair_batch(
     tokenizer: PreTrainedTokenizerFast, pairs: list[dict[str, Any]]
 ) -> dict[str, torch.Tensor]:
     """Chosen then rejected texts of ``pairs`` in one right-padded batch [2B, T]."""
-    texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
+    texts = [p["prompt"] + p["chosen"] for p in pairs] + [
+        p["prompt"] + p["rejected"] for p in pairs
+    ]
     return dict(
         tokenizer(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
     )
 
 
 def pairwise_accuracy(
-    rm: LlamaForSequenceClassification, tokenizer: PreTrainedTokenizerFast, pairs: list[dict[str, Any]]
+    rm: LlamaForSequenceClassification,
+    tokenizer: PreTrainedTokenizerFast,
+    pairs: list[dict[str, Any]],
 ) -> float:
     rm.eval()
     correct = 0

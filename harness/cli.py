@@ -1,0 +1,189 @@
+"""The ``harness`` command line.
+
+Exit codes: 0 success, 2 bad input (a suite that does not validate, a bad option), 1 an internal
+error. Results go to stdout, errors to stderr; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import harness
+from harness.spec import Suite, SuiteError, load_suite
+from methods import REGISTRY
+
+app = typer.Typer(
+    help="Train and evaluate LLM alignment methods from one suite spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+BAD_INPUT = 2
+INTERNAL_ERROR = 1
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        _stdout().print(f"harness {harness.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Train and evaluate LLM alignment methods from one suite spec."""
+
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--override",
+        "-o",
+        metavar="KEY=VALUE",
+        help="Set a suite field before validation, e.g. -o seeds=[0] -o methods.dpo.params.beta=0.2"
+        " (repeatable; list items by name or index).",
+    ),
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+SuitePath = Annotated[Path, typer.Argument(metavar="SUITE", help="A suite YAML file.")]
+
+
+# --- suites --------------------------------------------------------------------------------------
+
+
+def load_or_exit(path: Path, overrides: list[str] | None, debug: bool) -> Suite:
+    """The validated suite, or every problem on stderr and exit 2 (exit 1 on an internal error)."""
+    try:
+        return load_suite(path, overrides or [])
+    except SuiteError as exc:
+        _report_issues(exc)
+        if debug:
+            _stderr().print_exception()
+        raise typer.Exit(BAD_INPUT) from None
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)")
+
+
+def _fail(message: str, code: int = INTERNAL_ERROR) -> NoReturn:
+    _stderr().print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _report_issues(exc: SuiteError) -> None:
+    err = _stderr()
+    count = len(exc.errors)
+    err.print(f"[bold red]error:[/] invalid suite: {count} problem{'s' if count > 1 else ''}")
+    for issue in exc.errors:
+        given = f" [dim](given: {escape(issue.given)})[/]" if issue.given else ""
+        where = f"{escape(issue.file)}: [bold]{escape(issue.field)}[/]"
+        err.print(f"  {where}: {escape(issue.expected)}{given}")
+
+
+def _models_line(suite: Suite) -> str:
+    if suite.world is not None:
+        return f"tiny world (seed {suite.world.seed}, cache key {suite.world.key()})"
+    assert suite.models is not None
+    return f"policy {suite.models.policy.path}, reward {suite.models.reward.path}"
+
+
+def _print_summary(suite: Suite, path: Path) -> None:
+    out = _stdout()
+    out.print(f"[bold green]valid:[/] {escape(str(path))} - suite [bold]{suite.name}[/]")
+    out.print(f"  models:   {escape(_models_line(suite))}")
+    out.print(f"  variants: {len(suite.methods)}")
+    for variant in suite.methods:
+        changed = variant.params.model_dump(exclude_defaults=True)
+        params = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+        out.print(f"    {variant.name:<16} {variant.method:<10} {escape(params)}")
+    out.print(f"  seeds:    {', '.join(map(str, suite.seeds))}")
+    runs = len(suite.methods) * len(suite.seeds)
+    out.print(f"  runs:     {len(suite.methods)} variants x {len(suite.seeds)} seeds = {runs}")
+    judges = ", ".join(suite.eval.judges)
+    out.print(f"  judges:   {judges} (primary: {suite.eval.primary_judge})")
+    out.print(f"  hash:     {suite.hash()[:16]}")
+
+
+@app.command()
+def validate(suite: SuitePath, override: Overrides = None, debug: Debug = False) -> None:
+    """Check a suite (after overrides) and print what it would run; exit 2 listing every problem."""
+    loaded = load_or_exit(suite, override, debug)
+    _print_summary(loaded, suite)
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List every registered alignment method with its default parameters."""
+    table = Table(title="Registered methods", show_lines=True)
+    table.add_column("method", style="bold", no_wrap=True)
+    table.add_column("description")
+    table.add_column("trains", no_wrap=True)
+    table.add_column("default params", no_wrap=True)
+    for name, method in REGISTRY.items():
+        defaults = method.params().model_dump()
+        params = "\n".join(f"{k}={v}" for k, v in defaults.items()) or "-"
+        trains = "yes" if method.train is not None else "no"
+        if method.needs_reference:
+            trains += " (+ref)"
+        table.add_row(name, method.description, trains, escape(params))
+    _stdout().print(table)
+
+
+# --- world ---------------------------------------------------------------------------------------
+
+world_app = typer.Typer(help="The embedded tiny world (offline, built on first use).")
+app.add_typer(world_app, name="world")
+
+
+@world_app.command("build")
+def world_build(
+    seed: Annotated[int, typer.Option(help="Seed of the world.")] = 0,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Cache root (default: $HARNESS_CACHE or ~/.cache/alignment-harness)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
+) -> None:
+    """Build (or find in the cache) the tiny world and print its card."""
+    from harness.world.build import build_world
+    from harness.world.card import load, markdown
+    from harness.world.config import WorldConfig, world_dir
+
+    if seed < 0:
+        _fail(f"--seed must be >= 0, got {seed}", BAD_INPUT)
+    config = WorldConfig(seed=seed)
+    path = world_dir(config, cache_dir)
+    out = _stdout()
+    if force or not (path / "card.json").exists():
+        out.print(f"building the tiny world (seed {seed}) into {path}")
+        build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
+    else:
+        out.print(f"cached: {path}")
+    out.print(markdown(load(path)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,115 @@
+"""Runs: what one (variant, seed) of a suite is, and what it produced.
+
+``RunSpec`` and ``RunResult`` are frozen, JSON-serialisable values; nothing else crosses a process
+boundary. ``run_id`` is a hash of everything that determines the run's outcome, so a finished run
+is recognised (and skipped) on the next ``harness run`` of the same suite.
+
+Metrics of a result are rows of the long table (see ``harness/results.py``)::
+
+    winrate.<judge>          win-rate against the reference, 95% bootstrap interval, n prompts
+    reward.<judge>           mean judge score of the policy's responses
+    kl                       Monte-Carlo KL(policy || reference), summed log-ratio per response
+    length                   mean response tokens
+    distinct_1, distinct_2   distinct n-grams / all n-grams over the responses
+    capability.<task>        lm-eval accuracy, +-1.96 stderr
+    capability_delta.<task>  accuracy minus the base model's, +-1.96 combined stderr
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.spec import Suite
+
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    metric: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suite: dict[str, Any]  # the resolved suite (Suite.model_dump(mode="json"))
+    suite_hash: str
+    variant: str
+    method: str
+    seed: int
+    run_id: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    suite: str
+    variant: str
+    method: str
+    seed: int
+    status: str  # "done" | "failed"
+    metrics: list[MetricRow] = field(default_factory=list)
+    costs: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+    attempts: int = 1
+
+    def to_json(self) -> str:
+        return json.dumps({"version": RESULT_VERSION, **asdict(self)}, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunResult:
+        data = json.loads(text)
+        data.pop("version", None)
+        data["metrics"] = [MetricRow(**m) for m in data.get("metrics", [])]
+        return cls(**data)
+
+
+def _run_content(suite: Suite, variant: str, seed: int) -> dict[str, Any]:
+    """What determines a run's outcome: everything but the other variants, seeds and resources."""
+    dump = suite.model_dump(mode="json")
+    dump.pop("resources")
+    dump.pop("seeds")
+    dump["methods"] = [m for m in dump["methods"] if m["name"] == variant]
+    return {"suite": dump, "seed": seed, "result_version": RESULT_VERSION}
+
+
+def run_id(suite: Suite, variant: str, seed: int) -> str:
+    blob = json.dumps(_run_content(suite, variant, seed), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def expand(suite: Suite, only: list[str] | None = None) -> list[RunSpec]:
+    """One RunSpec per (variant, seed), in suite order; ``only`` keeps the named variants."""
+    names = [v.name for v in suite.methods]
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; suite has {', '.join(names)}")
+    dump = suite.model_dump(mode="json")
+    suite_hash = suite.hash()
+    return [
+        RunSpec(dump, suite_hash, v.name, v.method, seed, run_id(suite, v.name, seed))
+        for v in suite.methods
+        if not only or v.name in only
+        for seed in suite.seeds
+    ]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and a rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,563 @@
+"""The suite spec: a strict, typed schema for a suite YAML, and a loader that lists every error.
+
+``load_suite(path, overrides)`` reads the YAML safely, applies ``key=value`` overrides to the raw
+mapping, fills the defaults that depend on other fields (data from the world, the reference model,
+the primary judge...), checks everything in one pass (types, unknown keys, cross-field rules) and
+either returns a frozen ``Suite`` or raises ``SuiteError`` naming every problem at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    NamedTuple,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+)
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from harness.world.config import WorldConfig
+from methods import REGISTRY, did_you_mean
+from methods.base import MethodParams
+
+# Each data slot's split of the embedded world, and the format of the world's file for it.
+WORLD_SPLITS = {"train_prompts": "train", "preferences": "preferences", "eval_prompts": "eval"}
+WORLD_FORMATS = {"train_prompts": "prompt", "preferences": "hh", "eval_prompts": "prompt"}
+WORLD_JUDGES = ("heldout", "gold")  # reward models that only the embedded world has
+WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith"]
+_SLUG = re.compile(r"[a-z0-9_-]+")
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise PydanticCustomError("slug", "should be a slug: lowercase letters, digits, '_' or '-'")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --- models and data -----------------------------------------------------------------------------
+
+
+class ModelRef(_Strict):
+    path: str = Field(min_length=1, description="Hub id or local directory.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    tokenizer: str | None = Field(None, description="Tokenizer path if not the model's own.")
+    trust_remote_code: bool = Field(False, description="Run the repository's own model code.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_prompt_tokens: PositiveInt = Field(512, description="Prompts are truncated from the left.")
+
+
+class Models(_Strict):
+    policy: ModelRef = Field(description="The base policy every method starts from.")
+    reference: ModelRef | None = Field(None, description="Frozen reference; default: the policy.")
+    reward: ModelRef = Field(description="The training (proxy) reward model.")
+    judges: dict[Slug, ModelRef] = Field(default_factory=dict, description="Held-out judge RMs.")
+
+    @field_validator("judges")
+    @classmethod
+    def _no_reserved_judge_names(cls, judges: dict[str, ModelRef]) -> dict[str, ModelRef]:
+        if {"proxy", "gold"} & set(judges):
+            raise PydanticCustomError("reserved", "judge names 'proxy' and 'gold' are reserved")
+        return judges
+
+
+class DataSource(_Strict):
+    source: Literal["world", "hub", "file"]
+    path: str | None = Field(None, validate_default=True, description="Hub dataset id or file.")
+    data_dir: str | None = Field(None, description="Hub subset, e.g. 'harmless-base'.")
+    split: str = "train"
+    format: Literal["hh", "prompt"] = Field(
+        "hh", description="'hh': `chosen`/`rejected` HH text; 'prompt': a `prompt` field."
+    )
+    limit: PositiveInt | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, path: str | None, info: ValidationInfo) -> str | None:
+        source = info.data.get("source")
+        if source in ("file", "hub") and not path:
+            raise PydanticCustomError("required", "required when source is '{s}'", {"s": source})
+        if source != "file" or path is None:
+            return path
+        resolved = Path(path).expanduser()
+        if not resolved.is_absolute():
+            resolved = Path((info.context or {}).get("base_dir", ".")) / resolved
+        resolved = resolved.resolve()
+        if not resolved.is_file():
+            raise PydanticCustomError("file_not_found", "file not found: {p}", {"p": str(resolved)})
+        return str(resolved)
+
+
+class Data(_Strict):
+    train_prompts: DataSource
+    preferences: DataSource | None = None
+    eval_prompts: DataSource
+
+
+# --- methods: one Variant class per registered method, a union discriminated on `method` ----------
+
+
+class VariantBase(_Strict):
+    name: Slug = Field(description="Unique within the suite; default: the method name.")
+    method: str
+    params: MethodParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") is None and "method" in data:
+            return {**data, "name": data["method"]}
+        return data
+
+
+def _variant_class(method: str) -> type[VariantBase]:
+    params = REGISTRY[method].params
+    return create_model(
+        f"{params.__name__.removesuffix('Params')}Variant",
+        __base__=VariantBase,
+        method=(cast(Any, Literal)[method], ...),
+        params=(params, Field(default_factory=params)),
+    )
+
+
+VARIANTS: dict[str, type[VariantBase]] = {name: _variant_class(name) for name in REGISTRY}
+if TYPE_CHECKING:
+    Variant = VariantBase
+else:
+    Variant = Annotated[Union[tuple(VARIANTS.values())], Field(discriminator="method")]  # noqa: UP007
+
+
+# --- budget, evaluation, resources ---------------------------------------------------------------
+
+
+class Budget(_Strict):
+    prompts_per_round: PositiveInt
+    rounds: PositiveInt
+    samples_per_prompt: PositiveInt
+    max_new_tokens: PositiveInt
+
+
+class Decoding(_Strict):
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: PositiveInt | None = Field(None, description="Default: the budget's.")
+
+
+class LmEval(_Strict):
+    tasks: list[str] = Field(default_factory=list, description="World default: its tiny tasks.")
+    tolerance: float = Field(0.05, ge=0, description="Largest accepted capability drop.")
+    limit: PositiveInt | None = None
+    batch_size: PositiveInt = 16
+
+
+class Eval(_Strict):
+    judges: list[str] = Field(min_length=1, description="proxy, gold, heldout or models.judges.")
+    primary_judge: str | None = Field(None, description="Default: the first non-proxy judge.")
+    num_prompts: PositiveInt = 128
+    decoding: Decoding = Field(default_factory=Decoding)
+    lm_eval: LmEval = Field(default_factory=LmEval)
+    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for intervals.")
+
+
+class Resources(_Strict):
+    cpus_per_run: float = Field(1.0, gt=0)
+    gpus_per_run: float = Field(0.0, ge=0, description="Fractional below 1, whole above.")
+    address: str | None = Field(None, description="Ray address; default: a local pool.")
+    max_retries: int = Field(1, ge=0)
+
+    @field_validator("gpus_per_run")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and not float(gpus).is_integer():
+            raise PydanticCustomError("gpus", "more than one GPU per run must be a whole number")
+        return gpus
+
+
+# --- the suite -----------------------------------------------------------------------------------
+
+
+class Suite(_Strict):
+    name: Slug
+    world: WorldConfig | None = None
+    models: Models | None = None
+    data: Data
+    methods: list[Variant] = Field(min_length=1)
+    budget: Budget
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    eval: Eval
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_all(cls, data: Any, handler: Any) -> Suite:
+        """Fill the defaults, then report type errors and cross-field errors together."""
+        if not isinstance(data, dict):
+            return handler(data)
+        data = _fill_defaults(data)
+        cross = [
+            InitErrorDetails(type=PydanticCustomError("suite", msg), loc=loc, input=given)
+            for loc, given, msg in _cross_checks(data)
+        ]
+        try:
+            suite = handler(data)
+        except ValidationError as exc:
+            if not cross:
+                raise
+            raise ValidationError.from_exception_data(cls.__name__, _details(exc) + cross) from None
+        if cross:
+            raise ValidationError.from_exception_data(cls.__name__, cross)
+        return _resolve(suite)
+
+    def variant(self, name: str) -> VariantBase:
+        for variant in self.methods:
+            if variant.name == name:
+                return variant
+        raise KeyError(f"no variant '{name}'; variants: {', '.join(v.name for v in self.methods)}")
+
+    def hash(self) -> str:
+        """Stable sha256 of the resolved content (defaults filled, file paths absolute)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _details(exc: ValidationError) -> list[InitErrorDetails]:
+    return [
+        InitErrorDetails(
+            type=PydanticCustomError(e["type"], e["msg"], e.get("ctx")),
+            loc=e["loc"],
+            input=e["input"],
+        )
+        for e in exc.errors()
+    ]
+
+
+def _fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """Defaults that depend on the world, filled in a copy of the raw mapping (tolerantly)."""
+    data = copy.deepcopy(raw)
+    has_world = data.get("world") is not None
+    if has_world and data.get("data") is None:
+        data["data"] = {slot: {"source": "world"} for slot in WORLD_SPLITS}
+    sources = data.get("data")
+    for slot, split in WORLD_SPLITS.items():
+        src = sources.get(slot) if isinstance(sources, dict) else None
+        if isinstance(src, dict) and src.get("source") == "world":
+            src.setdefault("split", split)
+            src.setdefault("format", WORLD_FORMATS[slot])
+    lm_eval = _dig(data, "eval", "lm_eval") or {}
+    if isinstance(data.get("eval"), dict) and isinstance(lm_eval, dict) and "tasks" not in lm_eval:
+        data["eval"]["lm_eval"] = {**lm_eval, "tasks": WORLD_LM_EVAL_TASKS if has_world else []}
+    return data
+
+
+def _resolve(suite: Suite) -> Suite:
+    """Defaults that copy other (validated) fields: the reference, primary judge, eval length."""
+    models, ev = suite.models, suite.eval
+    if models is not None and models.reference is None:
+        models = models.model_copy(update={"reference": models.policy})
+    if ev.primary_judge is None:
+        primary = next((j for j in ev.judges if j != "proxy"), ev.judges[0])
+        ev = ev.model_copy(update={"primary_judge": primary})
+    if ev.decoding.max_new_tokens is None:
+        decoding = ev.decoding.model_copy(update={"max_new_tokens": suite.budget.max_new_tokens})
+        ev = ev.model_copy(update={"decoding": decoding})
+    return suite.model_copy(update={"models": models, "eval": ev})
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+Loc = tuple[str | int, ...]
+
+
+def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
+    """Rules across fields, checked on the raw mapping so they are reported beside type errors."""
+    issues: list[tuple[Loc, Any, str]] = []
+    has_world, models = data.get("world") is not None, data.get("models")
+    if has_world and models is not None:
+        issues.append(
+            (("models",), ["world", "models"], "give either `world` or `models`, not both")
+        )
+    if not has_world and models is None:
+        issues.append(((), None, "one of `world` (the tiny world) or `models` is required"))
+    for slot in WORLD_SPLITS:
+        if not has_world and _dig(data, "data", slot, "source") == "world":
+            issues.append((("data", slot, "source"), "world", "source 'world' needs a `world`"))
+    methods = data.get("methods")
+    names = (
+        [m.get("name") or m.get("method") for m in methods if isinstance(m, dict)]
+        if isinstance(methods, list)
+        else []
+    )
+    for i, name in enumerate(names):
+        if name is not None and name in names[:i]:
+            issues.append((("methods", i, "name"), name, "duplicate variant name"))
+    seeds = data.get("seeds")
+    if isinstance(seeds, list):
+        for i, seed in enumerate(seeds):
+            if seed in seeds[:i]:
+                issues.append((("seeds", i), seed, "duplicate seed"))
+    judges = _dig(data, "eval", "judges")
+    if isinstance(judges, list):
+        issues += _judge_checks(data, judges, has_world)
+    return issues
+
+
+def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> list[Any]:
+    issues: list[tuple[Loc, Any, str]] = []
+    model_judges = _dig(data, "models", "judges")
+    named = list(model_judges) if isinstance(model_judges, dict) else []
+    known = ["proxy", *(WORLD_JUDGES if has_world else ()), *named]
+    for i, judge in enumerate(judges):
+        if judge in known:
+            if judge in judges[:i]:
+                issues.append((("eval", "judges", i), judge, "duplicate judge"))
+        elif judge in WORLD_JUDGES:
+            msg = f"judge '{judge}' needs a `world` (hub suites name theirs in models.judges)"
+            issues.append((("eval", "judges", i), judge, msg))
+        else:
+            hint = difflib.get_close_matches(str(judge), known, n=1)
+            tip = f"; did you mean '{hint[0]}'?" if hint else ""
+            msg = f"unknown judge{tip} (known: {', '.join(known)})"
+            issues.append((("eval", "judges", i), judge, msg))
+    primary = _dig(data, "eval", "primary_judge")
+    if primary is not None and primary not in judges:
+        issues.append((("eval", "primary_judge"), primary, "must be one of eval.judges"))
+    return issues
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class SpecIssue(NamedTuple):
+    file: str
+    field: str
+    given: str
+    expected: str
+
+    def __str__(self) -> str:
+        given = f" (given: {self.given})" if self.given else ""
+        return f"{self.file}: {self.field}: {self.expected}{given}"
+
+
+class SuiteError(ValueError):
+    """A suite that cannot run; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[SpecIssue]) -> None:
+        super().__init__("\n".join(map(str, errors)))
+        self.errors = errors
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _field_path(loc: Loc) -> str:
+    out = ""
+    for i, seg in enumerate(loc):
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+        elif i == 2 and loc[0] == "methods" and seg in VARIANTS:
+            out += f"({seg})"
+        else:
+            out += f".{seg}" if out else str(seg)
+    return out or "(suite)"
+
+
+def _keys_at(loc: Loc) -> list[str]:
+    """The keys the schema allows at ``loc`` (a mapping's location), or [] if unknown."""
+    tp: Any = Suite
+    if len(loc) >= 3 and loc[0] == "methods" and loc[2] in VARIANTS:
+        tp, loc = VARIANTS[str(loc[2])], loc[3:]
+    elif len(loc) >= 3 and loc[:2] == ("models", "judges"):
+        tp, loc = ModelRef, loc[3:]
+    for seg in loc:
+        if isinstance(seg, int):
+            continue
+        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or seg not in tp.model_fields:
+            return []
+        tp = tp.model_fields[seg].annotation
+        while get_origin(tp) in (Union, types.UnionType, list):
+            tp = next(a for a in get_args(tp) if a is not type(None))
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _unknown_key_message(loc: Loc) -> str:
+    allowed = _keys_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f"unknown key; did you mean '{close[0]}'?"
+    is_params = len(loc) >= 4 and loc[0] == "methods" and loc[3] == "params"
+    if is_params and not allowed:
+        return f"unknown key: {loc[2]} takes no parameters"
+    what = f"parameters of {loc[2]}" if is_params else "allowed"
+    return f"unknown key ({what}: {', '.join(allowed)})" if allowed else "unknown key"
+
+
+def _issue(file: str, err: Any) -> SpecIssue:
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    given, msg = _short(err["input"]), err["msg"]
+    if kind == "suite" and err["input"] is None:
+        given = ""
+    if kind == "missing":
+        given, msg = "(missing)", "required"
+    elif kind == "extra_forbidden":
+        msg = _unknown_key_message(loc)
+    elif kind == "union_tag_invalid":
+        loc, tag = (*loc, "method"), ctx.get("tag")
+        hint = did_you_mean(str(tag))
+        msg = f"unknown method '{tag}'" + (f"; did you mean '{hint}'?" if hint else "")
+        msg += f" (known: {', '.join(REGISTRY)})"
+        given = repr(tag)
+    elif kind == "union_tag_not_found":
+        loc, given, msg = (*loc, "method"), "(missing)", f"required: one of {', '.join(REGISTRY)}"
+    return SpecIssue(file, _field_path(loc), given, msg)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects duplicate keys and reads ``1e-4`` as a float (YAML 1.2)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+
+
+def _read(path: Path) -> dict[str, Any]:
+    file = str(path)
+    if not path.is_file():
+        what = "is a directory, not a suite file" if path.is_dir() else "file not found"
+        raise SuiteError([SpecIssue(file, "(file)", "", what)])
+    try:
+        raw = _parse_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SuiteError([SpecIssue(file, where, "", f"malformed YAML: {problem}")]) from None
+    if not isinstance(raw, dict):
+        given = type(raw).__name__ if raw is not None else "an empty file"
+        msg = "the top level must be a mapping of suite fields (name, world or models, ...)"
+        raise SuiteError([SpecIssue(file, "(top level)", given, msg)])
+    return raw
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in ``raw`` (in place); lists of named dicts are indexed by name."""
+    key, eq, text = override.partition("=")
+    parts = key.strip().split(".")
+    if not eq or not all(parts):
+        raise ValueError("an override is key=value, e.g. budget.rounds=2")
+    try:
+        value = _parse_yaml(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"value is not valid YAML: {exc}") from None
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth]) or "(top level)"
+        last = depth == len(parts) - 1
+        if isinstance(node, dict):
+            if last:
+                node[part] = value
+                break
+            if node.get(part) is None:  # a missing or empty (`key:`) mapping is created
+                node[part] = {}
+            node = node[part]
+        elif isinstance(node, list):
+            index = _list_index(node, part, where)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        else:
+            raise ValueError(f"'{where}' is {_short(node)}, not a mapping or list")
+
+
+def _list_index(items: list[Any], part: str, where: str) -> int:
+    if re.fullmatch(r"-?\d+", part):
+        if -len(items) <= int(part) < len(items):
+            return int(part)
+        raise ValueError(f"index {part} out of range: '{where}' has {len(items)} items")
+    names = [(m.get("name") or m.get("method")) if isinstance(m, dict) else None for m in items]
+    if part in names:
+        return names.index(part)
+    known = [str(n) for n in names if n is not None]
+    close = difflib.get_close_matches(part, known, n=1)
+    tip = f"; did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"no item named '{part}' in '{where}'{tip} (names: {', '.join(known)})")
+
+
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+    """Read, override and validate a suite file; ``SuiteError`` lists every problem found."""
+    path = Path(path)
+    raw = _read(path)
+    issues: list[SpecIssue] = []
+    for override in overrides:
+        try:
+            apply_override(raw, override)
+        except ValueError as exc:
+            key = override.partition("=")[0] if "=" in override else override
+            issues.append(SpecIssue("(override)", key, repr(override), str(exc)))
+    try:
+        suite = Suite.model_validate(raw, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        issues += [_issue(str(path), err) for err in exc.errors()]
+    if issues:
+        raise SuiteError(issues)
+    return suite
