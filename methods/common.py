@@ -177,7 +177,8 @@ def _generate(
         return empty, empty
     mask = prompt_mask.clone()  # [B, P + t] grows by one column a step
     pos = positions(mask)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    keep = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}  # no [B, P, V] logits
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
     cache, logits = out.past_key_values, out.logits[:, -1, :]
     next_pos = pos[:, -1:] + 1  # [B, 1]
     done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)

@@ -1,0 +1,197 @@
+"""``harness run``: expand a suite, skip what is done, schedule the rest, collect the results.
+
+Exit codes: 0 every run done, 1 some run failed, 2 bad input, 130 interrupted (finished runs kept).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harness.runs import RunResult, RunSpec, expand, write_atomic
+from harness.spec import Suite
+
+
+@dataclass
+class Outcome:
+    out_dir: Path
+    results: list[RunResult]
+    skipped: list[str]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.status != "done"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def finished_runs(out_dir: Path) -> dict[str, RunResult]:
+    """Results already on disk that finished successfully (a failed run is run again)."""
+    done = {}
+    for path in sorted((out_dir / "runs").glob("*.json")):
+        try:
+            result = RunResult.from_json(path.read_text())
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if result.status == "done":
+            done[result.run_id] = result
+    return done
+
+
+class Display:
+    """A live table on a terminal; plain lines otherwise."""
+
+    def __init__(self, specs: list[RunSpec], console: Console) -> None:
+        self.console = console
+        self.specs = {s.run_id: s for s in specs}
+        self.state: dict[str, dict[str, Any]] = {s.run_id: {"status": "pending"} for s in specs}
+        self.live: Live | None = None
+        self.started = time.time()
+
+    def __enter__(self) -> Display:
+        if self.console.is_terminal:
+            self.live = Live(self.table(), console=self.console, refresh_per_second=2)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+            self.live.__exit__(None, None, None)
+
+    def table(self) -> Table:
+        table = Table(title=f"runs ({time.time() - self.started:.0f} s)")
+        for col in ("run", "status", "round", "step", "reward", "elapsed"):
+            table.add_column(col)
+        for run_id, spec in self.specs.items():
+            st = self.state[run_id]
+            elapsed = f"{time.time() - st['started']:.0f} s" if "started" in st else ""
+            if "wall" in st:
+                elapsed = f"{st['wall']:.0f} s"
+            reward = f"{st['reward']:.3f}" if st.get("reward") is not None else ""
+            table.add_row(
+                spec.label, st["status"], str(st.get("round", "")), str(st.get("step", "")), reward, elapsed
+            )
+        return table
+
+    def update(self, run_id: str, state: dict[str, Any]) -> None:
+        if run_id not in self.state or self.state[run_id]["status"] in ("done", "failed"):
+            return
+        before = self.state[run_id].get("status")
+        self.state[run_id].update(state)
+        if self.live is not None:
+            self.live.update(self.table())
+        elif state.get("status") != before and state.get("status") == "running":
+            self.console.print(f"started  {self.specs[run_id].label}")
+
+    def finished(self, result: RunResult, summary: str) -> None:
+        self.state[result.run_id].update(status=result.status, wall=result.costs.get("wall_seconds", 0))
+        if self.live is not None:
+            self.live.update(self.table())
+            self.live.console.print(summary)
+        else:
+            self.console.print(summary)
+
+
+def summary_line(result: RunResult) -> str:
+    """One line per finished run: its status, primary numbers and cost."""
+    label = f"{result.variant}/seed{result.seed}"
+    if result.status != "done":
+        return f"FAILED   {label}: {result.error}"
+    rates = [m for m in result.metrics if m.metric.startswith("winrate.")]
+    parts = [f"{m.metric.removeprefix('winrate.')} {m.value:.3f}" for m in rates]
+    wall = result.costs.get("wall_seconds", 0.0)
+    return f"done     {label}: win-rate {', '.join(parts) or '-'}; {wall:.0f} s"
+
+
+def run_suite(
+    suite: Suite,
+    out_root: Path,
+    only: list[str] | None = None,
+    fresh: bool = False,
+    address: str | None = None,
+    console: Console | None = None,
+    num_gpus: float | None = None,
+) -> Outcome:
+    """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard."""
+    from harness import schedule, shared
+
+    console = console or Console()
+    out_dir = out_root / suite.name
+    specs = expand(suite, only)
+    write_atomic(out_dir / "suite.json", json.dumps(suite.model_dump(mode="json"), indent=1))
+    done = {} if fresh else finished_runs(out_dir)
+    todo = [s for s in specs if s.run_id not in done]
+    skipped = [s.label for s in specs if s.run_id in done]
+    if skipped:
+        console.print(f"resuming: {len(skipped)} run(s) already done, {len(todo)} to run")
+    if suite.world is not None:
+        from harness.models import world_path
+
+        world_path(suite)  # built once here, before any task needs it
+    results = [done[s.run_id] for s in specs if s.run_id in done]
+    res = suite.resources
+    if todo:
+        with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
+            console.print(f"pool: {_describe(p.resources)}; {len(todo)} run(s) of {suite.name}")
+            ref_path = shared.shared_path(suite, out_dir)
+            ref = None if fresh else shared.load_or_none(ref_path)
+            if ref is None:
+                console.print("shared: reference generations and base capability (once per suite)")
+                ref = schedule.compute_shared_remote(spec_dump(suite), res.cpus_per_run, res.gpus_per_run)
+                ref.save(ref_path)
+            with Display(todo, console) as display:
+
+                def on_result(result: RunResult) -> None:
+                    schedule.save_result(out_dir, result)
+                    display.finished(result, summary_line(result))
+
+                results += schedule.run_specs(
+                    todo, out_dir, ref, res.cpus_per_run, res.gpus_per_run, res.max_retries,
+                    display.update, on_result,
+                )
+    outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
+    outcome.paths = write_outputs(out_dir, outcome.results)
+    return outcome
+
+
+def spec_dump(suite: Suite) -> dict[str, Any]:
+    return suite.model_dump(mode="json")
+
+
+def _in_suite_order(results: list[RunResult], specs: list[RunSpec]) -> list[RunResult]:
+    by_id = {r.run_id: r for r in results}
+    return [by_id[s.run_id] for s in specs if s.run_id in by_id]
+
+
+def _describe(resources: dict[str, float]) -> str:
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    return f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
+
+
+def write_outputs(out_dir: Path, results: list[RunResult]) -> dict[str, Path]:
+    """Tables and leaderboard from every result of the suite on disk (all runs, not only new)."""
+    from harness.leaderboard import write_leaderboard
+    from harness.results import load_results, read_table, write_tables
+
+    every = load_results(out_dir)
+    paths = write_tables(out_dir, every)
+    long_df, runs_df = read_table(out_dir)
+    suite_info = json.loads((out_dir / "suite.json").read_text())
+    md, html = write_leaderboard(out_dir, long_df, runs_df, suite_info)
+    return {**paths, "leaderboard.md": md, "leaderboard.html": html}
+
+
+def main_exit(outcome: Outcome) -> int:
+    return outcome.exit_code if sys.stdout else 1

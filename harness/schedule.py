@@ -1,0 +1,174 @@
+"""Scheduling a suite's runs as Ray tasks on a shared CPU/GPU pool: the only module importing Ray.
+
+One suite is many runs (variant x seed); each is a Ray task reserving the suite's ``cpus_per_run``
+and (fractional) ``gpus_per_run``. Finished runs are skipped (resume); each result is written
+atomically the moment it arrives, so a killed driver loses only the runs in flight. A worker that
+dies is retried by Ray up to ``max_retries``; a run that raises is a failed result, not a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from harness.runs import RunResult, RunSpec, write_atomic
+
+PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
+POLL_SECONDS = 0.5
+
+
+@ray.remote(num_cpus=0)
+class ProgressBoard:
+    """Latest progress of every run, posted by the tasks and read by the driver."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def post(self, run_id: str, update: dict[str, Any]) -> None:
+        self.state.setdefault(run_id, {}).update(update)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return self.state
+
+
+def _task_setup(num_cpus: float) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(num_cpus)))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float) -> RunResult:
+    """Inside a Ray task: threads = the task's CPUs; device = CUDA when a GPU was given."""
+    from harness.execute import execute_run
+    from methods.base import Progress
+
+    _task_setup(cpus)
+    last = [0.0]
+    board.post.remote(spec.run_id, {"status": "running", "started": time.time()})
+
+    def progress(p: Progress) -> None:
+        now = time.time()
+        if now - last[0] >= 0.5:
+            last[0] = now
+            board.post.remote(spec.run_id, {"round": p.round, "step": p.step, "reward": p.mean_reward})
+
+    return execute_run(spec, Path(out_dir) / "artifacts" / spec.run_id, shared, progress)
+
+
+def _shared_task(suite_dump: dict[str, Any], cpus: float) -> Any:
+    from harness.shared import compute_shared
+
+    _task_setup(cpus)
+    return compute_shared(suite_dump)
+
+
+@dataclass
+class Pool:
+    """Ray attached for the duration of a suite."""
+
+    address: str | None
+    started_here: bool = False
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def pool(address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None) -> Iterator[Pool]:
+    """Attach to ``address`` (or ``RAY_ADDRESS``), reuse a Ray already initialised in this process,
+    or start a local pool sized to the machine (``num_gpus`` logical GPUs may be declared on a CPU
+    machine: that is how the GPU-pool logic is tested)."""
+    env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+    started = False
+    if not ray.is_initialized():
+        addr = address or os.environ.get("RAY_ADDRESS")
+        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False}
+        kwargs["log_to_driver"] = False
+        if addr:
+            ray.init(address=addr, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
+        started = True
+    try:
+        yield Pool(address, started, dict(ray.cluster_resources()))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+Reporter = Callable[[str, dict[str, Any]], None]
+
+
+def compute_shared_remote(suite_dump: dict[str, Any], cpus: float, gpus: float) -> Any:
+    task = ray.remote(_shared_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
+    return ray.get(task.remote(suite_dump, cpus))
+
+
+def _failed(spec: RunSpec, error: str, attempts: int) -> RunResult:
+    return RunResult(
+        run_id=spec.run_id,
+        suite=spec.suite["name"],
+        variant=spec.variant,
+        method=spec.method,
+        seed=spec.seed,
+        status="failed",
+        error=error,
+        attempts=attempts,
+    )
+
+
+def run_specs(
+    specs: list[RunSpec],
+    out_dir: Path,
+    shared: Any,
+    cpus: float,
+    gpus: float,
+    max_retries: int,
+    on_update: Reporter,
+    on_result: Callable[[RunResult], None],
+) -> list[RunResult]:
+    """Submit every spec as a Ray task, write each result as it arrives, return them all.
+
+    Ctrl-C cancels the tasks still pending or running and re-raises; finished results are kept.
+    """
+    board = ProgressBoard.remote()  # type: ignore[attr-defined]
+    task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
+    shared_ref = ray.put(shared)
+    pending = {task.remote(s, str(out_dir), shared_ref, board, cpus): s for s in specs}
+    results: list[RunResult] = []
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            for ref in done:
+                spec = pending.pop(ref)
+                result = _collect(ref, spec, max_retries)
+                results.append(result)
+                on_result(result)
+            for run_id, state in ray.get(board.snapshot.remote()).items():
+                on_update(run_id, state)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return results
+
+
+def _collect(ref: Any, spec: RunSpec, max_retries: int) -> RunResult:
+    try:
+        result: RunResult = ray.get(ref)
+        return result
+    except ray.exceptions.RayError as exc:  # the worker died, or the task was cancelled
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _failed(spec, f"{type(exc).__name__}: {first}", attempts=max_retries + 1)
+
+
+def save_result(out_dir: Path, result: RunResult) -> Path:
+    path = out_dir / "runs" / f"{result.run_id}.json"
+    write_atomic(path, result.to_json())
+    return path
