@@ -131,6 +131,75 @@ def validate(suite: SuitePath, override: Overrides = None, debug: Debug = False)
     _print_summary(loaded, suite)
 
 
+# --- run -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    suite: SuitePath,
+    override: Overrides = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", metavar="VARIANT", help="Run only these variants.")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (default: $RAY_ADDRESS or a local pool)."),
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="Rerun every run, even those already done.")] = False,
+    out: Annotated[Path, typer.Option(help="Results root; the suite writes to OUT/<name>.")] = Path(
+        "results"
+    ),
+    num_gpus: Annotated[
+        float | None,
+        typer.Option(help="GPUs a local pool declares (default: those detected).", hidden=True),
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Train and evaluate every variant x seed of a suite on a Ray pool; resume what is done.
+
+    Exit 0 when every run succeeded, 1 when some failed, 2 on bad input.
+    """
+    from harness.runner import run_suite
+    from harness.runs import expand
+
+    loaded = load_or_exit(suite, override, debug)
+    try:
+        expand(loaded, only)
+    except ValueError as exc:
+        _fail(str(exc), BAD_INPUT)
+    _preflight(loaded, debug)
+    out_console = _stdout()
+    try:
+        outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
+    except KeyboardInterrupt:
+        _stderr().print("interrupted: running tasks cancelled; finished runs are kept")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)")
+    done = len(outcome.results) - len(outcome.failed)
+    out_console.print(
+        f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
+        f" - results in {outcome.out_dir}"
+    )
+    for name, path in outcome.paths.items():
+        out_console.print(f"  {name:<17} {path}")
+    raise typer.Exit(outcome.exit_code)
+
+
+def _preflight(suite: Suite, debug: bool) -> None:
+    """Fail fast, before any training, when a model or dataset the suite names cannot be had."""
+    from harness.preflight import PreflightError, check
+
+    try:
+        check(suite)
+    except PreflightError as exc:
+        if debug:
+            raise
+        _fail(str(exc), BAD_INPUT)
+
+
 # --- methods -------------------------------------------------------------------------------------
 
 

@@ -81,7 +81,12 @@ class Display:
                 elapsed = f"{st['wall']:.0f} s"
             reward = f"{st['reward']:.3f}" if st.get("reward") is not None else ""
             table.add_row(
-                spec.label, st["status"], str(st.get("round", "")), str(st.get("step", "")), reward, elapsed
+                spec.label,
+                st["status"],
+                str(st.get("round", "")),
+                str(st.get("step", "")),
+                reward,
+                elapsed,
             )
         return table
 
@@ -96,7 +101,9 @@ class Display:
             self.console.print(f"started  {self.specs[run_id].label}")
 
     def finished(self, result: RunResult, summary: str) -> None:
-        self.state[result.run_id].update(status=result.status, wall=result.costs.get("wall_seconds", 0))
+        self.state[result.run_id].update(
+            status=result.status, wall=result.costs.get("wall_seconds", 0)
+        )
         if self.live is not None:
             self.live.update(self.table())
             self.live.console.print(summary)
@@ -149,7 +156,9 @@ def run_suite(
             ref = None if fresh else shared.load_or_none(ref_path)
             if ref is None:
                 console.print("shared: reference generations and base capability (once per suite)")
-                ref = schedule.compute_shared_remote(spec_dump(suite), res.cpus_per_run, res.gpus_per_run)
+                ref = schedule.compute_shared_remote(
+                    spec_dump(suite), res.cpus_per_run, res.gpus_per_run
+                )
                 ref.save(ref_path)
             with Display(todo, console) as display:
 
@@ -158,8 +167,14 @@ def run_suite(
                     display.finished(result, summary_line(result))
 
                 results += schedule.run_specs(
-                    todo, out_dir, ref, res.cpus_per_run, res.gpus_per_run, res.max_retries,
-                    display.update, on_result,
+                    todo,
+                    out_dir,
+                    ref,
+                    res.cpus_per_run,
+                    res.gpus_per_run,
+                    res.max_retries,
+                    display.update,
+                    on_result,
                 )
     outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
     outcome.paths = write_outputs(out_dir, outcome.results)

@@ -58,7 +58,9 @@ def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float)
         now = time.time()
         if now - last[0] >= 0.5:
             last[0] = now
-            board.post.remote(spec.run_id, {"round": p.round, "step": p.step, "reward": p.mean_reward})
+            board.post.remote(
+                spec.run_id, {"round": p.round, "step": p.step, "reward": p.mean_reward}
+            )
 
     return execute_run(spec, Path(out_dir) / "artifacts" / spec.run_id, shared, progress)
 
@@ -80,7 +82,9 @@ class Pool:
 
 
 @contextmanager
-def pool(address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None) -> Iterator[Pool]:
+def pool(
+    address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None
+) -> Iterator[Pool]:
     """Attach to ``address`` (or ``RAY_ADDRESS``), reuse a Ray already initialised in this process,
     or start a local pool sized to the machine (``num_gpus`` logical GPUs may be declared on a CPU
     machine: that is how the GPU-pool logic is tested)."""

@@ -6,13 +6,15 @@ response token; GAE advantages; clipped policy and value losses; adaptive or fix
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
-from methods.base import Method, MethodParams, TrainContext
-from methods.common import masked_mean
+from methods import common
+from methods.base import Method, MethodParams, Progress, TrainContext, prompt_rounds
+from methods.common import Samples, masked_mean
 
 
 class PPOParams(MethodParams):
@@ -145,8 +147,154 @@ def kl_controller(params: PPOParams) -> AdaptiveKLController | FixedKLController
     return AdaptiveKLController(params.init_kl_coef, params.target_kl, params.horizon)
 
 
+class ValueHead(torch.nn.Module):
+    """The critic ``V(s_t)``: one linear layer on the policy's last hidden state (TRL's
+    ``ValueHead``), float32, zero-initialised so the first value estimates are 0 rather than noise.
+    """
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [B, T, H] -> [B, T]
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+def logps_and_values(
+    policy: Any, value_head: ValueHead, samples: Samples, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Response token log-probs and values ``[N, T]`` from ONE forward pass of the policy (0 on
+    padding). The value of the state before token t is read off the hidden state that predicts
+    token t; log-probs as ``common.token_logps`` (temperature-scaled logits, float32)."""
+    T = samples.response_ids.shape[1]
+    mask = samples.attention_mask  # [N, P + T]
+    out = policy(
+        input_ids=samples.input_ids,
+        attention_mask=mask,
+        position_ids=common.positions(mask),
+        use_cache=False,
+        output_hidden_states=True,
+    )
+    logits = out.logits[:, -(T + 1) : -1, :].float() / temperature  # [N, T, V]
+    targets = samples.response_ids[..., None]  # [N, T, 1]
+    logps = logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(dim=-1)  # [N, T]
+    values = value_head(out.hidden_states[-1][:, -(T + 1) : -1, :])  # [N, T]
+    pad = samples.response_mask == 0
+    return logps.masked_fill(pad, 0.0), values.masked_fill(pad, 0.0)
+
+
+@dataclass
+class Rollout:
+    """One round's experience: samples, their RM scores and the PPO targets."""
+
+    samples: Samples  # N = prompts x K rows
+    rewards: torch.Tensor  # [N] reward-model scores
+    mask: torch.Tensor  # [N, T] float, 1 on response tokens
+    logps: torch.Tensor  # [N, T] log-probs at sampling time (the "old" policy)
+    values: torch.Tensor  # [N, T] values at sampling time
+    advantages: torch.Tensor  # [N, T] GAE, whitened if asked
+    returns: torch.Tensor  # [N, T] value targets
+    kl: float  # mean over rollouts of sum_t (logps - ref_logps)
+
+
+@torch.no_grad()
+def rollout(
+    ctx: TrainContext,
+    value_head: ValueHead,
+    prompts: list[str],
+    gen: torch.Generator,
+    kl_coef: float,
+    params: PPOParams,
+) -> Rollout:
+    """Sample K responses per prompt, score them, and compute KL-shaped rewards and GAE."""
+    temperature = _logp_temperature(ctx)
+    samples = common.sample(
+        ctx.policy, ctx.tokenizer, prompts, n=ctx.budget.samples_per_prompt,
+        max_new_tokens=ctx.budget.max_new_tokens, temperature=ctx.decoding.temperature,
+        top_p=ctx.decoding.top_p, generator=gen, device=ctx.device,
+    )  # fmt: skip
+    rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
+    _count(ctx, prompts, samples)
+    mask = samples.response_mask.float()  # [N, T]
+    chunks = torch.arange(len(samples)).split(params.mini_batch_size)
+    old = [logps_and_values(ctx.policy, value_head, samples.select(c), temperature) for c in chunks]
+    logps = torch.cat([lv[0] for lv in old])  # [N, T]
+    values = torch.cat([lv[1] for lv in old])  # [N, T]
+    ref_logps = common.token_logps(ctx.reference, samples, temperature, params.mini_batch_size)
+    token_rewards = kl_shaped_rewards(rewards, logps, ref_logps, mask, kl_coef)  # [N, T]
+    advantages, returns = gae(token_rewards, values, mask, params.gamma, params.lam)
+    if params.whiten_advantages:
+        advantages = common.masked_whiten(advantages, mask)
+    kl = float(common.sequence_logps(logps - ref_logps, mask).mean())
+    return Rollout(samples, rewards, mask, logps, values, advantages, returns, kl)
+
+
+def minibatch_loss(
+    ctx: TrainContext, value_head: ValueHead, batch: Rollout, rows: torch.Tensor, params: PPOParams
+) -> torch.Tensor:
+    """``ppo_policy_loss + vf_coef * ppo_value_loss`` on the rollouts ``rows`` ``[M]``."""
+    logps, values = logps_and_values(
+        ctx.policy, value_head, batch.samples.select(rows), _logp_temperature(ctx)
+    )  # [M, T]
+    idx = rows.to(ctx.device)
+    mask = batch.mask[idx]  # [M, T]
+    pg_loss, _ = ppo_policy_loss(
+        logps, batch.logps[idx], batch.advantages[idx], mask, params.cliprange
+    )
+    vf_loss = ppo_value_loss(
+        values, batch.values[idx], batch.returns[idx], mask, params.cliprange_value
+    )
+    return pg_loss + params.vf_coef * vf_loss
+
+
 def train(ctx: TrainContext, params: PPOParams) -> None:
-    raise NotImplementedError
+    """PPO-RLHF: each round, a rollout batch from the current policy (K samples per prompt), then
+    ``ppo_epochs`` passes over it in shuffled mini-batches; the KL coefficient adapts per batch."""
+    policy = ctx.policy
+    value_head = ValueHead(policy.config.hidden_size).to(ctx.device)
+    trainable = [*policy.parameters(), *value_head.parameters()]
+    optimizer = torch.optim.AdamW(trainable, lr=params.lr)
+    kl_ctl = kl_controller(params)
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
+    order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
+    policy.train()
+    step = 0
+    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
+        batch = rollout(ctx, value_head, prompts, gen, kl_ctl.value, params)
+        for _ in range(params.ppo_epochs):
+            for rows in torch.randperm(len(batch.samples), generator=order).split(
+                params.mini_batch_size
+            ):
+                loss = minibatch_loss(ctx, value_head, batch, rows, params)
+                common.check_finite(loss, ctx.method, round_, step)
+                _optimizer_step(loss, optimizer, trainable, params.max_grad_norm)
+                ctx.costs.optimizer_steps += 1
+                ctx.progress(Progress(round_, step, float(loss), float(batch.rewards.mean())))
+                step += 1
+        kl_ctl.update(batch.kl, n_steps=len(batch.samples))
+    policy.eval()
+
+
+def _logp_temperature(ctx: TrainContext) -> float:
+    # log-probs of the distribution actually sampled from; greedy decoding (0) has none: use 1
+    return ctx.decoding.temperature or 1.0
+
+
+def _count(ctx: TrainContext, prompts: list[str], samples: Samples) -> None:
+    ctx.costs.prompts += len(prompts)
+    ctx.costs.samples += len(samples)
+    ctx.costs.generated_tokens += int(samples.response_mask.sum())
+
+
+def _optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[Any], max_grad_norm: float
+) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
 
 
 METHOD = Method(

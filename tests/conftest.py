@@ -32,3 +32,23 @@ def tiny_world(cache_root: Path) -> Path:
     from harness.world.config import WorldConfig
 
     return ensure_world(WorldConfig(), cache_root, log=lambda line: None)
+
+
+@pytest.fixture
+def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
+    """A factory of TrainContexts on the tiny world, as ``harness run`` builds them:
+    ``make_ctx("rrhf", seed=0, overrides=["budget.rounds=2"]) -> (ctx, params)``."""
+    import torch
+
+    from harness.execute import train_context
+    from harness.runs import expand
+    from harness.spec import load_suite
+    from methods.base import Costs
+
+    def make(variant: str, seed: int = 0, overrides: list[str] | None = None):  # type: ignore[no-untyped-def]
+        suite = load_suite(REPO / "suites" / "tiny.yaml", [f"seeds=[{seed}]", *(overrides or [])])
+        (spec,) = expand(suite, [variant])
+        ctx = train_context(suite, spec, torch.device("cpu"), Costs(), lambda p: None)
+        return ctx, suite.variant(variant).params
+
+    return make

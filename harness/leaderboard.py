@@ -1,0 +1,431 @@
+"""The leaderboard: one row per variant, ranked by the primary judge's win-rate.
+
+``summarise`` reduces the long table (and the run table, for costs and failures) to one row per
+variant: per judge the win-rate (mean over seeds, 95% t-interval over seeds; one seed keeps its
+bootstrap interval), KL, length, distinct-1/2, capability deltas (mean over seeds, with a
+regression mark when any seed flagged one) and median costs. ``write_leaderboard`` writes
+``leaderboard.md`` (stable text: no timestamps, no absolute paths) and a self-contained
+``leaderboard.html`` (inline CSS, plots as base64 PNG; no script, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.results import SuiteInfo, aggregate, suite_hash
+
+PROXY = "proxy"
+QUALITY = {"kl": "KL", "length": "length", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
+COSTS = {
+    "wall_seconds": "wall s",
+    "samples": "samples",
+    "generated_tokens": "tokens",
+    "reward_calls": "RM calls",
+    "optimizer_steps": "opt steps",
+}
+REGRESSION_MARK = "⚠"
+
+
+# --- what is in the table ---------------------------------------------------------------------
+
+
+def _suffixes(long_df: pd.DataFrame, prefix: str) -> list[str]:
+    names = long_df["metric"][long_df["metric"].str.startswith(prefix)].str.removeprefix(prefix)
+    return sorted(set(names))
+
+
+def judges_of(long_df: pd.DataFrame, info: SuiteInfo | None) -> list[str]:
+    """Judges with win-rates in the table: the suite's order first, then any others by name."""
+    found = _suffixes(long_df, "winrate.")
+    listed = [j for j in (info.judges if info else ()) if j in found]
+    return listed + [j for j in found if j not in listed]
+
+
+def primary_judge(judges: list[str], info: SuiteInfo | None) -> str | None:
+    """The suite's primary judge when the table has it, else the first non-proxy judge found."""
+    if info and info.primary_judge in judges:
+        return info.primary_judge
+    return next((j for j in judges if j != PROXY), judges[0] if judges else None)
+
+
+def tolerance_of(info: SuiteInfo | None) -> float:
+    return info.tolerance if info and info.tolerance is not None else 0.05
+
+
+def _variant_methods(
+    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None
+) -> dict[str, str]:
+    """variant -> method for every variant in the tables: the suite's order, then by name."""
+    frames = [df for df in (long_df, runs_df) if df is not None]
+    methods = {v: m for df in frames for v, m in zip(df["variant"], df["method"], strict=True)}
+    order = [v for v in (info.variant_order if info else []) if v in methods]
+    order += sorted(v for v in methods if v not in order)
+    return {v: methods[v] for v in order}
+
+
+# --- the summary ------------------------------------------------------------------------------
+
+
+def summarise(
+    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, suite_info: SuiteInfo | None
+) -> pd.DataFrame:
+    """One row per variant, ranked (``rank`` 1 = best) by the primary judge's win-rate.
+
+    Columns: rank, variant, method, seeds, failed, ``winrate.<judge>`` per judge and
+    ``capability_delta.<task>`` per task (each with ``.low``/``.high``: the interval over seeds),
+    ``regression.<task>`` (bool) per task, kl, length, distinct_1, distinct_2, then the median
+    costs. ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds.
+    """
+    judges, tasks = judges_of(long_df, suite_info), _suffixes(long_df, "capability_delta.")
+    agg = aggregate(long_df).set_index(["variant", "metric"])
+    variants = _variant_methods(long_df, runs_df, suite_info)
+    rows = [_row(v, m, long_df, runs_df, agg, judges, tasks) for v, m in variants.items()]
+    df = pd.DataFrame(rows)
+    primary = primary_judge(judges, suite_info)
+    if primary is not None and len(df):
+        df = df.sort_values(
+            f"winrate.{primary}", ascending=False, kind="stable", na_position="last"
+        )
+    df.insert(0, "rank", range(1, len(df) + 1))
+    df = df.reset_index(drop=True)
+    frames = [f for f in (long_df, runs_df) if f is not None]
+    df.attrs.update(judges=judges, primary_judge=primary, tasks=tasks)
+    df.attrs["tolerance"] = tolerance_of(suite_info)
+    df.attrs["suites"] = sorted({str(s) for f in frames for s in f["suite"]})
+    df.attrs["seeds"] = sorted({int(s) for f in frames for s in f["seed"]})
+    return df
+
+
+def _row(
+    variant: str,
+    method: str,
+    long_df: pd.DataFrame,
+    runs_df: pd.DataFrame | None,
+    agg: pd.DataFrame,
+    judges: list[str],
+    tasks: list[str],
+) -> dict:
+    def stat(metric: str, column: str = "mean") -> float:
+        key = (variant, metric)
+        return float(agg.at[key, column]) if key in agg.index else math.nan
+
+    mine = long_df[long_df["variant"] == variant]
+    row: dict = {"variant": variant, "method": method, "seeds": mine["seed"].nunique()}
+    runs = runs_df[runs_df["variant"] == variant] if runs_df is not None else None
+    row["failed"] = int((runs["status"] == "failed").sum()) if runs is not None else 0
+    intervals = [f"winrate.{j}" for j in judges] + [f"capability_delta.{t}" for t in tasks]
+    for metric in intervals:
+        for column, suffix in (("mean", ""), ("ci_low", ".low"), ("ci_high", ".high")):
+            row[f"{metric}{suffix}"] = stat(metric, column)
+    row.update({metric: stat(metric) for metric in QUALITY})
+    for task in tasks:
+        flags = mine["value"][mine["metric"] == f"regression.{task}"]
+        row[f"regression.{task}"] = bool((flags >= 0.5).any())
+    done = runs[runs["status"] == "done"] if runs is not None else None
+    for cost in COSTS:
+        ok = done is not None and cost in done and done[cost].notna().any()
+        row[cost] = float(done[cost].median()) if ok and done is not None else math.nan
+    return row
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def _num(value: float, digits: int = 3, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _count(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:,.0f}"
+
+
+def _interval(row: pd.Series, key: str) -> str:
+    text = _num(row[key])
+    low, high = row[f"{key}.low"], row[f"{key}.high"]
+    if text != "-" and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of the ranked table (shared by the markdown and the HTML)."""
+    judges, primary = summary.attrs["judges"], summary.attrs["primary_judge"]
+    judges = [primary, *[j for j in judges if j != primary]] if primary else judges
+    tasks = summary.attrs["tasks"]
+    headers = ["rank", "variant", "method", "seeds"]
+    headers += [f"win-rate {j}" + (" (primary)" if j == primary else "") for j in judges]
+    headers += [*QUALITY.values(), *[f"Δ {t}" for t in tasks], *COSTS.values()]
+    rows = []
+    for _, row in summary.iterrows():
+        seeds = str(row["seeds"]) + (f" (+{row['failed']} failed)" if row["failed"] else "")
+        cells = [str(row["rank"]), row["variant"], row["method"], seeds]
+        cells += [_interval(row, f"winrate.{j}") for j in judges]
+        cells += [_num(row["kl"]), _num(row["length"], 1)]
+        cells += [_num(row["distinct_1"]), _num(row["distinct_2"])]
+        for task in tasks:
+            mark = f" {REGRESSION_MARK}" if row[f"regression.{task}"] else ""
+            cells.append(_num(row[f"capability_delta.{task}"], sign=True) + mark)
+        cells += [_num(row["wall_seconds"], 1), *[_count(row[c]) for c in list(COSTS)[1:]]]
+        rows.append(cells)
+    return headers, rows
+
+
+def failed_runs(runs_df: pd.DataFrame | None) -> list[list[str]]:
+    """variant, seed, run_id, attempts, error (first 300 characters, on one line) per failure."""
+    if runs_df is None:
+        return []
+    failed = runs_df[runs_df["status"] == "failed"]
+    rows = []
+    for _, run in failed.iterrows():
+        error = str(run["error"]) if isinstance(run["error"], str) else "(no error recorded)"
+        error = " ".join(error.split())
+        error = error if len(error) <= 300 else error[:299] + "…"
+        rows.append([run["variant"], str(run["seed"]), run["run_id"], str(run["attempts"]), error])
+    return rows
+
+
+def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> list[str]:
+    """How the table was made, one bullet each (markdown inline code in backticks)."""
+    judges, primary = summary.attrs["judges"], summary.attrs["primary_judge"]
+    described = [f"{j} (primary: ranks the table)" if j == primary else j for j in judges]
+    if PROXY in judges:
+        described = [d + (" (the training reward model)" if d == PROXY else "") for d in described]
+    seeds = summary.attrs["seeds"]
+    out = [
+        f"Judges: {', '.join(described) or 'none'}",
+        f"Seeds: {', '.join(map(str, seeds)) or 'unknown'}",
+        "Win-rate: (wins + ties/2) / n against the reference policy on held-out prompts; mean over"
+        " seeds with a 95% t-interval over seeds (one seed: its bootstrap interval)",
+        "KL: Monte-Carlo KL(policy ‖ reference) per response; length: mean response tokens;"
+        " distinct-n: distinct n-grams / all n-grams",
+        f"Capability: Δ = lm-eval accuracy minus the base model's, mean over seeds; tolerance"
+        f" {summary.attrs['tolerance']:.3f}; {REGRESSION_MARK} = a seed dropped beyond it",
+        "Costs: median over a variant's finished runs",
+    ]
+    if runs_df is not None:
+        commits = sorted({str(c)[:12] for c in runs_df["git_commit"].dropna()}) or ["unknown"]
+        devices = sorted(set(runs_df["device_name"].dropna())) or ["unknown"]
+        out.append(f"Provenance: git commit `{'`, `'.join(commits)}`; device {', '.join(devices)}")
+    return out
+
+
+def title(summary: pd.DataFrame, info: SuiteInfo | None) -> str:
+    return info.name if info else ", ".join(summary.attrs["suites"]) or "results"
+
+
+def made_by(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> str:
+    """One sentence: which suite (and hash), how many runs finished and failed."""
+    if runs_df is not None:
+        done = int((runs_df["status"] == "done").sum())
+        counts = f"{len(runs_df)} runs: {done} done, {len(runs_df) - done} failed"
+    else:
+        counts = "no run table (failed runs unknown)"
+    digest = suite_hash(info, runs_df)
+    hashed = f" (hash `{digest[:16]}`)" if digest else ""
+    return f"Made by `harness leaderboard` from suite `{title(summary, info)}`{hashed}; {counts}."
+
+
+# --- plots (matplotlib's Agg canvas through Figure: no pyplot state, no display) --------------
+
+MARKERS = "osD^vPX*<>"
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _errors(summary: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(means, [2, V] non-negative error bar lengths) of one interval column family."""
+    mean = summary[key].to_numpy(float)
+    low, high = summary[f"{key}.low"].to_numpy(float), summary[f"{key}.high"].to_numpy(float)
+    errors = np.nan_to_num(np.vstack([mean - low, high - mean]))
+    return mean, np.clip(errors, 0, None)
+
+
+def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -> None:
+    """One group per variant (rank order), one error bar (or bar) per key in it."""
+    x, width = np.arange(len(summary)), 0.8 / max(len(keys), 1)
+    for i, (label, key) in enumerate(keys.items()):
+        mean, errors = _errors(summary, key)
+        at = x + (i - (len(keys) - 1) / 2) * width
+        if bars:
+            ax.bar(at, np.nan_to_num(mean), width, yerr=errors, capsize=3, label=label)
+        else:
+            ax.errorbar(at, mean, yerr=errors, fmt=MARKERS[i % 10], capsize=3, label=label)
+    ax.set_xticks(x, summary["variant"], rotation=30, ha="right")
+    if keys:
+        ax.legend(fontsize="small")
+
+
+def _winrate_plot(summary: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
+    ax = fig.add_subplot()
+    _grouped(ax, summary, {j: f"winrate.{j}" for j in summary.attrs["judges"]}, bars=False)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("win-rate against the reference")
+    return fig
+
+
+def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    key = f"winrate.{summary.attrs['primary_judge']}"
+    rows = long_df[long_df["metric"].isin(["kl", key])]
+    points = rows.pivot_table(index=["variant", "run_id"], columns="metric", values="value")
+    if {"kl", key} <= set(points.columns):
+        for i, variant in enumerate(summary["variant"]):
+            if variant in points.index.get_level_values("variant"):
+                seeds = points.xs(variant, level="variant")
+                ax.scatter(seeds["kl"], seeds[key], marker=MARKERS[i % 10], s=45, label=variant)
+        ax.legend(fontsize="small")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("KL(policy ‖ reference), per response")
+    ax.set_ylabel(f"win-rate ({summary.attrs['primary_judge']})")
+    return fig
+
+
+def _capability_plot(summary: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
+    ax = fig.add_subplot()
+    tasks = summary.attrs["tasks"]
+    _grouped(ax, summary, {t: f"capability_delta.{t}" for t in tasks}, bars=True)
+    tolerance = summary.attrs["tolerance"]
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
+    ax.legend(fontsize="small")
+    if not tasks:
+        ax.text(0.5, 0.5, "no capability metrics", ha="center", transform=ax.transAxes)
+    ax.set_ylabel("accuracy minus the base model's")
+    return fig
+
+
+def plots(summary: pd.DataFrame, long_df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) of the three leaderboard plots."""
+    primary, tolerance = summary.attrs["primary_judge"], summary.attrs["tolerance"]
+    return [
+        (
+            "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
+            " interval (dotted: 0.5, no better than the reference).",
+            _png(_winrate_plot(summary)),
+        ),
+        (f"Win-rate ({primary}) against KL, one point per seed.", _png(_kl_plot(summary, long_df))),
+        (
+            f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
+            f" tolerance, {tolerance:.3f}).",
+            _png(_capability_plot(summary)),
+        ),
+    ]
+
+
+# --- markdown and HTML ------------------------------------------------------------------------
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, rows)]
+
+
+def markdown(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> str:
+    """The text of ``leaderboard.md``."""
+    lines = [f"# Leaderboard: {title(summary, info)}", "", made_by(summary, runs_df, info), ""]
+    lines += [f"- {note}" for note in notes(summary, runs_df, info)]
+    lines += ["", "## Ranking", "", *_md_table(*table_cells(summary)), "", "## Failed runs", ""]
+    failed = failed_runs(runs_df)
+    if failed:
+        lines += _md_table(["variant", "seed", "run_id", "attempts", "error"], failed)
+    else:
+        lines.append("None." if runs_df is not None else "Unknown (no run table).")
+    return "\n".join(lines) + "\n"
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; } td.text { text-align: left; white-space: normal; }
+tr:nth-child(even) td { background: #fafafa; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
+img { max-width: 100%; }
+"""
+
+
+def _html_table(headers: list[str], rows: list[list[str]], text_columns: set[int]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+
+    def cell(i: int, text: str) -> str:
+        kind = ' class="text"' if i in text_columns else ""
+        return f"<td{kind}>{html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(map(cell, range(len(c)), c)) + "</tr>" for c in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _inline(text: str) -> str:
+    """Escape, then render markdown `code` spans."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def html_page(
+    summary: pd.DataFrame,
+    long_df: pd.DataFrame,
+    runs_df: pd.DataFrame | None,
+    info: SuiteInfo | None,
+) -> str:
+    """The text of ``leaderboard.html``: self-contained, no script, no external resource."""
+    name = html.escape(title(summary, info))
+    items = "".join(f"<li>{_inline(n)}</li>" for n in notes(summary, runs_df, info))
+    parts = [f"<h1>Leaderboard: {name}</h1>", f"<p>{_inline(made_by(summary, runs_df, info))}</p>"]
+    parts.append(f"<ul>{items}</ul>")
+    parts += ["<h2>Ranking</h2>", _html_table(*table_cells(summary), {1, 2})]
+    failed = failed_runs(runs_df)
+    parts.append("<h2>Failed runs</h2>")
+    headers = ["variant", "seed", "run_id", "attempts", "error"]
+    parts.append(_html_table(headers, failed, {0, 2, 4}) if failed else "<p>None.</p>")
+    parts.append("<h2>Plots</h2>")
+    for caption, png in plots(summary, long_df):
+        parts.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Leaderboard: {name}</title><style>{CSS}</style></head>\n"
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+
+
+def write_leaderboard(
+    results_dir: Path,
+    long_df: pd.DataFrame,
+    runs_df: pd.DataFrame | None,
+    suite_info: SuiteInfo | None,
+) -> tuple[Path, Path]:
+    """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically)."""
+    from harness.runs import write_atomic
+
+    summary = summarise(long_df, runs_df, suite_info)
+    md_path, html_path = (
+        Path(results_dir) / "leaderboard.md",
+        Path(results_dir) / "leaderboard.html",
+    )
+    write_atomic(md_path, markdown(summary, runs_df, suite_info))
+    write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info))
+    return md_path, html_path

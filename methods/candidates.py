@@ -1,0 +1,171 @@
+"""Candidate responses ranked per prompt by RRHF and PRO, drawn from several sources.
+
+Sources (``params.candidates``): ``policy`` (the policy's own samples), ``reference`` (samples of
+the frozen base policy ``ctx.reference``), ``chosen`` / ``rejected`` (the responses of a dataset
+preference pair whose prompt text equals the prompt; the first such pair in ``ctx.preferences``;
+a prompt with no pair simply gets no dataset candidates).
+
+**Equal budget.** The ``K = budget.samples_per_prompt`` generations per prompt are split among the
+generators listed (``policy``, ``reference``), in the order listed: ``K // G`` each, and one more
+for each of the first ``K % G`` (K = 4, ``[policy, reference]``: 2 + 2; K = 3: 2 + 1). Dataset
+responses are extra candidates: they cost no generation. Every candidate is scored by the reward
+model, dataset responses included (the ranking uses the RM, not the dataset's labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from methods import common
+from methods.base import Candidate, PreferencePair, TrainContext
+from methods.common import Samples
+
+GENERATORS: tuple[Candidate, ...] = ("policy", "reference")
+DATASET: tuple[Candidate, ...] = ("chosen", "rejected")
+
+
+def split(sources: list[Candidate], k: int) -> dict[Candidate, int]:
+    """Generations per prompt of each generator in ``sources``; they sum to ``k`` (to 0 when no
+    generator is listed)."""
+    generators = [s for s in dict.fromkeys(sources) if s in GENERATORS]
+    share, extra = divmod(k, max(len(generators), 1))
+    return {g: share + (1 if i < extra else 0) for i, g in enumerate(generators)}
+
+
+def pairs_by_prompt(preferences: list[PreferencePair]) -> dict[str, PreferencePair]:
+    """The first preference pair of each prompt text."""
+    pairs: dict[str, PreferencePair] = {}
+    for pair in preferences:
+        pairs.setdefault(pair.prompt, pair)
+    return pairs
+
+
+def generate(
+    ctx: TrainContext, model: object, prompts: list[str], n: int, gen: torch.Generator
+) -> Samples:
+    """``n`` samples per prompt from ``model`` with the run's decoding settings and generator;
+    every generated sample and token is added to ``ctx.costs``."""
+    samples = common.sample(
+        model,
+        ctx.tokenizer,
+        prompts,
+        n=n,
+        max_new_tokens=ctx.budget.max_new_tokens,
+        temperature=ctx.decoding.temperature,
+        top_p=ctx.decoding.top_p,
+        generator=gen,
+        device=ctx.device,
+    )
+    ctx.costs.samples += len(samples)
+    ctx.costs.generated_tokens += int(samples.lengths.sum())
+    return samples
+
+
+def concat(parts: list[Samples], pad: int) -> Samples:
+    """Rows of several ``Samples`` in one, re-padded to the shared layout (prompts left-padded
+    to the widest prompt, responses right-padded to the longest response)."""
+    P = max(s.prompt_len for s in parts)
+    T = max(int(s.response_ids.shape[1]) for s in parts)
+
+    def left(x: torch.Tensor, value: int) -> torch.Tensor:
+        return F.pad(x, (P - x.shape[1], 0), value=value)
+
+    def right(x: torch.Tensor, value: int) -> torch.Tensor:
+        return F.pad(x, (0, T - x.shape[1]), value=value)
+
+    return Samples(
+        prompt_ids=torch.cat([left(s.prompt_ids, pad) for s in parts]),  # [N, P]
+        prompt_mask=torch.cat([left(s.prompt_mask, 0) for s in parts]),  # [N, P]
+        response_ids=torch.cat([right(s.response_ids, pad) for s in parts]),  # [N, T]
+        response_mask=torch.cat([right(s.response_mask, 0) for s in parts]),  # [N, T]
+        prompts=[p for s in parts for p in s.prompts],
+        responses=[r for s in parts for r in s.responses],
+    )
+
+
+@dataclass
+class Candidates:
+    """The scored candidates of a round's prompts (or of a mini-batch of them)."""
+
+    samples: Samples  # [N] every candidate, in source order
+    rewards: torch.Tensor  # [N] proxy-RM reward of each
+    sources: list[Candidate]  # [N] where each came from
+    groups: list[list[int]]  # per prompt: the rows of its candidates
+
+    def batch(self, prompt_index: list[int]) -> Candidates:
+        """The candidates of the prompts ``prompt_index`` only, rows renumbered."""
+        rows = [r for i in prompt_index for r in self.groups[i]]
+        groups, start = [], 0
+        for i in prompt_index:
+            groups.append(list(range(start, start + len(self.groups[i]))))
+            start += len(self.groups[i])
+        return Candidates(
+            self.samples.select(rows),
+            self.rewards[rows],
+            [self.sources[r] for r in rows],
+            groups,
+        )
+
+    def by_count(self) -> list[torch.Tensor]:
+        """Row indices ``[B_c, c]``: the prompts with ``c`` candidates, for each ``c`` present, so
+        that ``logps[index]`` is ``[B_c, c, T]`` (a prompt lacking a dataset pair has fewer)."""
+        counts = sorted({len(g) for g in self.groups if g})
+        return [torch.tensor([g for g in self.groups if len(g) == c]) for c in counts]
+
+    def prompt_batches(self, size: int) -> list[list[int]]:
+        """Consecutive mini-batches of ``size`` prompts, leaving out prompts with no candidate."""
+        ranked = [i for i, g in enumerate(self.groups) if g]
+        return [ranked[i : i + size] for i in range(0, len(ranked), size)]
+
+    def mean_reward(self) -> float:
+        """Mean reward of the policy's own samples (of all candidates when it has none)."""
+        own = [i for i, s in enumerate(self.sources) if s == "policy"]
+        return float(self.rewards[own].mean() if own else self.rewards.mean())
+
+
+def gather(
+    ctx: TrainContext,
+    prompts: list[str],
+    sources: list[Candidate],
+    pairs: dict[str, PreferencePair],
+    gen: torch.Generator,
+) -> Candidates:
+    """Generate, collect and score the candidates of ``prompts`` (see the module docstring);
+    costs (prompts, samples, generated tokens) are added to ``ctx.costs``."""
+    ctx.costs.prompts += len(prompts)
+    B, parts, labels, groups = len(prompts), [], [], [[] for _ in prompts]
+    for source, n in split(sources, ctx.budget.samples_per_prompt).items():
+        if n == 0:
+            continue
+        model = ctx.policy if source == "policy" else _reference(ctx)
+        start = sum(len(p) for p in parts)
+        parts.append(generate(ctx, model, prompts, n, gen))  # row i * n + j: prompt i
+        labels += [source] * (B * n)
+        for i in range(B):
+            groups[i] += range(start + i * n, start + (i + 1) * n)
+    texts: list[tuple[int, Candidate, str]] = [
+        (i, s, getattr(pairs[p], s))
+        for i, p in enumerate(prompts)
+        if p in pairs
+        for s in dict.fromkeys(sources)
+        if s in DATASET
+    ]
+    if texts:
+        start = sum(len(p) for p in parts)
+        index, kinds, responses = zip(*texts, strict=True)
+        parts.append(common.pack(ctx.tokenizer, [prompts[i] for i in index], list(responses), ctx.device))
+        labels += kinds
+        for row, i in enumerate(index):
+            groups[i].append(start + row)
+    samples = concat(parts, common.pad_id(ctx.tokenizer))  # [N]
+    rewards = ctx.reward(samples.prompts, samples.responses)  # [N]
+    return Candidates(samples, rewards, labels, groups)
+
+
+def _reference(ctx: TrainContext) -> object:
+    if ctx.reference is None:
+        raise ValueError("candidates 'reference' need a reference policy, and ctx has none")
+    return ctx.reference

@@ -1,0 +1,291 @@
+"""Evaluation: statistics checked by hand and against closed forms; then, on the tiny world, the
+base policy against itself, best-of-8, and a damaged policy caught by lm-eval."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from harness.capability import TaskScore
+from harness.evaluate import (
+    Estimate,
+    ReferenceEval,
+    best_of_n_kl,
+    capability_rows,
+    distinct_n,
+    evaluate_policy,
+    kl_estimate,
+    mean_with_ci,
+    outcomes,
+    reference_eval,
+    seed_interval,
+    win_rate,
+)
+from harness.runs import MetricRow
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- statistics
+
+
+def paired(wins: int, ties: int, losses: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Policy and reference scores ``[N]`` with exactly these outcomes, in a shuffled order."""
+    policy = np.array([1.0] * wins + [0.5] * ties + [0.0] * losses)
+    ref = np.array([0.0] * wins + [0.5] * ties + [1.0] * losses)
+    order = np.random.default_rng(seed).permutation(len(policy))
+    return policy[order], ref[order]
+
+
+def test_bootstrap_interval_matches_wald() -> None:
+    policy, ref = paired(wins=240, ties=0, losses=160)  # n = 400, p = 0.6
+    est = win_rate(policy, ref, n_boot=4000, seed=1)
+    half = 1.96 * math.sqrt(0.6 * 0.4 / 400)  # Wald: 0.048
+    assert est.value == pytest.approx(0.6)
+    assert est.n == 400
+    assert est.ci_low == pytest.approx(0.6 - half, abs=0.012)
+    assert est.ci_high == pytest.approx(0.6 + half, abs=0.012)
+
+
+def test_win_rate_is_deterministic_per_seed() -> None:
+    policy, ref = paired(wins=30, ties=5, losses=25)
+    assert win_rate(policy, ref, 500, seed=3) == win_rate(policy, ref, 500, seed=3)
+    assert win_rate(policy, ref, 500, seed=3) != win_rate(policy, ref, 500, seed=4)
+
+
+def test_ties_count_half() -> None:
+    # win, tie, tie (within tie_eps), tie: (1 + 3 / 2) / 4
+    policy, ref = [2.0, 1.0, 1.0 + 1e-9, 5.0], [1.0, 1.0, 1.0, 5.0]
+    assert outcomes(policy, ref).tolist() == [1.0, 0.5, 0.5, 0.5]
+    assert win_rate(policy, ref, 200, 0).value == pytest.approx(0.625)
+    assert win_rate([0.0, 3.0], [1.0, 3.0], 200, 0).value == pytest.approx(0.25)  # loss, tie
+
+
+def test_all_ties_give_one_half() -> None:
+    scores = torch.linspace(-1, 1, 50)
+    assert win_rate(scores, scores.clone(), 200, 0) == Estimate(0.5, 0.5, 0.5, 50)
+
+
+def test_unpaired_scores_are_rejected() -> None:
+    with pytest.raises(ValueError, match="paired"):
+        outcomes([1.0, 2.0], [1.0])
+
+
+def test_mean_with_ci_by_hand() -> None:
+    assert mean_with_ci([2.0, 2.0, 2.0]) == Estimate(2.0, 2.0, 2.0, 3)
+    est = mean_with_ci([0.0, 1.0, 2.0, 3.0], 500, 0)
+    assert est.value == 1.5 and 0.0 <= est.ci_low < 1.5 < est.ci_high <= 3.0
+    empty = mean_with_ci([])
+    assert empty.n == 0 and math.isnan(empty.value)
+
+
+def test_seed_interval_by_hand() -> None:
+    est = seed_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
+    half = 4.302653 / math.sqrt(3)
+    assert (est.value, est.n) == (2.0, 3)
+    assert est.ci_low == pytest.approx(2 - half, abs=1e-5)
+    assert est.ci_high == pytest.approx(2 + half, abs=1e-5)
+    one = seed_interval([0.7])
+    assert one.value == 0.7 and math.isnan(one.ci_low) and math.isnan(one.ci_high)
+    assert one.row("winrate.gold") == MetricRow("winrate.gold", 0.7, None, None, 1)
+
+
+def test_distinct_n_by_hand() -> None:
+    texts = ["a b a b", "a b"]
+    assert distinct_n(texts, 1) == pytest.approx(2 / 6)  # {a, b} of a b a b a b
+    assert distinct_n(texts, 2) == pytest.approx(2 / 4)  # {ab, ba} of ab ba ab | ab
+    assert distinct_n(["x"], 2) == 0.0
+    assert distinct_n([], 1) == 0.0
+
+
+def test_kl_estimate_by_hand() -> None:
+    logps = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, 0.0]])  # [2, 3]
+    ref_logps = torch.tensor([[-1.5, -1.0, -10.0], [-1.0, -2.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    # per response: 0.5 - 1.0 = -0.5 and 0.5 + 1.5 = 2.0 (masked tokens ignored)
+    est = kl_estimate(logps, ref_logps, mask, 200, 0)
+    assert est.value == pytest.approx(0.75)
+    assert est.n == 2 and -0.5 <= est.ci_low <= est.ci_high <= 2.0
+    assert kl_estimate(logps, logps, mask).value == 0.0
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(8) == pytest.approx(math.log(8) - 7 / 8)
+
+
+def test_capability_rows_flag_drops_beyond_tolerance() -> None:
+    base = {"facts": TaskScore("facts", 0.9, 0.03, 100), "arith": TaskScore("arith", 0.8, 0.04, 50)}
+    policy = {
+        "facts": TaskScore("facts", 0.8, 0.04, 100),  # drop 0.10 > 0.05: regression
+        "arith": TaskScore("arith", 0.78, 0.04, 50),  # drop 0.02: within tolerance
+    }
+    rows = {r.metric: r for r in capability_rows(base, policy, tolerance=0.05)}
+    delta = rows["capability_delta.facts"]
+    assert delta.value == pytest.approx(-0.1)
+    assert delta.ci_low == pytest.approx(-0.1 - 1.96 * 0.05)  # se = sqrt(0.04^2 + 0.03^2)
+    assert delta.ci_high == pytest.approx(-0.1 + 1.96 * 0.05)
+    assert rows["capability.facts"].ci_low == pytest.approx(0.8 - 1.96 * 0.04)
+    assert rows["regression.facts"].value == 1.0
+    assert rows["regression.arith"].value == 0.0
+    at_tolerance = {"facts": TaskScore("facts", 0.85, 0.03, 100)}
+    flags = capability_rows(base, at_tolerance, 0.05)
+    assert [r.value for r in flags if r.metric.startswith("regression")] == [0.0]
+    with pytest.raises(ValueError, match="no base score"):
+        capability_rows({}, policy, 0.05)
+
+
+def test_reference_eval_round_trips(tmp_path: Path) -> None:
+    ref = ReferenceEval(
+        ["\n\nHuman: hi\n\nAssistant:"],
+        [" Hello."],
+        {"gold": [1.5], "proxy": [-0.25]},
+        {"tiny_facts": TaskScore("tiny_facts", 0.95, 0.05, 20)},
+    )
+    ref.save(tmp_path / "reference.json")
+    assert ReferenceEval.load(tmp_path / "reference.json") == ref
+
+
+# --------------------------------------------------------------------------- on the tiny world
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def suite_of(tiny_world: Path) -> Callable[..., Any]:
+    from harness.spec import load_suite
+
+    return lambda *overrides: load_suite(REPO / "suites" / "tiny.yaml", ["seeds=[0]", *overrides])
+
+
+def make_ctx(suite: Any, variant: str) -> Any:
+    from harness.execute import train_context
+    from harness.runs import expand
+    from methods.base import Costs
+
+    spec = expand(suite, only=[variant])[0]
+    return train_context(suite, spec, torch.device("cpu"), Costs(), lambda p: None)
+
+
+@pytest.fixture(scope="module")
+def suite(suite_of: Callable[..., Any]) -> Any:
+    return suite_of()
+
+
+@pytest.fixture(scope="module")
+def reference(suite: Any) -> ReferenceEval:
+    """The suite's shared reference side, base lm-eval scores included (one lm-eval run)."""
+    from harness.models import load_judges
+
+    ctx = make_ctx(suite, "sft")
+    judges = load_judges(suite, ctx.device)
+    return reference_eval(suite, ctx.reference, ctx.tokenizer, judges, ctx.device)
+
+
+def by_metric(rows: list[MetricRow]) -> dict[str, MetricRow]:
+    for row in rows:
+        print(f"  {row.metric:28s} {row.value:8.3f}  [{row.ci_low}, {row.ci_high}]  n={row.n}")
+    return {r.metric: r for r in rows}
+
+
+@pytest.mark.slow
+def test_without_shared_reference(suite_of: Callable[..., Any], tmp_path: Path) -> None:
+    suite = suite_of("eval.num_prompts=16", "eval.lm_eval.tasks=[]")
+    ctx = make_ctx(suite, "sft")
+    from methods import REGISTRY
+
+    rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, suite, None, tmp_path))
+    expected = {f"{m}.{j}" for m in ("winrate", "reward") for j in suite.eval.judges}
+    assert set(rows) == expected | {"kl", "length", "distinct_1", "distinct_2"}
+    assert rows["kl"].value == 0.0 and rows["winrate.gold"].n == 16
+    again = reference_eval(suite, ctx.reference, ctx.tokenizer, {}, ctx.device)
+    assert (
+        again.responses
+        == reference_eval(suite, ctx.policy, ctx.tokenizer, {}, ctx.device).responses
+    )
+
+
+@pytest.mark.slow
+def test_base_policy_against_itself(suite: Any, reference: ReferenceEval, tmp_path: Path) -> None:
+    from methods import REGISTRY
+
+    reference.save(tmp_path / "reference.json")
+    shared = ReferenceEval.load(tmp_path / "reference.json")
+    assert shared == reference
+    ctx = make_ctx(suite, "sft")
+    rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, suite, shared, tmp_path))
+    for judge in suite.eval.judges:
+        row = rows[f"winrate.{judge}"]
+        assert row.ci_low is not None and row.ci_high is not None
+        assert row.ci_low < 0.5 < row.ci_high, judge
+    assert rows["kl"].value == 0.0
+    assert all(
+        r.value == 0.0 for m, r in rows.items() if m.startswith(("regression", "capability_delta"))
+    )
+    assert not (tmp_path / "policy").exists()  # nothing trained: no checkpoint, no lm-eval
+
+
+@pytest.mark.slow
+def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path: Path) -> None:
+    from methods import REGISTRY
+
+    ctx = make_ctx(suite, "best_of_n")
+    params = suite.variant("best_of_n").params
+    assert params.n == 8
+    rows = by_metric(
+        evaluate_policy(ctx, REGISTRY["best_of_n"], params, suite, reference, tmp_path)
+    )
+    proxy = rows["winrate.proxy"]
+    assert proxy.ci_low is not None and proxy.ci_low > 0.5
+    assert {"winrate.heldout", "winrate.gold"} <= set(rows)
+    assert rows["kl"].value == pytest.approx(math.log(8) - 7 / 8)
+    n_samples = 8 * len(reference.prompts)
+    assert ctx.costs.samples == n_samples
+    assert ctx.costs.reward_calls == n_samples  # the proxy judge's calls are not charged
+    assert ctx.costs.generated_tokens > 0
+
+
+def add_noise(sigma: float) -> Callable[[Any, Any], None]:
+    """A 'training' that adds N(0, sigma) to every weight of the policy."""
+
+    def train(ctx: Any, params: Any) -> None:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in ctx.policy.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * sigma)
+
+    return train
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sigma", "flagged"), [(0.0, False), (0.1, True)])
+def test_damaged_policy_is_a_capability_regression(
+    suite: Any, reference: ReferenceEval, tmp_path: Path, sigma: float, flagged: bool
+) -> None:
+    from methods import REGISTRY
+
+    method = dataclasses.replace(REGISTRY["sft"], name=f"noise{sigma}", train=add_noise(sigma))
+    ctx = make_ctx(suite, "sft")
+    assert method.train is not None
+    method.train(ctx, None)
+    rows = by_metric(evaluate_policy(ctx, method, None, suite, reference, tmp_path))
+    assert (tmp_path / "policy" / "config.json").exists()
+    assert not (tmp_path / "policy.tmp").exists()
+    print({t: s.acc for t, s in reference.capability.items()}, "base accuracies")
+    flags = [rows[f"regression.{t}"].value for t in suite.eval.lm_eval.tasks]
+    if flagged:
+        assert 1.0 in flags
+        assert rows["kl"].value > 1.0
+    else:
+        assert flags == [0.0] * len(flags)
+        for task, base in reference.capability.items():
+            assert rows[f"capability.{task}"].value == pytest.approx(base.acc)
