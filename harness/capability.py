@@ -39,7 +39,7 @@ def evaluate(
     device: str = "cpu",
     timeout: float = 3600,
 ) -> dict[str, TaskScore]:
-    """Accuracy of the model in ``model_dir`` on each of ``tasks``, by lm-eval in a child process."""
+    """Accuracy of the model in ``model_dir`` on each of ``tasks`` (lm-eval, in a child process)."""
     if not tasks:
         return {}
     cmd = [sys.executable, "-m", "harness.capability", str(model_dir), *tasks]

@@ -150,7 +150,7 @@ def run(
         "results"
     ),
     num_gpus: Annotated[
-        float | None,
+        int | None,
         typer.Option(help="GPUs a local pool declares (default: those detected).", hidden=True),
     ] = None,
     debug: Debug = False,
@@ -252,6 +252,13 @@ def world_build(
     else:
         out.print(f"cached: {path}")
     out.print(markdown(load(path)))
+
+
+# --- results: `harness leaderboard`, `harness check` ---------------------------------------------
+
+from harness import cli_results  # noqa: E402  (commands defined beside the code they drive)
+
+cli_results.register(app)
 
 
 if __name__ == "__main__":

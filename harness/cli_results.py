@@ -117,7 +117,9 @@ def check(
     ],
     candidate: Annotated[
         Path | None,
-        typer.Option(help="Candidate: a results dir or table (default: the baseline)."),
+        typer.Option(
+            help="Candidate: a results dir or table (left out: the baseline, for --variant).",
+        ),
     ] = None,
     variant: Annotated[
         str | None, typer.Option(metavar="NEW", help="Compare only this candidate variant.")
@@ -132,8 +134,7 @@ def check(
     ] = None,
     debug: Debug = False,
 ) -> None:
-    """Does a candidate regress against a baseline? Exit 1 on a regression, 0 if not, 2 on bad
-    input."""
+    """Compare a candidate with a baseline: exit 1 on a regression, 0 if none, 2 on bad input."""
     from harness.gate import GateInputError
     from harness.gate import check as run_check
 
@@ -172,10 +173,8 @@ def _print_verdict(verdict: Verdict) -> None:
         out.print(f"[bold yellow]MISSING[/] {escape(row.reason())}")
     if verdict.passed:
         variants = len({(r.variant, r.against) for r in verdict.rows})
-        out.print(
-            f"[bold green]ok:[/] no regression beyond {verdict.tolerance:.3f} in {len(verdict.rows)}"
-            f" comparisons over {variants} variant(s)"
-        )
+        counts = f"{len(verdict.rows)} comparisons over {variants} variant(s)"
+        out.print(f"[bold green]ok:[/] no regression beyond {verdict.tolerance:.3f} in {counts}")
 
 
 def register(app: typer.Typer) -> None:

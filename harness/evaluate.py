@@ -3,7 +3,7 @@
 Three layers, each usable alone:
 
 1. Statistics over numbers, no models: ``outcomes``, ``win_rate``, ``mean_with_ci``,
-   ``seed_interval``, ``distinct_n``, ``kl_estimate``, ``capability_rows``.
+   ``distinct_n``, ``kl_estimate``, ``capability_rows``.
 2. The per-suite shared work, ``reference_eval``: one response per eval prompt from the reference
    (base) policy, drawn ONCE per suite with a fixed seed (``REFERENCE_SEED``) and scored by every
    judge, plus the base model's lm-eval scores. Every run of the suite is compared against the same
@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from harness.spec import Suite
 from methods.base import Method, TrainContext
 from methods.best_of_n import BestOfNParams
 from methods.common import RewardModel, Samples, sample, token_logps
+
+if TYPE_CHECKING:
+    from harness.models import Judge
 
 REFERENCE_SEED = 1_000_003  # the reference's generations, the same for every run of a suite
 POLICY_SEED = 2_000_003  # a run with seed s draws with POLICY_SEED + s (s >= 0: never the above)
@@ -102,22 +105,6 @@ def win_rate(
     """``(wins + ties / 2) / n`` over paired prompts, with a bootstrap 95% interval that
     resamples prompts (``mean_with_ci`` of ``outcomes``)."""
     return mean_with_ci(outcomes(policy_scores, ref_scores, tie_eps), n_boot, seed)
-
-
-def seed_interval(values_per_seed: ArrayLike) -> Estimate:
-    """Mean over k seeds with a Student-t 95% interval, ``mean +- t(0.975, k-1) * sd / sqrt(k)``
-    (sd with Bessel's correction). With one seed the spread cannot be estimated: the interval is
-    NaN (not the value itself, which would claim zero uncertainty); with none, all is NaN."""
-    from scipy import stats
-
-    x = _array(values_per_seed)
-    if x.size == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(x.mean())
-    if x.size == 1:
-        return Estimate(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf(0.975, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return Estimate(mean, mean - half, mean + half, int(x.size))
 
 
 def distinct_n(texts: list[str], n: int) -> float:
@@ -231,7 +218,9 @@ def respond(
     )
 
 
-def judge_all(judges: dict[str, Any], prompts: list[str], responses: list[str]) -> dict[str, Any]:
+def judge_all(
+    judges: dict[str, Judge], prompts: list[str], responses: list[str]
+) -> dict[str, list[float]]:
     """Every judge's scores ``[N]`` of the responses, as lists of floats."""
     return {name: [float(s) for s in judge(prompts, responses)] for name, judge in judges.items()}
 
@@ -267,7 +256,11 @@ def base_capability(
 
 
 def reference_eval(
-    suite: Suite, reference_model: Any, tokenizer: Any, judges: dict[str, Any], device: torch.device
+    suite: Suite,
+    reference_model: Any,
+    tokenizer: Any,
+    judges: dict[str, Judge],
+    device: torch.device,
 ) -> ReferenceEval:
     """The suite's shared reference side: one response per eval prompt from ``reference_model``
     (seeded with ``REFERENCE_SEED``), every judge's scores, and the base lm-eval scores."""
@@ -292,12 +285,12 @@ def respond_best_of_n(
     all n samples, their tokens and n reward calls per prompt go into ``ctx.costs``."""
     samples = respond(ctx.policy, ctx.tokenizer, prompts, suite, generator, ctx.device, n)
     calls_before = ctx.costs.reward_calls
-    rewards = ctx.reward(samples.prompts, samples.responses).view(len(prompts), n)  # [P, n]
+    rewards = ctx.reward(samples.prompts, samples.responses).reshape(len(prompts), n)  # [P, n]
     if ctx.costs.reward_calls == calls_before:  # a RewardModel on ctx.costs counts itself
         ctx.costs.reward_calls += len(samples)
     ctx.costs.samples += len(samples)
     ctx.costs.generated_tokens += int(samples.lengths.sum())
-    best = rewards.argmax(dim=1) + torch.arange(len(prompts)) * n  # [P] row of each prompt's best
+    best = rewards.argmax(dim=1) + torch.arange(len(prompts), device=rewards.device) * n  # [P] rows
     return samples.select(best)
 
 
@@ -324,7 +317,7 @@ def save_policy(model: Any, tokenizer: Any, out_dir: Path) -> Path:
     return final
 
 
-def _judges(ctx: TrainContext, suite: Suite) -> dict[str, Any]:
+def _judges(ctx: TrainContext, suite: Suite) -> dict[str, Judge]:
     """The suite's judges; the proxy judge shares ``ctx.reward``'s model but not its cost counter
     (judging is the harness's spend, not the method's)."""
     from harness.models import load_judges

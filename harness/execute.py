@@ -21,7 +21,7 @@ import torch
 from harness.runs import MetricRow, RunResult, RunSpec
 from harness.spec import Suite
 from methods import REGISTRY
-from methods.base import Budget, Costs, Decoding, Progress, TrainContext
+from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
 
 ProgressFn = Callable[[Progress], None]
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm-eval", "ray", "pandas")
@@ -45,11 +45,12 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
 
 
 def provenance(spec: RunSpec, device: torch.device) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -132,16 +133,25 @@ def execute_run(
 ) -> RunResult:
     """Train and evaluate one run; a failure becomes a ``failed`` result, never an exception."""
     costs = Costs()
+    last: list[Progress] = []
+
+    def track(p: Progress) -> None:
+        last[:] = [p]
+        progress(p)
+
+    started_at = time.time()
     start = time.perf_counter()
     device = torch.device("cpu")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
-        metrics, device = _train_and_evaluate(spec, out_dir, shared, progress, costs)
+        metrics, device = _train_and_evaluate(spec, out_dir, shared, track, costs)
         status, error, tb = "done", None, None
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         metrics, status = [], "failed"
         error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        if last and not isinstance(exc, DivergenceError):
+            error += f" ({spec.variant}, after round {last[0].round}, step {last[0].step})"
     costs.wall_seconds = time.perf_counter() - start
     costs.peak_memory_mb = _peak_memory_mb(device)
     return RunResult(
@@ -153,7 +163,11 @@ def execute_run(
         status=status,
         metrics=metrics,
         costs={k: float(v) for k, v in vars(costs).items()},
-        provenance=provenance(spec, device),
+        provenance={
+            **provenance(spec, device),
+            "started_at": started_at,
+            "finished_at": time.time(),
+        },
         error=error,
         traceback=tb,
         attempts=attempt,

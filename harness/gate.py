@@ -28,16 +28,24 @@ is not there.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 
-from harness.results import ResultsError, SuiteInfo, aggregate, load_suite_info, read_table
+from harness.results import (
+    ResultsError,
+    SuiteInfo,
+    aggregate,
+    load_suite_info,
+    normalise_long,
+    read_table,
+)
 
 DEFAULT_TOLERANCE = 0.05
 GATED = ("winrate.", "capability_delta.")
-Table = pd.DataFrame | str | Path
+Table: TypeAlias = pd.DataFrame | str | Path
 
 
 class GateInputError(ValueError):
@@ -116,7 +124,7 @@ def check(
     if candidate is None and variant is None:
         raise GateInputError("a candidate is needed unless --variant/--against name two variants")
     base = _side(baseline, "baseline")
-    cand = base if candidate is None else _side(candidate, "candidate")
+    cand = replace(base, name="candidate") if candidate is None else _side(candidate, "candidate")
     pairs = _pairs(base, cand, variant, against)
     tolerance, source = _tolerance(base, cand, tolerance_override)
     rows = [row for pair in pairs for row in _compare(base, cand, *pair, tolerance)]
@@ -127,15 +135,14 @@ def check(
 
 
 def _side(table: Table, name: str) -> _Side:
-    if isinstance(table, pd.DataFrame):
-        long, runs, info = table, None, None
-    else:
-        path = Path(table)
-        try:
-            long, runs = read_table(path)
-            info = load_suite_info(path)
-        except ResultsError as exc:
-            raise GateInputError(f"{name}: {exc}") from None
+    try:
+        if isinstance(table, pd.DataFrame):
+            long, runs, info = normalise_long(table), None, None
+        else:
+            long, runs = read_table(Path(table))
+            info = load_suite_info(Path(table))
+    except ResultsError as exc:
+        raise GateInputError(f"{name}: {exc}") from None
     variants = list(dict.fromkeys(long["variant"]))
     if runs is not None:
         variants += [v for v in dict.fromkeys(runs["variant"]) if v not in variants]

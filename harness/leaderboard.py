@@ -33,6 +33,7 @@ COSTS = {
     "optimizer_steps": "opt steps",
 }
 REGRESSION_MARK = "⚠"
+SuiteLike = SuiteInfo | dict[str, Any] | None
 
 
 # --- what is in the table ---------------------------------------------------------------------
@@ -76,15 +77,17 @@ def _variant_methods(
 
 
 def summarise(
-    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, suite_info: SuiteInfo | None
+    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, suite_info: SuiteLike
 ) -> pd.DataFrame:
     """One row per variant, ranked (``rank`` 1 = best) by the primary judge's win-rate.
 
     Columns: rank, variant, method, seeds, failed, ``winrate.<judge>`` per judge and
     ``capability_delta.<task>`` per task (each with ``.low``/``.high``: the interval over seeds),
-    ``regression.<task>`` (bool) per task, kl, length, distinct_1, distinct_2, then the median
-    costs. ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds.
+    kl, length, distinct_1, distinct_2, ``regression.<task>`` (bool) per task, then the median
+    costs. ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds. ``suite_info`` is
+    a ``SuiteInfo``, the ``suite.json`` mapping, or None.
     """
+    suite_info = SuiteInfo.of(suite_info)
     judges, tasks = judges_of(long_df, suite_info), _suffixes(long_df, "capability_delta.")
     agg = aggregate(long_df).set_index(["variant", "metric"])
     variants = _variant_methods(long_df, runs_df, suite_info)
@@ -119,7 +122,7 @@ def _row(
         return float(agg.at[key, column]) if key in agg.index else math.nan
 
     mine = long_df[long_df["variant"] == variant]
-    row: dict = {"variant": variant, "method": method, "seeds": mine["seed"].nunique()}
+    row: dict = {"variant": variant, "method": method, "seeds": int(mine["seed"].nunique())}
     runs = runs_df[runs_df["variant"] == variant] if runs_df is not None else None
     row["failed"] = int((runs["status"] == "failed").sum()) if runs is not None else 0
     intervals = [f"winrate.{j}" for j in judges] + [f"capability_delta.{t}" for t in tasks]
@@ -130,10 +133,10 @@ def _row(
     for task in tasks:
         flags = mine["value"][mine["metric"] == f"regression.{task}"]
         row[f"regression.{task}"] = bool((flags >= 0.5).any())
-    done = runs[runs["status"] == "done"] if runs is not None else None
+    done = runs[runs["status"] == "done"] if runs is not None else pd.DataFrame()
     for cost in COSTS:
-        ok = done is not None and cost in done and done[cost].notna().any()
-        row[cost] = float(done[cost].median()) if ok and done is not None else math.nan
+        known = cost in done and done[cost].notna().any()
+        row[cost] = float(done[cost].median()) if known else math.nan
     return row
 
 
@@ -293,6 +296,7 @@ def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
                 ax.scatter(seeds["kl"], seeds[key], marker=MARKERS[i % 10], s=45, label=variant)
         ax.legend(fontsize="small")
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.margins(0.08)
     ax.set_xlabel("KL(policy ‖ reference), per response")
     ax.set_ylabel(f"win-rate ({summary.attrs['primary_judge']})")
     return fig
@@ -355,10 +359,12 @@ def markdown(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInf
 
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } td.text { text-align: left; white-space: normal; }
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.4em; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; text-align: center; white-space: normal; vertical-align: bottom; }
+td.text { text-align: left; white-space: normal; } .ci { color: #666; font-size: 0.85em; }
 tr:nth-child(even) td { background: #fafafa; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
@@ -370,11 +376,15 @@ def _html_table(headers: list[str], rows: list[list[str]], text_columns: set[int
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
 
     def cell(i: int, text: str) -> str:
-        kind = ' class="text"' if i in text_columns else ""
-        return f"<td{kind}>{html.escape(text)}</td>"
+        if i in text_columns:
+            return f'<td class="text">{html.escape(text)}</td>'
+        value, bracket, interval = text.partition(" [")  # the interval on a line of its own
+        below = f'<br><span class="ci">[{html.escape(interval)}</span>' if bracket else ""
+        return f"<td>{html.escape(value)}{below}</td>"
 
     body = "".join("<tr>" + "".join(map(cell, range(len(c)), c)) + "</tr>" for c in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _inline(text: str) -> str:
@@ -416,9 +426,10 @@ def write_leaderboard(
     results_dir: Path,
     long_df: pd.DataFrame,
     runs_df: pd.DataFrame | None,
-    suite_info: SuiteInfo | None,
+    suite_info: SuiteLike,
 ) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically)."""
+    suite_info = SuiteInfo.of(suite_info)
     from harness.runs import write_atomic
 
     summary = summarise(long_df, runs_df, suite_info)

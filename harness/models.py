@@ -50,7 +50,8 @@ def suite_models(suite: Suite) -> Models:
 def torch_dtype(ref: ModelRef, device: torch.device) -> torch.dtype:
     """bf16 on GPU and float32 on CPU unless the suite names a dtype."""
     if ref.dtype != "auto":
-        return getattr(torch, ref.dtype)  # type: ignore[no-any-return]
+        dtype: torch.dtype = getattr(torch, ref.dtype)
+        return dtype
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
@@ -69,12 +70,13 @@ def load_policy(ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
     """(causal LM on ``device``, its tokenizer) for any ``AutoModelForCausalLM``."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         ref.path,
         revision=ref.revision,
         dtype=torch_dtype(ref, device),
         trust_remote_code=ref.trust_remote_code,
-    ).to(device)
+    )
+    model = model.to(device)
     tokenizer = load_tokenizer(ref)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -85,12 +87,13 @@ def load_reward(ref: ModelRef, device: torch.device, costs: Any = None) -> Rewar
     """A frozen ``AutoModelForSequenceClassification`` that scores text with its own tokenizer."""
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model: Any = AutoModelForSequenceClassification.from_pretrained(
         ref.path,
         revision=ref.revision,
         dtype=torch_dtype(ref, device),
         trust_remote_code=ref.trust_remote_code,
-    ).to(device)
+    )
+    model = model.to(device)
     return RewardModel(model, load_tokenizer(ref), device, costs)
 
 
@@ -148,11 +151,12 @@ def _load_source(suite: Suite, src: DataSource, pairs: bool) -> tuple[list[Any],
         )
     else:
         assert src.path is not None
-        kw = {"split": src.split, "data_dir": src.data_dir, "limit": src.limit}
         items, report = (
-            hh.load_pairs_hub(src.path, **kw)
+            hh.load_pairs_hub(src.path, src.split, data_dir=src.data_dir, limit=src.limit)
             if pairs
-            else hh.load_prompts_hub(src.path, format=src.format, **kw)
+            else hh.load_prompts_hub(
+                src.path, src.split, format=src.format, data_dir=src.data_dir, limit=src.limit
+            )
         )
     return items, report.summary()
 

@@ -62,11 +62,18 @@ PROVENANCE_COLUMNS = [
     "device_name",
     "torch_threads",
     "cuda_visible_devices",
+    "started_at",  # unix seconds
+    "finished_at",
 ]
 _STR_LONG = ["suite", "run_id", "method", "variant", "metric"]
 _INT_COLUMNS = {"seed": "int64", "attempts": "int64", "n": "Int64", "torch_threads": "Int64"}
 
 Problem = Callable[[str], None]
+# Text columns: pandas 3's default text dtype ("str", missing as NaN); pandas 2 calls it "string".
+# Floats read back from csv exactly: pandas 3 does by default, pandas 2 when asked.
+_PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
+TEXT = "str" if _PANDAS3 else "string"
+_EXACT: dict[str, Any] = {} if _PANDAS3 else {"float_precision": "round_trip"}
 
 
 class ResultsError(ValueError):
@@ -105,6 +112,11 @@ class SuiteInfo:
             seeds=tuple(int(s) for s in dump.get("seeds") or ()),
             variants=tuple((m["name"], m["method"]) for m in dump.get("methods") or ()),
         )
+
+    @classmethod
+    def of(cls, info: SuiteInfo | dict[str, Any] | None) -> SuiteInfo | None:
+        """Accept a ``SuiteInfo``, a ``suite.json`` mapping, or ``None``."""
+        return cls.from_dump(info) if isinstance(info, dict) else info
 
     @property
     def variant_order(self) -> list[str]:
@@ -232,7 +244,7 @@ def normalise_long(df: pd.DataFrame) -> pd.DataFrame:
         raise ResultsError(f"not a long results table: missing column(s) {', '.join(missing)}")
     df = df[LONG_COLUMNS].copy()
     for column in _STR_LONG:
-        df[column] = df[column].astype("str")
+        df[column] = df[column].astype(TEXT)
     for column in ("value", "ci_low", "ci_high"):
         df[column] = pd.to_numeric(df[column]).astype("float64")
     return df.astype({"seed": "int64", "n": "Int64"})
@@ -248,7 +260,7 @@ def normalise_runs(df: pd.DataFrame) -> pd.DataFrame:
         if column in _INT_COLUMNS:
             df[column] = pd.to_numeric(df[column]).astype(_INT_COLUMNS[column])
         elif is_text_column(column):
-            df[column] = df[column].astype("str")
+            df[column] = df[column].astype(TEXT)
         else:
             df[column] = pd.to_numeric(df[column]).astype("float64")
     return df
@@ -257,6 +269,7 @@ def normalise_runs(df: pd.DataFrame) -> pd.DataFrame:
 def is_text_column(name: str) -> bool:
     """Text columns of either table; the others are numbers (unknown ones are extra costs)."""
     numeric = {"seed", "attempts", "n", "value", "ci_low", "ci_high", "torch_threads"}
+    numeric |= {"started_at", "finished_at"}
     text = {*_STR_LONG, *RUN_COLUMNS, *PROVENANCE_COLUMNS} - numeric
     return name in text or name.startswith("pkg.")
 
@@ -311,10 +324,21 @@ def read_table(path_or_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raise ResultsError(f"{path}: no such file or directory")
     if path.is_dir():
         return _read_dir(path)
-    long_df = normalise_long(_read_frame(path))
+    long_df = _checked(path, normalise_long)
     runs_file = _runs_beside(path)
-    runs_df = normalise_runs(_read_frame(runs_file)) if runs_file.exists() else None
+    runs_df = _checked(runs_file, normalise_runs) if runs_file.exists() else None
     return long_df, runs_df
+
+
+def _checked(path: Path, normalise: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """The table at ``path`` with its columns and dtypes checked, or ``ResultsError``."""
+    try:
+        return normalise(_read_frame(path))
+    except ResultsError as exc:
+        message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        raise ResultsError(message) from None
+    except (ValueError, TypeError) as exc:
+        raise ResultsError(f"{path}: unexpected values in the table ({exc})") from None
 
 
 def _read_dir(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -341,14 +365,8 @@ def _read_frame(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if path.suffix == ".csv":
             header = pd.read_csv(path, nrows=0).columns
-            text = {c: "str" for c in header if is_text_column(str(c))}
-            return pd.read_csv(
-                path,
-                dtype=text,
-                keep_default_na=False,
-                na_values=[""],
-                float_precision="round_trip",
-            )
+            text = {c: TEXT for c in header if is_text_column(str(c))}
+            return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], **_EXACT)
     except Exception as exc:  # pyarrow and the csv parser raise many kinds
         raise ResultsError(f"{path}: unreadable table ({type(exc).__name__}: {exc})") from None
     raise ResultsError(f"{path}: not a table (expected a .parquet or .csv file)")
@@ -357,7 +375,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
 # --- aggregation over seeds -------------------------------------------------------------------
 
 # Two-sided 95% Student t quantiles for 1..30 degrees of freedom; beyond, 1.96 + 2.4/df
-# (within 0.002 of the exact value).
+# (within 0.003 of the exact value).
 _T95: tuple[float, ...] = (
     *(12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228),
     *(2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086),

@@ -129,7 +129,7 @@ def run_suite(
     fresh: bool = False,
     address: str | None = None,
     console: Console | None = None,
-    num_gpus: float | None = None,
+    num_gpus: int | None = None,
 ) -> Outcome:
     """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard."""
     from harness import schedule, shared

@@ -83,7 +83,7 @@ class Pool:
 
 @contextmanager
 def pool(
-    address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None
+    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None
 ) -> Iterator[Pool]:
     """Attach to ``address`` (or ``RAY_ADDRESS``), reuse a Ray already initialised in this process,
     or start a local pool sized to the machine (``num_gpus`` logical GPUs may be declared on a CPU

@@ -13,7 +13,7 @@ class BestOfNParams(MethodParams):
 
 METHOD = Method(
     name="best_of_n",
-    description="Base policy answering with the best of N samples under the training reward (inference-time).",
+    description="Base policy answering with the best of N samples under the training reward.",
     params=BestOfNParams,
     train=None,
     needs_reference=False,

@@ -15,6 +15,7 @@ model, dataset responses included (the ranking uses the RM, not the dataset's la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,6 @@ from methods.base import Candidate, PreferencePair, TrainContext
 from methods.common import Samples
 
 GENERATORS: tuple[Candidate, ...] = ("policy", "reference")
-DATASET: tuple[Candidate, ...] = ("chosen", "rejected")
 
 
 def split(sources: list[Candidate], k: int) -> dict[Candidate, int]:
@@ -44,7 +44,7 @@ def pairs_by_prompt(preferences: list[PreferencePair]) -> dict[str, PreferencePa
 
 
 def generate(
-    ctx: TrainContext, model: object, prompts: list[str], n: int, gen: torch.Generator
+    ctx: TrainContext, model: Any, prompts: list[str], n: int, gen: torch.Generator
 ) -> Samples:
     """``n`` samples per prompt from ``model`` with the run's decoding settings and generator;
     every generated sample and token is added to ``ctx.costs``."""
@@ -64,9 +64,12 @@ def generate(
     return samples
 
 
-def concat(parts: list[Samples], pad: int) -> Samples:
+def concat(parts: list[Samples], pad: int, device: torch.device | str) -> Samples:
     """Rows of several ``Samples`` in one, re-padded to the shared layout (prompts left-padded
     to the widest prompt, responses right-padded to the longest response)."""
+    if not parts:
+        empty = torch.zeros((0, 0), dtype=torch.long, device=device)
+        return Samples(empty, empty, empty, empty, [], [])
     P = max(s.prompt_len for s in parts)
     T = max(int(s.response_ids.shape[1]) for s in parts)
 
@@ -83,6 +86,21 @@ def concat(parts: list[Samples], pad: int) -> Samples:
         response_mask=torch.cat([right(s.response_mask, 0) for s in parts]),  # [N, T]
         prompts=[p for s in parts for p in s.prompts],
         responses=[r for s in parts for r in s.responses],
+    )
+
+
+def _trim(samples: Samples) -> Samples:
+    """Without the all-padding columns a row selection can leave (left of the prompts, right of
+    the responses): a mini-batch is padded to its own longest prompt and response."""
+    P = int(samples.prompt_mask.sum(dim=1).max())
+    T = int(samples.response_mask.sum(dim=1).max())
+    return Samples(
+        samples.prompt_ids[:, samples.prompt_len - P :],
+        samples.prompt_mask[:, samples.prompt_len - P :],
+        samples.response_ids[:, :T],
+        samples.response_mask[:, :T],
+        samples.prompts,
+        samples.responses,
     )
 
 
@@ -103,7 +121,7 @@ class Candidates:
             groups.append(list(range(start, start + len(self.groups[i]))))
             start += len(self.groups[i])
         return Candidates(
-            self.samples.select(rows),
+            _trim(self.samples.select(rows)),
             self.rewards[rows],
             [self.sources[r] for r in rows],
             groups,
@@ -113,7 +131,10 @@ class Candidates:
         """Row indices ``[B_c, c]``: the prompts with ``c`` candidates, for each ``c`` present, so
         that ``logps[index]`` is ``[B_c, c, T]`` (a prompt lacking a dataset pair has fewer)."""
         counts = sorted({len(g) for g in self.groups if g})
-        return [torch.tensor([g for g in self.groups if len(g) == c]) for c in counts]
+        device = self.rewards.device
+        return [
+            torch.tensor([g for g in self.groups if len(g) == c], device=device) for c in counts
+        ]
 
     def prompt_batches(self, size: int) -> list[list[int]]:
         """Consecutive mini-batches of ``size`` prompts, leaving out prompts with no candidate."""
@@ -136,7 +157,9 @@ def gather(
     """Generate, collect and score the candidates of ``prompts`` (see the module docstring);
     costs (prompts, samples, generated tokens) are added to ``ctx.costs``."""
     ctx.costs.prompts += len(prompts)
-    B, parts, labels, groups = len(prompts), [], [], [[] for _ in prompts]
+    B, parts = len(prompts), list[Samples]()
+    labels: list[Candidate] = []
+    groups: list[list[int]] = [[] for _ in prompts]
     for source, n in split(sources, ctx.budget.samples_per_prompt).items():
         if n == 0:
             continue
@@ -146,26 +169,37 @@ def gather(
         labels += [source] * (B * n)
         for i in range(B):
             groups[i] += range(start + i * n, start + (i + 1) * n)
-    texts: list[tuple[int, Candidate, str]] = [
-        (i, s, getattr(pairs[p], s))
-        for i, p in enumerate(prompts)
-        if p in pairs
-        for s in dict.fromkeys(sources)
-        if s in DATASET
-    ]
+    texts = _dataset_responses(prompts, sources, pairs)  # (prompt index, source, response)
     if texts:
         start = sum(len(p) for p in parts)
-        index, kinds, responses = zip(*texts, strict=True)
-        parts.append(common.pack(ctx.tokenizer, [prompts[i] for i in index], list(responses), ctx.device))
-        labels += kinds
+        index = [i for i, _, _ in texts]
+        responses = [text for _, _, text in texts]
+        parts.append(common.pack(ctx.tokenizer, [prompts[i] for i in index], responses, ctx.device))
+        labels += [kind for _, kind, _ in texts]
         for row, i in enumerate(index):
             groups[i].append(start + row)
-    samples = concat(parts, common.pad_id(ctx.tokenizer))  # [N]
-    rewards = ctx.reward(samples.prompts, samples.responses)  # [N]
+    samples = concat(parts, common.pad_id(ctx.tokenizer), ctx.device)  # [N]
+    rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
     return Candidates(samples, rewards, labels, groups)
 
 
-def _reference(ctx: TrainContext) -> object:
+def _dataset_responses(
+    prompts: list[str], sources: list[Candidate], pairs: dict[str, PreferencePair]
+) -> list[tuple[int, Candidate, str]]:
+    """``(prompt index, 'chosen' | 'rejected', response text)`` of each dataset candidate."""
+    out: list[tuple[int, Candidate, str]] = []
+    for i, prompt in enumerate(prompts):
+        pair = pairs.get(prompt)
+        if pair is None:
+            continue
+        if "chosen" in sources:
+            out.append((i, "chosen", pair.chosen))
+        if "rejected" in sources:
+            out.append((i, "rejected", pair.rejected))
+    return out
+
+
+def _reference(ctx: TrainContext) -> Any:
     if ctx.reference is None:
         raise ValueError("candidates 'reference' need a reference policy, and ctx has none")
     return ctx.reference

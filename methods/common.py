@@ -149,6 +149,8 @@ def next_tokens(
 ) -> torch.Tensor:
     """One token per row from ``logits [B, V]``: argmax when ``temperature == 0``, else a draw
     from the temperature-scaled, top-p-filtered distribution with ``generator``."""
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError("the policy's logits are NaN or infinite: the model diverged")
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = top_p_filter(logits.float() / temperature, top_p).softmax(dim=-1)  # [B, V]

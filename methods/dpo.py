@@ -6,13 +6,25 @@ with optional label smoothing (conservative DPO).
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from methods.base import Method, MethodParams, TrainContext
+from methods import common
+from methods.base import (
+    Method,
+    MethodParams,
+    PreferencePair,
+    Progress,
+    TrainContext,
+    prompt_rounds,
+)
+from methods.common import Samples
 
 
 class DPOParams(MethodParams):
@@ -60,8 +72,143 @@ def dpo_loss(
     return loss, chosen_rewards, rejected_rewards
 
 
+@dataclass
+class Pairs:
+    """Preference pairs laid out in one ``Samples`` (the same prompt layout for both sides): pair
+    i is row ``chosen[i]`` preferred over row ``rejected[i]``."""
+
+    samples: Samples  # [R] rows
+    chosen: torch.Tensor  # [n] row indices (CPU)
+    rejected: torch.Tensor  # [n] row indices (CPU)
+    ref_logps: torch.Tensor  # [R] summed reference log-probs of every row
+    mean_reward: float | None = None  # RM mean of the round's samples (online), None offline
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+
+@torch.no_grad()
+def reference_logps(ctx: TrainContext, samples: Samples, chunk: int) -> torch.Tensor:
+    """Summed response log-probs ``[R]`` under the frozen reference, ``chunk`` rows a pass."""
+    if len(samples) == 0:  # an online round whose rewards all tied
+        return torch.zeros(0, device=ctx.device)
+    ref_logps = common.token_logps(ctx.reference, samples, batch_size=chunk)  # [R, T]
+    return common.sequence_logps(ref_logps, samples.response_mask)
+
+
+def offline_rounds(ctx: TrainContext, params: DPOParams) -> list[Pairs]:
+    """The dataset pairs of every round: ``rounds x prompts_per_round`` of ``ctx.preferences`` in
+    a seeded order (reshuffled when exhausted), the same prompt budget as the sampling methods.
+    All are packed (chosen rows then rejected rows) and their reference log-probs computed once,
+    before training."""
+    if not ctx.preferences:
+        raise ValueError(
+            "dpo with pairs='offline' needs preference pairs, but the suite's data.preferences "
+            "is empty; give it a preference dataset or set params.pairs=online"
+        )
+    b = ctx.budget
+    rng = random.Random(ctx.seed)
+    order: list[PreferencePair] = []
+    while len(order) < b.rounds * b.prompts_per_round:
+        fresh = list(ctx.preferences)
+        rng.shuffle(fresh)
+        order += fresh
+    used = order[: b.rounds * b.prompts_per_round]
+    n = len(used)
+    samples = common.pack(
+        ctx.tokenizer,
+        [p.prompt for p in used] * 2,
+        [p.chosen for p in used] + [p.rejected for p in used],
+        ctx.device,
+    )  # [2n]: chosen rows 0..n-1, rejected rows n..2n-1
+    ref_logps = reference_logps(ctx, samples, 2 * params.batch_size)  # [2n]
+    ctx.costs.prompts += n
+    rounds = torch.arange(n).split(b.prompts_per_round)
+    return [Pairs(samples, rows, rows + n, ref_logps) for rows in rounds]
+
+
+@torch.no_grad()
+def online_pairs(
+    ctx: TrainContext, prompts: list[str], gen: torch.Generator, params: DPOParams
+) -> Pairs:
+    """Sample K responses per prompt from the current policy; the best and the worst under the
+    reward model form a pair (a prompt whose K rewards all tie gives none)."""
+    K = ctx.budget.samples_per_prompt
+    samples = common.sample(
+        ctx.policy,
+        ctx.tokenizer,
+        prompts,
+        n=K,
+        max_new_tokens=ctx.budget.max_new_tokens,
+        temperature=ctx.decoding.temperature,
+        top_p=ctx.decoding.top_p,
+        generator=gen,
+        device=ctx.device,
+    )  # [B * K] rows, row i * K + j: the j-th response to prompt i
+    rewards = ctx.reward(samples.prompts, samples.responses).view(len(prompts), K)  # [B, K]
+    ctx.costs.prompts += len(prompts)
+    ctx.costs.samples += len(samples)
+    ctx.costs.generated_tokens += int(samples.response_mask.sum())
+    first = torch.arange(len(prompts)) * K  # [B] row of each prompt's first sample
+    keep = rewards.max(dim=1).values > rewards.min(dim=1).values  # [B]
+    best = (first + rewards.argmax(dim=1))[keep]  # [n]
+    worst = (first + rewards.argmin(dim=1))[keep]  # [n]
+    pairs = samples.select(torch.cat([best, worst]))  # [2n]: chosen rows then rejected rows
+    n = len(best)
+    ref_logps = reference_logps(ctx, pairs, 2 * params.batch_size)  # [2n]
+    return Pairs(pairs, torch.arange(n), torch.arange(n, 2 * n), ref_logps, float(rewards.mean()))
+
+
+def online_rounds(ctx: TrainContext, params: DPOParams) -> Iterator[Pairs]:
+    """Each round's pairs, sampled lazily: the policy trained on round r samples round r + 1."""
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    for prompts in prompt_rounds(ctx.prompts, ctx.budget, ctx.seed):
+        yield online_pairs(ctx, prompts, gen, params)
+
+
+def batch_loss(
+    ctx: TrainContext, pairs: Pairs, batch: torch.Tensor, params: DPOParams
+) -> torch.Tensor:
+    """Mean ``dpo_loss`` over the pairs ``batch`` ``[b]``: chosen and rejected rows in one
+    forward pass."""
+    rows = torch.cat([pairs.chosen[batch], pairs.rejected[batch]])  # [2b]
+    both = pairs.samples.select(rows)
+    logps = common.sequence_logps(common.token_logps(ctx.policy, both), both.response_mask)  # [2b]
+    logps_w, logps_l = logps.chunk(2)  # [b], [b]
+    ref_w, ref_l = pairs.ref_logps[rows.to(ctx.device)].chunk(2)  # [b], [b]
+    losses, _, _ = dpo_loss(logps_w, logps_l, ref_w, ref_l, params.beta, params.label_smoothing)
+    return losses.mean()
+
+
 def train(ctx: TrainContext, params: DPOParams) -> None:
-    raise NotImplementedError
+    """DPO: each round's pairs (dataset pairs, or best vs worst of K policy samples), ``epochs``
+    passes over them in shuffled batches of ``batch_size`` pairs."""
+    policy = ctx.policy
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=params.lr)
+    order = torch.Generator().manual_seed(ctx.seed)  # batch shuffles
+    rounds = (
+        offline_rounds(ctx, params) if params.pairs == "offline" else online_rounds(ctx, params)
+    )
+    policy.train()
+    step = 0
+    for round_, pairs in enumerate(rounds):
+        for _ in range(params.epochs):
+            for batch in _batches(len(pairs), params.batch_size, order):
+                loss = batch_loss(ctx, pairs, batch, params)
+                common.check_finite(loss, ctx.method, round_, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), params.max_grad_norm)
+                optimizer.step()
+                ctx.costs.optimizer_steps += 1
+                ctx.progress(Progress(round_, step, loss.item(), pairs.mean_reward))
+                step += 1
+    policy.eval()
+
+
+def _batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle of ``range(n)`` cut into index tensors ``[<= size]``; none when n is 0."""
+    return list(torch.randperm(n, generator=generator).split(size)) if n else []
 
 
 METHOD = Method(

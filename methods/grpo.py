@@ -6,10 +6,14 @@ the reference ``exp(ref - logp) - (ref - logp) - 1`` with coefficient beta.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from pydantic import Field
 
-from methods.base import Method, MethodParams, TrainContext
+from methods import common
+from methods.base import Method, MethodParams, Progress, TrainContext, prompt_rounds
+from methods.common import Samples
 
 
 class GRPOParams(MethodParams):
@@ -84,8 +88,106 @@ def grpo_loss(
     return loss, stats
 
 
+@dataclass
+class GroupBatch:
+    """One round's groups: G samples per prompt, their rewards, advantages and log-probs."""
+
+    samples: Samples  # N = prompts x G rows, row i * G + j: the j-th response to prompt i
+    rewards: torch.Tensor  # [N] reward-model scores
+    advantages: torch.Tensor  # [N] group-normalised
+    mask: torch.Tensor  # [N, T] float, 1 on response tokens
+    logps: torch.Tensor  # [N, T] at sampling time (the "old" policy)
+    ref_logps: torch.Tensor  # [N, T] under the reference
+
+
+@torch.no_grad()
+def sample_groups(
+    ctx: TrainContext, prompts: list[str], group_size: int, gen: torch.Generator, chunk: int
+) -> GroupBatch:
+    """Sample a group per prompt, score it, normalise rewards within groups; old and reference
+    log-probs once for the whole batch (``chunk`` rows a forward pass)."""
+    temperature = _logp_temperature(ctx)
+    samples = common.sample(
+        ctx.policy,
+        ctx.tokenizer,
+        prompts,
+        n=group_size,
+        max_new_tokens=ctx.budget.max_new_tokens,
+        temperature=ctx.decoding.temperature,
+        top_p=ctx.decoding.top_p,
+        generator=gen,
+        device=ctx.device,
+    )
+    rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
+    _count(ctx, prompts, samples)
+    advantages = group_advantages(rewards.view(len(prompts), group_size)).view(-1)  # [N]
+    logps = common.token_logps(ctx.policy, samples, temperature, chunk)  # [N, T]
+    ref_logps = common.token_logps(ctx.reference, samples, temperature, chunk)  # [N, T]
+    mask = samples.response_mask.float()
+    return GroupBatch(samples, rewards, advantages, mask, logps, ref_logps)
+
+
+def minibatch_loss(
+    ctx: TrainContext, batch: GroupBatch, rows: torch.Tensor, params: GRPOParams
+) -> torch.Tensor:
+    """``grpo_loss`` on the samples ``rows`` ``[M]`` of the batch."""
+    logps = common.token_logps(ctx.policy, batch.samples.select(rows), _logp_temperature(ctx))
+    idx = rows.to(ctx.device)
+    loss, _ = grpo_loss(
+        logps,  # [M, T]
+        batch.logps[idx],
+        batch.ref_logps[idx],
+        batch.advantages[idx],  # [M]
+        batch.mask[idx],
+        params.clip,
+        params.beta,
+    )
+    return loss
+
+
 def train(ctx: TrainContext, params: GRPOParams) -> None:
-    raise NotImplementedError
+    """GRPO: each round, a group of G samples per prompt from the current policy, then
+    ``iterations`` passes over them in shuffled mini-batches.
+
+    G is ``params.group_size`` when set, else the budget's ``samples_per_prompt`` (the default,
+    and the equal-budget setting: a different G samples G per prompt and spends accordingly)."""
+    policy = ctx.policy
+    group_size = params.group_size or ctx.budget.samples_per_prompt
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=params.lr)
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
+    order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
+    policy.train()
+    step = 0
+    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
+        batch = sample_groups(ctx, prompts, group_size, gen, params.mini_batch_size)
+        for _ in range(params.iterations):
+            for rows in _minibatches(len(batch.samples), params.mini_batch_size, order):
+                loss = minibatch_loss(ctx, batch, rows, params)
+                common.check_finite(loss, ctx.method, round_, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), params.max_grad_norm)
+                optimizer.step()
+                ctx.costs.optimizer_steps += 1
+                ctx.progress(Progress(round_, step, loss.item(), float(batch.rewards.mean())))
+                step += 1
+    policy.eval()
+
+
+def _logp_temperature(ctx: TrainContext) -> float:
+    # log-probs of the distribution actually sampled from; greedy decoding (0) has none: use 1
+    return ctx.decoding.temperature or 1.0
+
+
+def _minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0."""
+    return list(torch.randperm(n, generator=generator).split(size)) if n else []
+
+
+def _count(ctx: TrainContext, prompts: list[str], samples: Samples) -> None:
+    ctx.costs.prompts += len(prompts)
+    ctx.costs.samples += len(samples)
+    ctx.costs.generated_tokens += int(samples.response_mask.sum())
 
 
 METHOD = Method(

@@ -211,10 +211,16 @@ def rollout(
     """Sample K responses per prompt, score them, and compute KL-shaped rewards and GAE."""
     temperature = _logp_temperature(ctx)
     samples = common.sample(
-        ctx.policy, ctx.tokenizer, prompts, n=ctx.budget.samples_per_prompt,
-        max_new_tokens=ctx.budget.max_new_tokens, temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p, generator=gen, device=ctx.device,
-    )  # fmt: skip
+        ctx.policy,
+        ctx.tokenizer,
+        prompts,
+        n=ctx.budget.samples_per_prompt,
+        max_new_tokens=ctx.budget.max_new_tokens,
+        temperature=ctx.decoding.temperature,
+        top_p=ctx.decoding.top_p,
+        generator=gen,
+        device=ctx.device,
+    )  # N = len(prompts) * K rows, row i * K + j: the j-th response to prompt i
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
     _count(ctx, prompts, samples)
     mask = samples.response_mask.float()  # [N, T]
@@ -264,14 +270,15 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
     for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
         batch = rollout(ctx, value_head, prompts, gen, kl_ctl.value, params)
         for _ in range(params.ppo_epochs):
-            for rows in torch.randperm(len(batch.samples), generator=order).split(
-                params.mini_batch_size
-            ):
+            for rows in _minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss = minibatch_loss(ctx, value_head, batch, rows, params)
                 common.check_finite(loss, ctx.method, round_, step)
-                _optimizer_step(loss, optimizer, trainable, params.max_grad_norm)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
+                optimizer.step()
                 ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, float(loss), float(batch.rewards.mean())))
+                ctx.progress(Progress(round_, step, loss.item(), float(batch.rewards.mean())))
                 step += 1
         kl_ctl.update(batch.kl, n_steps=len(batch.samples))
     policy.eval()
@@ -282,19 +289,15 @@ def _logp_temperature(ctx: TrainContext) -> float:
     return ctx.decoding.temperature or 1.0
 
 
+def _minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0."""
+    return list(torch.randperm(n, generator=generator).split(size)) if n else []
+
+
 def _count(ctx: TrainContext, prompts: list[str], samples: Samples) -> None:
     ctx.costs.prompts += len(prompts)
     ctx.costs.samples += len(samples)
     ctx.costs.generated_tokens += int(samples.response_mask.sum())
-
-
-def _optimizer_step(
-    loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[Any], max_grad_norm: float
-) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
 
 
 METHOD = Method(

@@ -11,7 +11,7 @@ class SFTParams(MethodParams):
 
 METHOD = Method(
     name="sft",
-    description="The base (SFT) policy itself, untrained: the reference every method is judged against.",
+    description="The base (SFT) policy itself, untrained: what every method is judged against.",
     params=SFTParams,
     train=None,
     needs_reference=False,

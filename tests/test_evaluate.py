@@ -25,7 +25,6 @@ from harness.evaluate import (
     mean_with_ci,
     outcomes,
     reference_eval,
-    seed_interval,
     win_rate,
 )
 from harness.runs import MetricRow
@@ -83,17 +82,6 @@ def test_mean_with_ci_by_hand() -> None:
     assert est.value == 1.5 and 0.0 <= est.ci_low < 1.5 < est.ci_high <= 3.0
     empty = mean_with_ci([])
     assert empty.n == 0 and math.isnan(empty.value)
-
-
-def test_seed_interval_by_hand() -> None:
-    est = seed_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
-    half = 4.302653 / math.sqrt(3)
-    assert (est.value, est.n) == (2.0, 3)
-    assert est.ci_low == pytest.approx(2 - half, abs=1e-5)
-    assert est.ci_high == pytest.approx(2 + half, abs=1e-5)
-    one = seed_interval([0.7])
-    assert one.value == 0.7 and math.isnan(one.ci_low) and math.isnan(one.ci_high)
-    assert one.row("winrate.gold") == MetricRow("winrate.gold", 0.7, None, None, 1)
 
 
 def test_distinct_n_by_hand() -> None:
@@ -167,7 +155,7 @@ def suite_of(tiny_world: Path) -> Callable[..., Any]:
     return lambda *overrides: load_suite(REPO / "suites" / "tiny.yaml", ["seeds=[0]", *overrides])
 
 
-def make_ctx(suite: Any, variant: str) -> Any:
+def run_context(suite: Any, variant: str) -> Any:
     from harness.execute import train_context
     from harness.runs import expand
     from methods.base import Costs
@@ -186,7 +174,7 @@ def reference(suite: Any) -> ReferenceEval:
     """The suite's shared reference side, base lm-eval scores included (one lm-eval run)."""
     from harness.models import load_judges
 
-    ctx = make_ctx(suite, "sft")
+    ctx = run_context(suite, "sft")
     judges = load_judges(suite, ctx.device)
     return reference_eval(suite, ctx.reference, ctx.tokenizer, judges, ctx.device)
 
@@ -200,7 +188,7 @@ def by_metric(rows: list[MetricRow]) -> dict[str, MetricRow]:
 @pytest.mark.slow
 def test_without_shared_reference(suite_of: Callable[..., Any], tmp_path: Path) -> None:
     suite = suite_of("eval.num_prompts=16", "eval.lm_eval.tasks=[]")
-    ctx = make_ctx(suite, "sft")
+    ctx = run_context(suite, "sft")
     from methods import REGISTRY
 
     rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, suite, None, tmp_path))
@@ -221,7 +209,7 @@ def test_base_policy_against_itself(suite: Any, reference: ReferenceEval, tmp_pa
     reference.save(tmp_path / "reference.json")
     shared = ReferenceEval.load(tmp_path / "reference.json")
     assert shared == reference
-    ctx = make_ctx(suite, "sft")
+    ctx = run_context(suite, "sft")
     rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, suite, shared, tmp_path))
     for judge in suite.eval.judges:
         row = rows[f"winrate.{judge}"]
@@ -238,7 +226,7 @@ def test_base_policy_against_itself(suite: Any, reference: ReferenceEval, tmp_pa
 def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path: Path) -> None:
     from methods import REGISTRY
 
-    ctx = make_ctx(suite, "best_of_n")
+    ctx = run_context(suite, "best_of_n")
     params = suite.variant("best_of_n").params
     assert params.n == 8
     rows = by_metric(
@@ -274,7 +262,7 @@ def test_damaged_policy_is_a_capability_regression(
     from methods import REGISTRY
 
     method = dataclasses.replace(REGISTRY["sft"], name=f"noise{sigma}", train=add_noise(sigma))
-    ctx = make_ctx(suite, "sft")
+    ctx = run_context(suite, "sft")
     assert method.train is not None
     method.train(ctx, None)
     rows = by_metric(evaluate_policy(ctx, method, None, suite, reference, tmp_path))

@@ -8,7 +8,7 @@ Layout of a built world directory::
     policy/  proxy_rm/  heldout_rm/           transformers models, each with its tokenizer
     data/train_prompts.jsonl                  {"prompt": ...}   prompts methods train on
     data/eval_prompts.jsonl                   {"prompt": ...}   held out, never trained on
-    data/preferences.jsonl                    {"chosen": ..., "rejected": ...}  HH text, gold-labelled
+    data/preferences.jsonl                    {"chosen", "rejected"}  HH text, gold-labelled
     tasks/tiny_facts.{yaml,jsonl}  tasks/tiny_arith.{yaml,jsonl}   lm-eval tasks
     card.json  card.md                        what was built, and how well it came out
 """
@@ -69,7 +69,7 @@ def sft_corpus(cfg: WorldConfig, rng: random.Random) -> list[str]:
 def gold_pairs(
     rng: random.Random, pool: list[Request], n: int, noise: float
 ) -> list[dict[str, Any]]:
-    """``n`` response pairs with different gold scores, ordered by gold, a ``noise`` share flipped."""
+    """``n`` response pairs of different gold score, ordered by gold, a ``noise`` share flipped."""
     rows: list[dict[str, Any]] = []
     while len(rows) < n:
         (req,) = _draw(rng, pool, 1)
@@ -114,7 +114,8 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
     tokenizer = trainer.train_tokenizer(corpus, cfg.vocab_size)
     timings["data_and_tokenizer"] = time.perf_counter() - t0
     log(
-        f"data: {len(corpus)} SFT dialogues, {len(train_pool)} train / {len(eval_pool)} eval prompts"
+        f"data: {len(corpus)} SFT dialogues, "
+        f"{len(train_pool)} train / {len(eval_pool)} eval prompts"
     )
 
     t = time.perf_counter()

@@ -107,7 +107,8 @@ def markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {name} pairwise accuracy vs gold (held-out pairs) | {acc:.3f} |")
     lines += [
         f"| base policy EOS within {base['max_new_tokens']} tokens | {base['eos_rate']:.3f} |",
-        f"| base policy gold reward, mean ± std | {base['gold_mean']:.2f} ± {base['gold_std']:.2f} |",
+        f"| base policy gold reward, mean ± std "
+        f"| {base['gold_mean']:.2f} ± {base['gold_std']:.2f} |",
         f"| base policy gold reward, range | {base['gold_min']:.1f} to {base['gold_max']:.1f} |",
         f"| base policy mean response tokens | {base['mean_tokens']:.1f} |",
     ]

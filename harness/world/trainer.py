@@ -99,7 +99,7 @@ def train_policy(
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(llama_config(cfg, tokenizer))
     eos = tokenizer.eos_token_id
-    ids = [tokenizer(t)["input_ids"][: MAX_LEN - 1] + [eos] for t in corpus]
+    ids = [[*tokenizer(t)["input_ids"][: MAX_LEN - 1], eos] for t in corpus]
     steps = SFT_EPOCHS * math.ceil(len(ids) / SFT_BATCH)
     opt = torch.optim.AdamW(model.parameters(), lr=SFT_LR, weight_decay=0.0)
     sched = _schedule(opt, steps, warmup=50)

@@ -1,0 +1,180 @@
+"""The leaderboard: summary by hand, golden ``leaderboard.md``, self-contained HTML, the CLI.
+
+Regenerate the golden file after an intended change with
+``UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py`` and review its diff.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from harness.cli_results import register
+from harness.leaderboard import markdown, primary_judge, summarise, write_leaderboard
+from harness.results import SuiteInfo, load_suite_info, read_table
+from tests.test_results import SUITE_JSON, make_results, write_results_dir
+
+GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args: str):
+    app = typer.Typer()
+    register(app)
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    return write_results_dir(tmp_path)
+
+
+def _summary(results_dir: Path):
+    long_df, runs_df = read_table(results_dir)
+    return summarise(long_df, runs_df, load_suite_info(results_dir)), long_df, runs_df
+
+
+# --- the summary ------------------------------------------------------------------------------
+
+
+def test_summary_ranks_by_the_primary_judge(results_dir: Path) -> None:
+    summary, _, _ = _summary(results_dir)
+    assert list(summary["variant"]) == ["ppo", "dpo", "sft"]  # gold: 0.70, 0.65, 0.495
+    assert list(summary["rank"]) == [1, 2, 3]
+    assert summary.attrs["primary_judge"] == "gold"
+    dpo = summary.set_index("variant").loc["dpo"]
+    assert dpo["winrate.gold"] == pytest.approx(0.65)
+    # two seeds 0.64, 0.66: sd 0.01414, se 0.01, t(1) = 12.706
+    assert dpo["winrate.gold.low"] == pytest.approx(0.65 - 0.12706)
+    assert dpo["kl"] == pytest.approx(3.0) and dpo["length"] == pytest.approx(36.0)
+    assert dpo["capability_delta.tiny_arith"] == pytest.approx(-0.02)
+    assert dpo["wall_seconds"] == pytest.approx(70.0)  # median of 60 and 80
+
+
+def test_one_seed_keeps_its_interval_and_failures_are_counted(results_dir: Path) -> None:
+    summary, _, _ = _summary(results_dir)
+    ppo = summary.set_index("variant").loc["ppo"]
+    assert (ppo["seeds"], ppo["failed"]) == (1, 1)
+    assert (ppo["winrate.gold.low"], ppo["winrate.gold.high"]) == pytest.approx((0.62, 0.78))
+    assert bool(ppo["regression.tiny_arith"]) and not bool(ppo["regression.tiny_facts"])
+
+
+def test_primary_judge_defaults_to_the_first_non_proxy_judge() -> None:
+    assert primary_judge(["proxy", "heldout", "gold"], None) == "heldout"
+    assert primary_judge(["proxy"], None) == "proxy"
+    assert primary_judge([], None) is None
+
+
+def test_suite_json_mapping_is_accepted(results_dir: Path) -> None:
+    long_df, runs_df = read_table(results_dir)
+    from_dict = summarise(long_df, runs_df, SUITE_JSON)
+    from_info = summarise(long_df, runs_df, SuiteInfo.from_dump(SUITE_JSON))
+    assert from_dict.equals(from_info)
+
+
+def test_a_variant_whose_every_run_failed_is_still_listed(tmp_path: Path) -> None:
+    results = [r for r in make_results() if not (r.variant == "ppo" and r.seed == 0)]
+    out = write_results_dir(tmp_path, results)
+    long_df, runs_df = read_table(out)
+    text = markdown(summarise(long_df, runs_df, None), runs_df, None)
+    assert "| 3 | ppo | ppo | 0 (+1 failed) | - |" in text
+    assert "## Failed runs" in text and "FloatingPointError" in text
+
+
+# --- the files --------------------------------------------------------------------------------
+
+
+def test_leaderboard_md_matches_the_golden_file(results_dir: Path) -> None:
+    long_df, runs_df = read_table(results_dir)
+    md_path, _ = write_leaderboard(results_dir, long_df, runs_df, load_suite_info(results_dir))
+    text = md_path.read_text()
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "leaderboard.md changed; UPDATE_GOLDEN=1 to accept"
+    assert str(results_dir) not in text and not re.search(r"\d{4}-\d{2}-\d{2}", text)
+
+
+def test_html_is_self_contained_with_three_plots(results_dir: Path) -> None:
+    long_df, runs_df = read_table(results_dir)
+    _, html_path = write_leaderboard(results_dir, long_df, runs_df, load_suite_info(results_dir))
+    page = html_path.read_text()
+    assert "<script" not in page.lower()
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http" not in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3
+    assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
+    for text in ("ppo", "0.650", "[0.523, 0.777]", "Failed runs", "FloatingPointError"):
+        assert text in page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs chromium (apt install chromium)"
+)
+def test_html_renders_in_headless_chromium(results_dir: Path, tmp_path: Path) -> None:
+    long_df, runs_df = read_table(results_dir)
+    _, html_path = write_leaderboard(results_dir, long_df, runs_df, load_suite_info(results_dir))
+    shot = tmp_path / "lb.png"
+    flags = "--no-sandbox --disable-gpu --disable-quic --no-first-run --disable-sync"
+    flags += " --disable-background-networking --disable-component-update"
+    command = ["chromium", "--headless", *flags.split(), f"--user-data-dir={tmp_path / 'profile'}"]
+    command += [f"--screenshot={shot}", "--window-size=1400,2000", html_path.as_uri()]
+    subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert shot.exists(), "chromium wrote no screenshot"
+    data = shot.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 50_000  # a blank 1400x2000 page compresses to a few kB
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def test_cli_writes_tables_and_leaderboard(results_dir: Path) -> None:
+    result = invoke("leaderboard", str(results_dir))
+    assert result.exit_code == 0, result.output
+    for name in ("table.parquet", "table.csv", "runs.parquet", "runs.csv", "leaderboard.md"):
+        assert (results_dir / name).exists()
+        assert f"wrote {results_dir / name}" in result.stdout
+    assert "Leaderboard (ranked by gold win-rate)" in result.stdout
+    assert "1 failed run(s)" in result.stdout
+    assert result.stdout.index("ppo") < result.stdout.index("dpo") < result.stdout.index("sft")
+
+
+def test_cli_reads_tables_without_run_files(results_dir: Path) -> None:
+    assert invoke("leaderboard", str(results_dir)).exit_code == 0
+    shutil.rmtree(results_dir / "runs")
+    (results_dir / "leaderboard.md").unlink()
+    result = invoke("leaderboard", str(results_dir))
+    assert result.exit_code == 0, result.output
+    assert (results_dir / "leaderboard.md").read_text() == GOLDEN.read_text()
+
+
+def test_cli_warns_about_unreadable_run_files(results_dir: Path) -> None:
+    (results_dir / "runs" / "broken.json").write_text("{")
+    result = invoke("leaderboard", str(results_dir))
+    assert result.exit_code == 0
+    assert "warning: skipped broken.json: unreadable run file" in result.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_runs"])
+def test_cli_bad_input_exits_2(tmp_path: Path, case: str) -> None:
+    target = tmp_path / "results"
+    if case != "missing":
+        target.mkdir()
+    if case == "empty":
+        (target / "runs").mkdir()
+        (target / "suite.json").write_text(json.dumps(SUITE_JSON))
+    result = invoke("leaderboard", str(target))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output

@@ -1,0 +1,228 @@
+"""`harness run` on a Ray pool: a loopback cluster started with `ray start --head`, shared by
+every test here (Ray takes ~13 s to start), with 2 CPUs and 2 logical GPUs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.runs import RunResult
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "suites" / "tiny.yaml"
+# Small and quick: no lm-eval, few eval prompts, a short budget.
+QUICK = [
+    "eval.lm_eval.tasks=[]",
+    "eval.num_prompts=32",
+    "eval.bootstrap=200",
+    "budget.rounds=1",
+    "budget.prompts_per_round=8",
+    "budget.samples_per_prompt=2",
+    "budget.max_new_tokens=24",
+]
+QUICK_ARGS = [arg for o in QUICK for arg in ("-o", o)]
+DETERMINISTIC = ["run_id", "variant", "seed", "metric", "value", "ci_low", "ci_high", "n"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_world: Path, cache_root: Path) -> Iterator[str]:
+    """`ray start --head` on loopback (2 CPUs, 2 logical GPUs); stopped after the module."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    # a throwaway loopback cluster: no token authentication, on either side
+    previous_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    env = {**os.environ, "HARNESS_CACHE": str(cache_root), "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
+    start += ["--num-cpus=2", "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats"]
+    # keep up to 4 idle workers alive (Ray's default keeps one per CPU), so that four fractional
+    # tasks after a warm-up start at once instead of waiting for new workers to import torch
+    start += ['--system-config={"num_workers_soft_limit": 4}']
+    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+    import ray
+
+    ray.init(address=address, runtime_env={"env_vars": {"HARNESS_CACHE": str(cache_root)}})
+    try:
+        yield address
+    finally:
+        ray.shutdown()
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        if previous_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = previous_auth
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["run", str(TINY), *args])
+    return result.exit_code, result.output
+
+
+def _long(out: Path, name: str = "tiny") -> pd.DataFrame:
+    df = pd.read_parquet(out / name / "table.parquet")
+    return df[DETERMINISTIC].sort_values(["run_id", "metric"]).reset_index(drop=True)
+
+
+def _results(out: Path) -> list[RunResult]:
+    return [RunResult.from_json(p.read_text()) for p in sorted((out / "tiny/runs").glob("*.json"))]
+
+
+def test_parallel_suite_is_faster_and_repeatable(cluster: str, tmp_path: Path) -> None:
+    """4 runs on a 2-CPU pool in at most 0.6x the time of the same runs one after another, and
+    with identical metrics (same seeds, CPU)."""
+    import torch
+
+    from harness.execute import execute_run
+    from harness.runs import expand
+    from harness.schedule import run_specs
+    from harness.shared import compute_shared
+    from harness.spec import load_suite
+
+    # the default budget, so that each run does real work; no lm-eval, to keep it short
+    fast_eval = ["eval.lm_eval.tasks=[]", "eval.num_prompts=64", "eval.bootstrap=200"]
+    suite = load_suite(TINY, [*fast_eval, "seeds=[0,1]"])
+    specs = expand(suite, ["raft", "grpo"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each pool task gets: one CPU
+    try:
+        shared = compute_shared(suite.model_dump(mode="json"))
+        code, output = _run(
+            [
+                *QUICK_ARGS,
+                "--only",
+                "sft",
+                "-o",
+                "seeds=[0,1]",
+                "--out",
+                str(tmp_path / "warm"),
+            ]
+        )
+        assert code == 0, output  # the pool's two workers are started and warm
+        t = time.perf_counter()
+        sequential = [execute_run(s, tmp_path / "seq" / s.run_id, shared) for s in specs]
+        t_sequential = time.perf_counter() - t
+    finally:
+        torch.set_num_threads(threads)
+    t = time.perf_counter()
+    pooled = run_specs(specs, tmp_path / "pool", shared, 1, 0, 0, lambda *a: None, lambda r: None)
+    t_pool = time.perf_counter() - t
+    print(f"4 runs: {t_pool:.1f} s on the pool, {t_sequential:.1f} s one after another")
+    assert all(r.status == "done" for r in [*sequential, *pooled]), [r.error for r in pooled]
+    assert t_pool <= 0.6 * t_sequential
+    by_id = {r.run_id: r.metrics for r in pooled}
+    for r in sequential:
+        assert by_id[r.run_id] == r.metrics, r.variant
+
+
+def test_resume_runs_only_what_is_missing(cluster: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [*QUICK_ARGS, "--only", "sft", "-o", "seeds=[0,1,2]"]
+    code, _ = _run([*args, "--out", str(out)])
+    assert code == 0
+    (first, *_rest) = sorted((out / "tiny/runs").glob("*.json"))
+    first.unlink()
+    before = _long(out)
+    code, output = _run([*args, "--out", str(out)])
+    assert code == 0, output
+    assert "2 run(s) already done, 1 to run" in output
+    pd.testing.assert_frame_equal(before, _long(out))
+
+
+def test_kill_9_mid_suite_then_resume(cluster: str, tmp_path: Path) -> None:
+    """The driver killed with SIGKILL after the first result: the rerun does only the rest and
+    its table equals that of a clean run."""
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).with_name("harness")), "run", str(TINY), "--out", str(out)]
+    cmd += [*QUICK_ARGS, "--only", "sft", "-o", "seeds=[0,1,2,3]"]
+    cmd += ["--address", cluster]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / "tiny/runs").glob("*.json")):
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = list((out / "tiny/runs").glob("*.json"))
+    assert 1 <= len(kept) < 4
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{len(kept)} run(s) already done, {4 - len(kept)} to run" in resumed.stdout
+    clean = tmp_path / "clean"
+    shutil.copytree(out / "tiny/shared", clean / "tiny/shared")
+    code, output = _run(["--out", str(clean), *cmd[5:-2]])
+    assert code == 0, output
+    pd.testing.assert_frame_equal(_long(out), _long(clean))
+
+
+def test_a_failing_variant_is_isolated(cluster: str, tmp_path: Path) -> None:
+    args = [*QUICK_ARGS, "--only", "sft", "--only", "raft"]
+    args += ["-o", "seeds=[0]", "-o", "methods.raft.params.lr=1e12", "--out", str(tmp_path)]
+    code, output = _run(args)
+    assert code == 1, output
+    by_variant = {r.variant: r for r in _results(tmp_path)}
+    assert by_variant["sft"].status == "done"
+    failed = by_variant["raft"]
+    assert failed.status == "failed"
+    assert failed.error and "diverged" in failed.error
+    assert "raft" in failed.error and "round" in failed.error  # names the method, round and step
+    assert failed.traceback and "Traceback" in failed.traceback
+    assert "FAILED   raft/seed0" in output
+    board = (tmp_path / "tiny" / "leaderboard.md").read_text()
+    assert "raft" in board and "diverged" in board  # failed runs are listed, not dropped
+
+
+def test_fractional_gpus_pack_four_runs_on_two_logical_gpus(cluster: str, tmp_path: Path) -> None:
+    args = [*QUICK_ARGS, "--only", "sft", "-o", "seeds=[0,1,2,3]"]
+    args += ["-o", "resources.gpus_per_run=0.5", "-o", "resources.cpus_per_run=0.5"]
+    code, output = _run([*args, "--out", str(tmp_path / "warm")])
+    assert code == 0, output  # four worker processes started (a cold start takes seconds each)
+    code, output = _run([*args, "--out", str(tmp_path)])
+    assert code == 0, output
+    results = _results(tmp_path)
+    starts = [r.provenance["started_at"] for r in results]
+    ends = [r.provenance["finished_at"] for r in results]
+    assert max(starts) < min(ends), "the four runs did not all run at once"
+    devices = {r.provenance["cuda_visible_devices"] for r in results}
+    assert devices <= {"0", "1"} and len(devices) == 2  # two runs per logical GPU
+    assert all(r.provenance["device"] == "cpu" for r in results)  # no CUDA here: CPU fallback
+
+
+def test_cli_errors_exit_2(tmp_path: Path) -> None:
+    code, output = _run(["--only", "nope", "--out", str(tmp_path)])
+    assert code == 2 and "unknown variant" in output
+    code, output = _run(["-o", "budget.rounds=0", "--out", str(tmp_path)])
+    assert code == 2 and "budget.rounds" in output
+    assert not (tmp_path / "tiny").exists()  # bad input writes nothing
+
+
+def test_results_are_written_per_run(cluster: str, tmp_path: Path) -> None:
+    args = [*QUICK_ARGS, "--only", "sft", "-o", "seeds=[0]"]
+    code, output = _run([*args, "--out", str(tmp_path)])
+    assert code == 0, output
+    suite = json.loads((tmp_path / "tiny" / "suite.json").read_text())
+    assert suite["name"] == "tiny"
+    for name in ("table.parquet", "table.csv", "leaderboard.md", "leaderboard.html"):
+        assert (tmp_path / "tiny" / name).exists(), name
