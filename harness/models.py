@@ -7,7 +7,7 @@ by hand (pointing at the world's directories), so there is one loading path for 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,12 @@ def load_reward(ref: ModelRef, device: torch.device, costs: Any = None) -> Rewar
         trust_remote_code=ref.trust_remote_code,
     )
     model = model.to(device)
-    return RewardModel(model, load_tokenizer(ref), device, costs)
+    tokenizer = load_tokenizer(ref)
+    # The classifier pools at the last token that is not config.pad_token_id, and texts are padded
+    # with the tokenizer's pad: they must agree (a checkpoint may name another id, e.g. Llama's
+    # <unk> 0 beside a tokenizer padding with EOS), or a padded text is scored at a pad position.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return RewardModel(model, tokenizer, device, costs)
 
 
 Judge = Callable[[list[str], list[str]], torch.Tensor]
@@ -162,7 +167,8 @@ def _load_source(suite: Suite, src: DataSource, pairs: bool) -> tuple[list[Any],
 
 
 def load_data(suite: Suite, tokenizer: Any = None) -> SuiteData:
-    """The suite's prompts and pairs; prompts cut from the left to the policy's token budget."""
+    """The suite's prompts and pairs; every prompt (pairs' too) cut from the left to the policy's
+    token budget."""
     train, r1 = _load_source(suite, suite.data.train_prompts, pairs=False)
     evals, r2 = _load_source(suite, suite.data.eval_prompts, pairs=False)
     prefs: list[PreferencePair] = []
@@ -170,8 +176,13 @@ def load_data(suite: Suite, tokenizer: Any = None) -> SuiteData:
     if suite.data.preferences is not None:
         prefs, r3 = _load_source(suite, suite.data.preferences, pairs=True)
         reports.append(r3)
+    evals = evals[: suite.eval.num_prompts]
     if tokenizer is not None:
         budget = suite_models(suite).policy.max_prompt_tokens
         train = [hh.left_truncate_prompt(p, tokenizer, budget) for p in train]
         evals = [hh.left_truncate_prompt(p, tokenizer, budget) for p in evals]
-    return SuiteData(train, prefs, evals[: suite.eval.num_prompts], reports)
+        # pairs too: DPO trains on their prompts, and RRHF/PRO find a train prompt's pair by text
+        prefs = [
+            replace(p, prompt=hh.left_truncate_prompt(p.prompt, tokenizer, budget)) for p in prefs
+        ]
+    return SuiteData(train, prefs, evals, reports)

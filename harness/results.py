@@ -403,6 +403,23 @@ def seed_interval(
     return mean, mean - half, mean + half
 
 
+# Metrics bounded by definition: an interval over few seeds is cut to the possible range.
+BOUNDS = {
+    "winrate.": (0.0, 1.0),
+    "capability.": (0.0, 1.0),
+    "capability_delta.": (-1.0, 1.0),
+    "distinct_": (0.0, 1.0),
+}
+
+
+def clip_to_bounds(metric: str, low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` cut to the range the metric can take (e.g. [0, 1] for a win-rate)."""
+    for prefix, (lo, hi) in BOUNDS.items():
+        if metric.startswith(prefix):
+            return max(low, lo), min(high, hi)
+    return low, high
+
+
 def aggregate(long_df: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, metric): method, seeds, mean, ci_low, ci_high (over seeds).
 
@@ -411,6 +428,7 @@ def aggregate(long_df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (variant, metric), group in long_df.groupby(["variant", "metric"], sort=False):
         mean, low, high = seed_interval(group["value"], group["ci_low"], group["ci_high"])
+        low, high = clip_to_bounds(str(metric), low, high)
         method = str(group["method"].iloc[0])
         seeds = int(group["value"].notna().sum())
         rows.append((variant, method, metric, seeds, mean, low, high))

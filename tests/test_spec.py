@@ -70,7 +70,7 @@ def test_tiny_suite_loads_with_every_method() -> None:
     assert suite.name == "tiny"
     assert suite.world is not None and suite.models is None
     assert [v.method for v in suite.methods] == list(REGISTRY)
-    assert suite.seeds == [0, 1]
+    assert suite.seeds == [0, 1, 2]
     assert suite.eval.judges == ["proxy", "heldout", "gold"]
     assert suite.eval.primary_judge == "gold"
     assert suite.eval.lm_eval.tasks == ["tiny_facts", "tiny_arith"]
@@ -82,7 +82,7 @@ def test_variant_params_are_the_methods_own_models() -> None:
     suite = load_suite(TINY)
     dpo = suite.variant("dpo")
     assert isinstance(dpo.params, DPOParams)
-    assert dpo.params.lr == pytest.approx(5e-5)
+    assert dpo.params.lr == pytest.approx(2e-4)
     assert dpo.params.beta == 0.1  # the paper default
     assert isinstance(suite.variant("rrhf").params, RRHFParams)
     with pytest.raises(KeyError, match="no variant 'nope'"):

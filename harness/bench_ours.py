@@ -1,0 +1,286 @@
+"""Our side of ``harness bench``: the tiny world's models and data, and one runner per row.
+
+Each runner builds fresh models (outside its timer), times our own loop on ``steps x batch_size``
+items of the world's data, and counts its ``Work``: forward hooks on the policy and the reference,
+plus ``Costs`` and the reward model's call counter.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from harness.bench import (
+    DPO_BETA,
+    DPO_LR,
+    GRPO_BETA,
+    GRPO_CLIP,
+    GRPO_LR,
+    RM_LR,
+    SEED,
+    BenchConfig,
+    BenchInputError,
+    ForwardCounter,
+    Run,
+    StepClock,
+    Work,
+)
+from methods.base import Budget, Costs, Decoding, PreferencePair, TrainContext
+
+
+@dataclass
+class BenchWorld:
+    """The tiny world's models and data, loaded once; every run takes fresh copies."""
+
+    path: Path
+    tokenizer: Any
+    policy: Any  # the base policy, never trained itself
+    rm_tokenizer: Any
+    rm_base: Any  # the proxy RM, copied and trained by the reward-model row
+    scorer: Any  # the proxy RM, frozen, scoring GRPO completions on both sides
+    pairs: list[PreferencePair]
+    prompts: list[str]
+
+
+def load_world() -> BenchWorld:
+    """The default tiny world (built on first use under ``$HARNESS_CACHE``)."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    from harness.data import load_pairs_file, load_prompts_file
+    from harness.world.build import ensure_world
+    from harness.world.config import WorldConfig
+
+    path = ensure_world(WorldConfig(), log=lambda line: None)
+    pairs, _ = load_pairs_file(path / "data/preferences.jsonl")
+    prompts, _ = load_prompts_file(path / "data/train_prompts.jsonl", "prompt")
+    return BenchWorld(
+        path=path,
+        tokenizer=AutoTokenizer.from_pretrained(path / "policy"),
+        policy=AutoModelForCausalLM.from_pretrained(path / "policy").eval(),
+        rm_tokenizer=AutoTokenizer.from_pretrained(path / "proxy_rm"),
+        rm_base=AutoModelForSequenceClassification.from_pretrained(path / "proxy_rm"),
+        scorer=AutoModelForSequenceClassification.from_pretrained(path / "proxy_rm"),
+        pairs=pairs,
+        prompts=prompts,
+    )
+
+
+def take(items: list[Any], n: int, what: str) -> list[Any]:
+    """The first ``n`` items; ``BenchInputError`` when there are fewer."""
+    if len(items) < n:
+        raise BenchInputError(
+            f"the bench needs {n:,} {what} (steps x batch size), the world has {len(items):,}"
+        )
+    return items[:n]
+
+
+def rm_pairs(world: BenchWorld, n: int) -> list[dict[str, str]]:
+    """The reward-model row's pairs as text, each response ending in EOS, as ``RewardTrainer``
+    has them (so both sides tokenise the very same strings)."""
+    eos = world.rm_tokenizer.eos_token
+    return [
+        {"prompt": p.prompt, "chosen": p.chosen + eos, "rejected": p.rejected + eos}
+        for p in take(world.pairs, n, "preference pairs")
+    ]
+
+
+class NoEosTokenizer:
+    """The tokenizer without an EOS token: our sampler never stops early, so every completion is
+    ``max_new_tokens`` long, like TRL's under ``min_new_tokens``."""
+
+    eos_token_id = None
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+
+# --------------------------------------------------------------------------- runners
+
+
+def our_context(world: BenchWorld, method: str, budget: Budget, clock: StepClock) -> TrainContext:
+    """A context as ``harness run`` builds it, with fresh policy and reference copies; every
+    optimizer step ticks ``clock``."""
+    from methods.common import RewardModel, freeze
+
+    return TrainContext(
+        method=method,
+        policy=copy.deepcopy(world.policy),
+        reference=freeze(world.policy),
+        tokenizer=world.tokenizer,
+        reward=RewardModel(world.scorer, world.rm_tokenizer, "cpu", Costs()),
+        prompts=[],
+        preferences=[],
+        budget=budget,
+        decoding=Decoding(temperature=1.0, top_p=1.0),
+        device=torch.device("cpu"),
+        seed=SEED,
+        progress=clock.tick,
+    )
+
+
+def _train_counted(
+    ctx: TrainContext, train: Callable[[], None], clock: StepClock, pairs: bool = False
+) -> Run:
+    """Time ``train`` with forward counters on the policy and the reference. A sample is a
+    generated response, or with ``pairs`` a pair (two rows of the policy's forward passes)."""
+    policy, ref = ForwardCounter(ctx.policy, True), ForwardCounter(ctx.reference, False)
+    try:
+        clock.start()
+        train()
+        seconds = clock.elapsed()
+    finally:
+        policy.close()
+        ref.close()
+    work = Work(
+        samples=policy.rows // 2 if pairs else ctx.costs.samples,
+        train_tokens=policy.tokens,
+        ref_tokens=ref.tokens,
+        generated_tokens=ctx.costs.generated_tokens,
+        reward_calls=getattr(ctx.reward, "costs", Costs()).reward_calls,
+        optimizer_steps=ctx.costs.optimizer_steps,
+    )
+    return Run(seconds, clock.ends, work)
+
+
+def ours_dpo(world: BenchWorld, cfg: BenchConfig) -> Run:
+    """``methods.dpo.train`` on ``steps x batch_size`` dataset pairs, one epoch, one round."""
+    from methods import dpo
+
+    n = cfg.steps * cfg.batch_size
+    clock = StepClock()
+    ctx = our_context(world, "dpo", Budget(n, 1, 1, cfg.max_new_tokens), clock)
+    ctx.preferences = take(world.pairs, n, "preference pairs")
+    params = dpo.DPOParams(lr=DPO_LR, beta=DPO_BETA, batch_size=cfg.batch_size, epochs=1)
+    return _train_counted(ctx, lambda: dpo.train(ctx, params), clock, pairs=True)
+
+
+def ours_grpo(world: BenchWorld, cfg: BenchConfig) -> Run:
+    """``methods.grpo.train``: ``steps`` rounds of ``batch_size`` prompts x ``group_size``
+    completions, one optimizer step per round."""
+    from methods import grpo
+
+    budget = Budget(cfg.batch_size, cfg.steps, cfg.group_size, cfg.max_new_tokens)
+    clock = StepClock()
+    ctx = our_context(world, "grpo", budget, clock)
+    ctx.tokenizer = NoEosTokenizer(world.tokenizer)
+    ctx.prompts = take(world.prompts, cfg.steps * cfg.batch_size, "train prompts")
+    params = grpo.GRPOParams(
+        lr=GRPO_LR,
+        beta=GRPO_BETA,
+        clip=GRPO_CLIP,
+        group_size=cfg.group_size,
+        iterations=1,
+        mini_batch_size=cfg.batch_size * cfg.group_size,
+    )
+    return _train_counted(ctx, lambda: grpo.train(ctx, params), clock)
+
+
+def bt_train(
+    model: Any,
+    tokenizer: Any,
+    pairs: list[dict[str, str]],
+    batch_size: int,
+    lr: float,
+    on_step: Callable[[], None],
+) -> int:
+    """The step loop of ``harness.world.trainer.train_reward_model`` (without its schedule):
+    ``-log sigmoid(r_chosen - r_rejected)`` on batches of ``batch_size`` pairs, chosen and rejected
+    in one forward pass (``_pair_batch``). Returns the optimizer steps taken."""
+    from harness.world import trainer
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    steps = 0
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        rewards = model(**trainer._pair_batch(tokenizer, chunk)).logits[:, 0]  # [2B]
+        loss = -F.logsigmoid(rewards[: len(chunk)] - rewards[len(chunk) :]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        steps += 1
+        on_step()
+    model.eval()
+    return steps
+
+
+def ours_rm(world: BenchWorld, cfg: BenchConfig) -> Run:
+    """``bt_train`` on ``steps x batch_size`` pairs, from the proxy RM's weights."""
+    model = copy.deepcopy(world.rm_base)
+    pairs = rm_pairs(world, cfg.steps * cfg.batch_size)
+    counter, clock = ForwardCounter(model, True), StepClock()
+    try:
+        clock.start()
+        steps = bt_train(model, world.rm_tokenizer, pairs, cfg.batch_size, RM_LR, clock.tick)
+        seconds = clock.elapsed()
+    finally:
+        counter.close()
+    work = Work(samples=counter.rows // 2, train_tokens=counter.tokens, optimizer_steps=steps)
+    return Run(seconds, clock.ends, work)
+
+
+def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
+    """``methods.common.sample``: ``group_size`` samples for each of ``batch_size`` prompts,
+    stopping at EOS as in training; a sample is a generated token."""
+    from methods import common
+
+    policy = copy.deepcopy(world.policy)
+    prompts = take(world.prompts, cfg.batch_size, "train prompts")
+    gen = torch.Generator().manual_seed(SEED)
+    t0 = time.perf_counter()
+    samples = common.sample(
+        policy, world.tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, 1.0, gen, "cpu"
+    )
+    seconds = time.perf_counter() - t0
+    tokens = int(samples.response_mask.sum())
+    return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
+
+
+def ours_method(name: str) -> Callable[[BenchWorld, BenchConfig], Run]:
+    """A one-round run of ``methods.<name>.train`` with its default params: ``batch_size``
+    prompts, ``group_size`` samples each; a sample is a generated response."""
+
+    def run(world: BenchWorld, cfg: BenchConfig) -> Run:
+        from methods import REGISTRY
+
+        method = REGISTRY[name]
+        if method.train is None:
+            raise NotImplementedError(f"{name} trains nothing")
+        train = method.train
+        budget = Budget(cfg.batch_size, 1, cfg.group_size, cfg.max_new_tokens)
+        clock = StepClock()
+        ctx = our_context(world, name, budget, clock)
+        ctx.prompts = take(world.prompts, cfg.batch_size, "train prompts")
+        ctx.preferences = list(world.pairs)
+        params = method.params()
+        return _train_counted(ctx, lambda: train(ctx, params), clock)
+
+    return run
+
+
+ROWS: dict[str, tuple[str, Callable[[BenchWorld, BenchConfig], Run]]] = {
+    "dpo": ("pairs", ours_dpo),
+    "grpo": ("completions", ours_grpo),
+    "reward_model": ("pairs", ours_rm),
+    "generation": ("tokens", ours_generation),
+    **{name: ("samples", ours_method(name)) for name in ("ppo", "rrhf", "raft", "pro")},
+}
+"""Every row in report order, as (unit, our runner); ``harness.bench_trl.RUNNERS`` has TRL's."""
