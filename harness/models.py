@@ -55,6 +55,12 @@ def torch_dtype(ref: ModelRef, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # a "Loading weights" bar per model drowns the run's output
+
+
 def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
@@ -70,6 +76,7 @@ def load_policy(ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
     """(causal LM on ``device``, its tokenizer) for any ``AutoModelForCausalLM``."""
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     model: Any = AutoModelForCausalLM.from_pretrained(
         ref.path,
         revision=ref.revision,
@@ -87,6 +94,7 @@ def load_reward(ref: ModelRef, device: torch.device, costs: Any = None) -> Rewar
     """A frozen ``AutoModelForSequenceClassification`` that scores text with its own tokenizer."""
     from transformers import AutoModelForSequenceClassification
 
+    _quiet_transformers()
     model: Any = AutoModelForSequenceClassification.from_pretrained(
         ref.path,
         revision=ref.revision,

@@ -174,7 +174,10 @@ def gather(
         start = sum(len(p) for p in parts)
         index = [i for i, _, _ in texts]
         responses = [text for _, _, text in texts]
-        parts.append(common.pack(ctx.tokenizer, [prompts[i] for i in index], responses, ctx.device))
+        prompts_i = [prompts[i] for i in index]
+        # dataset responses are cut to the same token budget as the sampled candidates
+        cap = ctx.budget.max_new_tokens
+        parts.append(common.pack(ctx.tokenizer, prompts_i, responses, ctx.device, cap))
         labels += [kind for _, kind, _ in texts]
         for row, i in enumerate(index):
             groups[i].append(start + row)

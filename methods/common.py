@@ -389,13 +389,15 @@ def score_text(
     one at the last non-pad token)."""
     _ensure_pad(reward_model, reward_tokenizer)
     texts = [p + r for p, r in zip(prompts, responses, strict=True)]
+    max_length = max_length or context_length(reward_model, reward_tokenizer)
+    side, reward_tokenizer.truncation_side = reward_tokenizer.truncation_side, "left"
     scores = []
     for i in range(0, len(texts), batch_size):
         enc = reward_tokenizer(
             texts[i : i + batch_size],
             padding=True,
             padding_side="right",
-            truncation=max_length is not None,
+            truncation=max_length is not None,  # from the left: the response end is kept
             max_length=max_length,
             return_tensors="pt",
         ).to(device)
@@ -405,7 +407,16 @@ def score_text(
         if logits.shape[-1] != 1:
             raise ValueError(f"a reward model has one output, this one has {logits.shape[-1]}")
         scores.append(logits[:, 0].float().cpu())
+    reward_tokenizer.truncation_side = side
     return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def context_length(model: Any, tokenizer: Any) -> int | None:
+    """The longest input ``model`` takes: the smaller of its position table and the tokenizer's
+    ``model_max_length`` (None when neither says)."""
+    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    known = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(known) if known else None
 
 
 class RewardModel:

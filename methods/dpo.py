@@ -120,6 +120,7 @@ def offline_rounds(ctx: TrainContext, params: DPOParams) -> list[Pairs]:
         [p.prompt for p in used] * 2,
         [p.chosen for p in used] + [p.rejected for p in used],
         ctx.device,
+        max_response_tokens=b.max_new_tokens,  # dataset responses get the sampling budget
     )  # [2n]: chosen rows 0..n-1, rejected rows n..2n-1
     ref_logps = reference_logps(ctx, samples, 2 * params.batch_size)  # [2n]
     ctx.costs.prompts += n

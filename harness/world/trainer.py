@@ -189,5 +189,8 @@ def train_reward_model(
 
 
 def save(model: Any, tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # no "Writing model shards" bar per model
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

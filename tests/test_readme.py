@@ -1,0 +1,53 @@
+"""The README's commands are true: the two set-up lines are what CI runs, and the example of
+gating a new variant works as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+TEST_COMMAND = (
+    "python3 -m venv .venv && . .venv/bin/activate && "
+    'pip install torch==2.13.0 -e ".[dev]" && pytest'
+)
+RUN_COMMAND = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 -e . "
+    "&& harness run suites/tiny.yaml"
+)
+
+
+def _block_after(heading: str) -> list[str]:
+    """The command lines of the first ```bash block after ``heading``."""
+    section = README.split(heading, 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, f"no bash block after {heading!r}"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_the_two_command_lines_are_in_the_readme_and_ci_runs_the_test_one() -> None:
+    assert TEST_COMMAND in README and RUN_COMMAND in README
+    assert TEST_COMMAND in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_gating_a_new_variant_works_as_written(tmp_path: Path, tiny_world: Path) -> None:
+    baseline = REPO / "results" / "baselines" / "tiny.parquet"
+    assert baseline.exists(), "the committed baseline is missing"
+    (tmp_path / "results").mkdir()
+    (tmp_path / "suites").symlink_to(REPO / "suites")
+    (tmp_path / "results" / "baselines").symlink_to(REPO / "results" / "baselines")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run, check = _block_after("### Gate a new variant")
+    done = subprocess.run(run, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    gate = subprocess.run(check, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert gate.returncode in (0, 1), gate.stdout + gate.stderr  # a verdict, not bad input
+    assert "winrate.gold" in gate.stdout and "rrhf" in gate.stdout
