@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +177,11 @@ class ReferenceEval:
     responses: list[str]  # [N] one reference response per prompt
     scores: dict[str, list[float]]  # judge -> [N]
     capability: dict[str, TaskScore]  # task -> the base model's lm-eval score
+    hh_prompts: list[str] = field(default_factory=list)  # [N] as HH text; empty: = prompts
+
+    def judge_prompts(self) -> list[str]:
+        """The prompts the judges score: their HH text, not the policy's chat-templated form."""
+        return self.hh_prompts or self.prompts
 
     def save(self, path: str | Path) -> None:
         write_atomic(Path(path), json.dumps(asdict(self), indent=1))
@@ -266,12 +271,14 @@ def reference_eval(
     (seeded with ``REFERENCE_SEED``), every judge's scores, and the base lm-eval scores."""
     from harness.models import load_data
 
-    prompts = load_data(suite, tokenizer).eval_prompts
+    data = load_data(suite, tokenizer)
+    prompts = data.eval_prompts
+    hh_prompts = [data.hh_prompts.get(p, p) for p in prompts]  # what the judges score
     gen = _generator(REFERENCE_SEED, device)
     samples = respond(reference_model, tokenizer, prompts, suite, gen, device)
-    scores = judge_all(judges, prompts, samples.responses)
+    scores = judge_all(judges, hh_prompts, samples.responses)
     capability = base_capability(suite, reference_model, tokenizer, device)
-    return ReferenceEval(prompts, samples.responses, scores, capability)
+    return ReferenceEval(prompts, samples.responses, scores, capability, hh_prompts)
 
 
 # --------------------------------------------------------------------------- one run
@@ -379,7 +386,7 @@ def evaluate_policy(
     else:
         samples = respond(ctx.policy, ctx.tokenizer, ref.prompts, suite, gen, ctx.device)
         kl = policy_kl(ctx.policy, reference, samples, n_boot)
-    scores = judge_all(judges, ref.prompts, samples.responses)
+    scores = judge_all(judges, ref.judge_prompts(), samples.responses)
     rows = [
         win_rate(scores[j], ref.scores[j], n_boot, BOOTSTRAP_SEED).row(f"winrate.{j}")
         for j in judges

@@ -28,7 +28,9 @@ PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm-eval", "ray",
 
 
 def pick_device(gpus: float) -> torch.device:
-    """CUDA when the run was given a GPU and CUDA is there, else CPU."""
+    """CUDA when the run was given a GPU and CUDA is there, else CPU (logical GPUs declared on a
+    CPU machine). Everything a run computes then stays on that one device; which one it was is
+    recorded in the result's provenance, beside the GPUs the run asked for."""
     if gpus > 0 and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
@@ -65,6 +67,8 @@ def provenance(spec: RunSpec, device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch_threads": torch.get_num_threads(),
+        "gpus_requested": spec.suite["resources"]["gpus_per_run"],
+        "cuda_available": torch.cuda.is_available(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 
@@ -88,7 +92,7 @@ def train_context(
         policy=policy,
         reference=reference,
         tokenizer=tokenizer,
-        reward=load_reward(models.reward, device, costs),
+        reward=load_reward(models.reward, device, costs, prompt_map=data.hh_prompts),
         prompts=data.train_prompts,
         preferences=data.preferences,
         budget=Budget(b.prompts_per_round, b.rounds, b.samples_per_prompt, b.max_new_tokens),

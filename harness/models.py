@@ -6,8 +6,9 @@ by hand (pointing at the world's directories), so there is one loading path for 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,14 @@ def load_policy(ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def load_reward(ref: ModelRef, device: torch.device, costs: Any = None) -> RewardModel:
-    """A frozen ``AutoModelForSequenceClassification`` that scores text with its own tokenizer."""
+def load_reward(
+    ref: ModelRef,
+    device: torch.device,
+    costs: Any = None,
+    prompt_map: Mapping[str, str] | None = None,
+) -> RewardModel:
+    """A frozen ``AutoModelForSequenceClassification`` that scores text with its own tokenizer;
+    ``prompt_map`` (``SuiteData.hh_prompts``) gives it the HH text of a chat-templated prompt."""
     from transformers import AutoModelForSequenceClassification
 
     _quiet_transformers()
@@ -107,36 +114,112 @@ def load_reward(ref: ModelRef, device: torch.device, costs: Any = None) -> Rewar
     # with the tokenizer's pad: they must agree (a checkpoint may name another id, e.g. Llama's
     # <unk> 0 beside a tokenizer padding with EOS), or a padded text is scored at a pad position.
     model.config.pad_token_id = tokenizer.pad_token_id
-    return RewardModel(model, tokenizer, device, costs)
+    return RewardModel(model, tokenizer, device, costs, prompt_map=prompt_map)
 
 
 Judge = Callable[[list[str], list[str]], torch.Tensor]
 
 
 def load_judges(
-    suite: Suite, device: torch.device, reward: RewardModel | None = None
+    suite: Suite,
+    device: torch.device,
+    reward: RewardModel | None = None,
+    prompt_map: Mapping[str, str] | None = None,
 ) -> dict[str, Judge]:
-    """Every judge of ``suite.eval.judges`` by name: ``proxy`` (the training RM), ``gold`` (the
-    world's gold reward), or a named judge RM."""
+    """Every judge of ``suite.eval.judges`` by name: ``proxy`` (the training RM; ``reward`` as it
+    is when given), ``gold`` (the world's gold reward), or a named judge RM. With ``prompt_map``
+    (``SuiteData.hh_prompts``) every judge loaded here scores the HH text of a templated prompt."""
     models = suite_models(suite)
     judges: dict[str, Judge] = {}
     for name in suite.eval.judges:
         if name == "proxy":
-            judges[name] = reward or load_reward(models.reward, device)
+            judges[name] = reward or load_reward(models.reward, device, prompt_map=prompt_map)
         elif name == "gold":
             from harness.world.gold import gold_reward
 
-            judges[name] = _gold_judge(gold_reward)
+            judges[name] = _gold_judge(gold_reward, prompt_map)
         else:
-            judges[name] = load_reward(models.judges[name], device)
+            judges[name] = load_reward(models.judges[name], device, prompt_map=prompt_map)
     return judges
 
 
-def _gold_judge(fn: Callable[[str, str], float]) -> Judge:
+def _gold_judge(
+    fn: Callable[[str, str], float], prompt_map: Mapping[str, str] | None = None
+) -> Judge:
+    hh_of = prompt_map or {}
+
     def judge(prompts: list[str], responses: list[str]) -> torch.Tensor:
-        return torch.tensor([fn(p, r) for p, r in zip(prompts, responses, strict=True)])
+        pairs = zip(prompts, responses, strict=True)
+        return torch.tensor([fn(hh_of.get(p, p), r) for p, r in pairs])
 
     return judge
+
+
+# --------------------------------------------------------------------------- chat templates
+
+_TURN = re.compile(r"\n\n(Human|Assistant):")
+_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def hh_to_messages(prompt: str) -> list[dict[str, str]]:
+    """The turns of an HH prompt as chat messages ``[{"role": "user" | "assistant", "content"}]``,
+    contents stripped, the final empty ``Assistant:`` turn dropped. Text before the first marker
+    (a prompt cut mid-turn from the left, or a plain prompt with no markers) is a turn of the
+    role before the first marker's (``user`` when there is none); two turns of one role in a row
+    are joined by a blank line, as chat templates often require alternating roles."""
+    parts = _TURN.split(hh.normalize_hh(prompt))  # [head, role, text, role, text, ...]
+    turns = [(_ROLES[r], text.strip()) for r, text in zip(parts[1::2], parts[2::2], strict=True)]
+    if parts[0].strip():
+        head_role = "assistant" if turns and turns[0][0] == "user" else "user"
+        turns.insert(0, (head_role, parts[0].strip()))
+    if turns and turns[-1] == ("assistant", ""):
+        turns.pop()
+    messages: list[dict[str, str]] = []
+    for role, content in turns:
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n\n" + content
+        else:
+            messages.append({"role": role, "content": content})
+    return messages
+
+
+def uses_chat_template(tokenizer: Any, chat_template: str = "auto") -> bool:
+    """Whether prompts are rendered with the tokenizer's chat template, per ``ModelRef``'s
+    ``chat_template`` (``auto``: when the tokenizer has one)."""
+    return chat_template == "auto" and bool(getattr(tokenizer, "chat_template", None))
+
+
+def policy_prompt(tokenizer: Any, hh_prompt: str, chat_template: str = "auto") -> str:
+    """The HH prompt as the policy sees it: rendered with the tokenizer's chat template (with the
+    generation prompt) when it has one and ``chat_template`` is ``auto``, else unchanged. A BOS
+    the template writes is dropped when the tokenizer adds one itself, so it is not doubled."""
+    if not uses_chat_template(tokenizer, chat_template):
+        return hh_prompt
+    text: str = tokenizer.apply_chat_template(
+        hh_to_messages(hh_prompt), tokenize=False, add_generation_prompt=True
+    )
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos):
+        added = tokenizer("", add_special_tokens=True)["input_ids"]
+        if added[:1] == [tokenizer.bos_token_id]:
+            text = text[len(bos) :]
+    return text
+
+
+def fit_prompt(hh_prompt: str, tokenizer: Any, ref: ModelRef) -> tuple[str, str]:
+    """``(prompt as the policy sees it, its HH text)`` within ``ref.max_prompt_tokens`` tokens:
+    the HH text is cut from the left (``left_truncate_prompt``) and rendered (``policy_prompt``);
+    when the template's own tokens push it over the budget, the HH text is cut again."""
+    budget = keep = ref.max_prompt_tokens
+    while True:
+        cut = hh.left_truncate_prompt(hh_prompt, tokenizer, keep)
+        text = policy_prompt(tokenizer, cut, ref.chat_template)
+        if text == cut or keep == 1:
+            return text, cut
+        excess = len(tokenizer(text, add_special_tokens=False)["input_ids"]) - budget
+        if excess <= 0:
+            return text, cut
+        keep = max(1, keep - excess)
 
 
 @dataclass(frozen=True)
@@ -145,6 +228,8 @@ class SuiteData:
     preferences: list[PreferencePair]
     eval_prompts: list[str]
     reports: list[str]  # one LoadReport summary per source
+    # policy-format (chat-templated) prompt -> its HH text, for RMs and judges; empty: no template
+    hh_prompts: dict[str, str] = field(default_factory=dict)
 
 
 def _load_source(suite: Suite, src: DataSource, pairs: bool) -> tuple[list[Any], str]:
@@ -176,7 +261,8 @@ def _load_source(suite: Suite, src: DataSource, pairs: bool) -> tuple[list[Any],
 
 def load_data(suite: Suite, tokenizer: Any = None) -> SuiteData:
     """The suite's prompts and pairs; every prompt (pairs' too) cut from the left to the policy's
-    token budget."""
+    token budget and rendered with its chat template if it has one (``fit_prompt``), so offline
+    pairs and generations share one format; ``hh_prompts`` maps each rendered prompt back."""
     train, r1 = _load_source(suite, suite.data.train_prompts, pairs=False)
     evals, r2 = _load_source(suite, suite.data.eval_prompts, pairs=False)
     prefs: list[PreferencePair] = []
@@ -185,12 +271,19 @@ def load_data(suite: Suite, tokenizer: Any = None) -> SuiteData:
         prefs, r3 = _load_source(suite, suite.data.preferences, pairs=True)
         reports.append(r3)
     evals = evals[: suite.eval.num_prompts]
-    if tokenizer is not None:
-        budget = suite_models(suite).policy.max_prompt_tokens
-        train = [hh.left_truncate_prompt(p, tokenizer, budget) for p in train]
-        evals = [hh.left_truncate_prompt(p, tokenizer, budget) for p in evals]
-        # pairs too: DPO trains on their prompts, and RRHF/PRO find a train prompt's pair by text
-        prefs = [
-            replace(p, prompt=hh.left_truncate_prompt(p.prompt, tokenizer, budget)) for p in prefs
-        ]
-    return SuiteData(train, prefs, evals, reports)
+    if tokenizer is None:
+        return SuiteData(train, prefs, evals, reports)
+    policy = suite_models(suite).policy
+    # original prompt -> fit_prompt's (text, HH cut), once per prompt: train and pairs share many
+    fitted: dict[str, tuple[str, str]] = {}
+
+    def fit(prompt: str) -> str:
+        if prompt not in fitted:
+            fitted[prompt] = fit_prompt(prompt, tokenizer, policy)
+        return fitted[prompt][0]
+
+    train, evals = [fit(p) for p in train], [fit(p) for p in evals]
+    # pairs too: DPO trains on their prompts, and RRHF/PRO find a train prompt's pair by text
+    prefs = [replace(p, prompt=fit(p.prompt)) for p in prefs]
+    hh_prompts = {text: cut for text, cut in fitted.values() if text != cut}
+    return SuiteData(train, prefs, evals, reports, hh_prompts)

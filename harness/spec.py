@@ -78,6 +78,12 @@ class ModelRef(_Strict):
     trust_remote_code: bool = Field(False, description="Run the repository's own model code.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_prompt_tokens: PositiveInt = Field(512, description="Prompts are truncated from the left.")
+    chat_template: Literal["auto", "never"] = Field(
+        "auto",
+        description=(
+            "auto: render prompts with the policy tokenizer's chat template when it has one."
+        ),
+    )
 
 
 class Models(_Strict):

@@ -102,7 +102,7 @@ class TrainContext:
     reference: Any  # frozen copy of the base policy (eval mode, no grad), or None
     tokenizer: Any  # the policy's tokenizer (left padding for prompts)
     reward: RewardFn  # the training (proxy) reward model, scoring text
-    prompts: list[str]  # training prompts, already in HH text format
+    prompts: list[str]  # training prompts, as the policy reads them (HH text or chat template)
     preferences: list[PreferencePair]  # offline pairs (may be empty)
     budget: Budget
     decoding: Decoding

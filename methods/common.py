@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -421,7 +422,10 @@ def context_length(model: Any, tokenizer: Any) -> int | None:
 
 class RewardModel:
     """A frozen sequence-classification RM scoring text; each scored response is counted in
-    ``costs.reward_calls``. Satisfies ``methods.base.RewardFn``."""
+    ``costs.reward_calls``. Satisfies ``methods.base.RewardFn``.
+
+    ``prompt_map`` takes a prompt as the policy sees it (e.g. rendered with its chat template)
+    back to the HH text the RM was trained on; a prompt not in it is scored as given."""
 
     def __init__(
         self,
@@ -430,10 +434,12 @@ class RewardModel:
         device: torch.device | str,
         costs: Costs | None = None,
         batch_size: int = 32,
+        prompt_map: Mapping[str, str] | None = None,
     ) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.costs = costs if costs is not None else Costs()
         self.batch_size = batch_size
+        self.prompt_map: Mapping[str, str] = prompt_map if prompt_map is not None else {}
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)
@@ -441,6 +447,7 @@ class RewardModel:
 
     def __call__(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         self.costs.reward_calls += len(responses)
+        texts = [self.prompt_map.get(p, p) for p in prompts]
         return score_text(
-            self.model, self.tokenizer, prompts, responses, self.device, self.batch_size
+            self.model, self.tokenizer, texts, responses, self.device, self.batch_size
         )
