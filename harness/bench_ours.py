@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from harness.bench import (
     DPO_BETA,
@@ -164,8 +163,11 @@ def ours_dpo(world: BenchWorld, cfg: BenchConfig) -> Run:
     from methods import dpo
 
     n = cfg.steps * cfg.batch_size
+    # offline DPO cuts dataset responses at the budget's max_new_tokens, and DPOTrainer cuts only
+    # whole sequences (max_length): neither side cuts here, up to the model's context
+    context = int(world.policy.config.max_position_embeddings)
     clock = StepClock()
-    ctx = our_context(world, "dpo", Budget(n, 1, 1, cfg.max_new_tokens), clock)
+    ctx = our_context(world, "dpo", Budget(n, 1, 1, context), clock)
     ctx.preferences = take(world.pairs, n, "preference pairs")
     params = dpo.DPOParams(lr=DPO_LR, beta=DPO_BETA, batch_size=cfg.batch_size, epochs=1)
     return _train_counted(ctx, lambda: dpo.train(ctx, params), clock, pairs=True)
@@ -200,24 +202,17 @@ def bt_train(
     lr: float,
     on_step: Callable[[], None],
 ) -> int:
-    """The step loop of ``harness.world.trainer.train_reward_model`` (without its schedule):
-    ``-log sigmoid(r_chosen - r_rejected)`` on batches of ``batch_size`` pairs, chosen and rejected
-    in one forward pass (``_pair_batch``). Returns the optimizer steps taken."""
-    from harness.world import trainer
+    """One epoch of ``harness.world.trainer.bradley_terry_epoch`` (the world's reward-model loop,
+    without its schedule) at a constant ``lr``. Returns the optimizer steps taken."""
+    import random
 
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
-    steps = 0
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i : i + batch_size]
-        rewards = model(**trainer._pair_batch(tokenizer, chunk)).logits[:, 0]  # [2B]
-        loss = -F.logsigmoid(rewards[: len(chunk)] - rewards[len(chunk) :]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        steps += 1
-        on_step()
+    from harness.world import trainer
+    from methods.common import adamw
+
+    opt = adamw(model.parameters(), lr=lr, weight_decay=0.0)
+    steps = trainer.bradley_terry_epoch(
+        model, tokenizer, pairs, batch_size, opt, random.Random(SEED), on_step
+    )
     model.eval()
     return steps
 
@@ -271,7 +266,8 @@ def ours_method(name: str) -> Callable[[BenchWorld, BenchConfig], Run]:
         ctx.prompts = take(world.prompts, cfg.batch_size, "train prompts")
         ctx.preferences = list(world.pairs)
         params = method.params()
-        return _train_counted(ctx, lambda: train(ctx, params), clock)
+        run = _train_counted(ctx, lambda: train(ctx, params), clock)
+        return Run(run.seconds, [], run.work)  # no steady rate: samples are drawn up front
 
     return run
 

@@ -185,7 +185,7 @@ def train(ctx: TrainContext, params: DPOParams) -> None:
     """DPO: each round's pairs (dataset pairs, or best vs worst of K policy samples), ``epochs``
     passes over them in shuffled batches of ``batch_size`` pairs."""
     policy = ctx.policy
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=params.lr)
+    optimizer = common.adamw(policy.parameters(), lr=params.lr)
     order = torch.Generator().manual_seed(ctx.seed)  # batch shuffles
     rounds = (
         offline_rounds(ctx, params) if params.pairs == "offline" else online_rounds(ctx, params)

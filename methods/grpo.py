@@ -96,13 +96,18 @@ class GroupBatch:
     rewards: torch.Tensor  # [N] reward-model scores
     advantages: torch.Tensor  # [N] group-normalised
     mask: torch.Tensor  # [N, T] float, 1 on response tokens
-    logps: torch.Tensor  # [N, T] at sampling time (the "old" policy)
+    logps: torch.Tensor | None  # [N, T] at sampling time (the "old" policy); None: on-policy
     ref_logps: torch.Tensor  # [N, T] under the reference
 
 
 @torch.no_grad()
 def sample_groups(
-    ctx: TrainContext, prompts: list[str], group_size: int, gen: torch.Generator, chunk: int
+    ctx: TrainContext,
+    prompts: list[str],
+    group_size: int,
+    gen: torch.Generator,
+    chunk: int,
+    iterations: int = 1,
 ) -> GroupBatch:
     """Sample a group per prompt, score it, normalise rewards within groups; old and reference
     log-probs once for the whole batch (``chunk`` rows a forward pass)."""
@@ -121,7 +126,10 @@ def sample_groups(
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
     _count(ctx, prompts, samples)
     advantages = group_advantages(rewards.view(len(prompts), group_size)).view(-1)  # [N]
-    logps = common.token_logps(ctx.policy, samples, temperature, chunk)  # [N, T]
+    # one mini-batch, one pass: the policy is still the sampling one at its only step, so the
+    # "old" log-probs are the current ones, detached (as TRL does); no separate forward pass
+    on_policy = len(samples) <= chunk and iterations == 1
+    logps = None if on_policy else common.token_logps(ctx.policy, samples, temperature, chunk)
     ref_logps = common.token_logps(ctx.reference, samples, temperature, chunk)  # [N, T]
     mask = samples.response_mask.float()
     return GroupBatch(samples, rewards, advantages, mask, logps, ref_logps)
@@ -133,9 +141,10 @@ def minibatch_loss(
     """``grpo_loss`` on the samples ``rows`` ``[M]`` of the batch."""
     logps = common.token_logps(ctx.policy, batch.samples.select(rows), _logp_temperature(ctx))
     idx = rows.to(ctx.device)
+    old_logps = logps.detach() if batch.logps is None else batch.logps[idx]  # [M, T]
     loss, _ = grpo_loss(
         logps,  # [M, T]
-        batch.logps[idx],
+        old_logps,
         batch.ref_logps[idx],
         batch.advantages[idx],  # [M]
         batch.mask[idx],
@@ -153,13 +162,15 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
     and the equal-budget setting: a different G samples G per prompt and spends accordingly)."""
     policy = ctx.policy
     group_size = params.group_size or ctx.budget.samples_per_prompt
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=params.lr)
+    optimizer = common.adamw(policy.parameters(), lr=params.lr)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
     order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
     policy.train()
     step = 0
     for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
-        batch = sample_groups(ctx, prompts, group_size, gen, params.mini_batch_size)
+        batch = sample_groups(
+            ctx, prompts, group_size, gen, params.mini_batch_size, params.iterations
+        )
         for _ in range(params.iterations):
             for rows in _minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss = minibatch_loss(ctx, batch, rows, params)

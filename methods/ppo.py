@@ -261,7 +261,7 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
     policy = ctx.policy
     value_head = ValueHead(policy.config.hidden_size).to(ctx.device)
     trainable = [*policy.parameters(), *value_head.parameters()]
-    optimizer = torch.optim.AdamW(trainable, lr=params.lr)
+    optimizer = common.adamw(trainable, lr=params.lr)
     kl_ctl = kl_controller(params)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
     order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles

@@ -110,7 +110,7 @@ def train(ctx: TrainContext, params: PROParams) -> None:
     passes over the prompts, ``PROMPTS_PER_STEP`` prompts per optimizer step. ``step`` counts
     optimizer steps over the whole run."""
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    optimizer = torch.optim.AdamW(ctx.policy.parameters(), lr=params.lr)
+    optimizer = common.adamw(ctx.policy.parameters(), lr=params.lr)
     pairs = candidates.pairs_by_prompt(ctx.preferences)
     step = 0
     for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):

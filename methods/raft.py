@@ -57,7 +57,7 @@ def train(ctx: TrainContext, params: RAFTParams) -> None:
     ``params.batch_size``; the policy and the optimizer carry over to the next round. ``step``
     counts optimizer steps over the whole run."""
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    optimizer = torch.optim.AdamW(ctx.policy.parameters(), lr=params.lr)
+    optimizer = common.adamw(ctx.policy.parameters(), lr=params.lr)
     K, step = ctx.budget.samples_per_prompt, 0
     for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
         ctx.costs.prompts += len(prompts)

@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from harness.world.config import WorldConfig
+from methods.common import adamw
 
 PAD, EOS = "<pad>", "</s>"
 SFT_EPOCHS = 5
@@ -64,19 +65,29 @@ def llama_config(cfg: WorldConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaC
 
 
 def _batches(
-    ids: list[list[int]], batch: int, rng: random.Random, pad: int
+    ids: list[list[int]],
+    batch: int,
+    rng: random.Random,
+    pad: int,
+    partner: list[list[int]] | None = None,
+    key: list[int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Length-bucketed, shuffled batches: (input_ids [B, T], attention_mask [B, T])."""
-    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), rng.random()))
+    """Length-bucketed, shuffled batches: (input_ids [B, T], attention_mask [B, T]), right-padded.
+
+    With ``partner`` (e.g. rejected beside chosen), row i's partner follows the batch's own rows:
+    ``[B + B, T]``. ``key`` is the length to bucket by (default: the row's own)."""
+    lengths = key or [len(x) for x in ids]
+    order = sorted(range(len(ids)), key=lambda i: (lengths[i], rng.random()))
     chunks = [order[i : i + batch] for i in range(0, len(order), batch)]
     rng.shuffle(chunks)
     for chunk in chunks:
-        width = max(len(ids[i]) for i in chunk)
-        x = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            x[row, : len(ids[i])] = torch.tensor(ids[i])
-            mask[row, : len(ids[i])] = 1
+        rows = [ids[i] for i in chunk] + ([partner[i] for i in chunk] if partner else [])
+        width = max(len(r) for r in rows)
+        x = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, tokens in enumerate(rows):
+            x[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
         yield x, mask
 
 
@@ -101,7 +112,7 @@ def train_policy(
     eos = tokenizer.eos_token_id
     ids = [[*tokenizer(t)["input_ids"][: MAX_LEN - 1], eos] for t in corpus]
     steps = SFT_EPOCHS * math.ceil(len(ids) / SFT_BATCH)
-    opt = torch.optim.AdamW(model.parameters(), lr=SFT_LR, weight_decay=0.0)
+    opt = adamw(model.parameters(), lr=SFT_LR, weight_decay=0.0)
     sched = _schedule(opt, steps, warmup=50)
     rng = random.Random(cfg.seed)
     model.train()
@@ -121,6 +132,42 @@ def train_policy(
         log(f"policy: epoch {epoch + 1}/{SFT_EPOCHS}, mean loss {total / (steps / SFT_EPOCHS):.3f}")
     model.eval()
     return model
+
+
+def bradley_terry_epoch(
+    rm: Any,
+    tokenizer: PreTrainedTokenizerFast,
+    pairs: list[dict[str, Any]],
+    batch_size: int,
+    opt: torch.optim.Optimizer,
+    rng: random.Random,
+    on_step: Callable[[], None] = lambda: None,
+) -> int:
+    """One pass of ``-log sigmoid(r(x, y_chosen) - r(x, y_rejected))`` over ``pairs``.
+
+    Texts are tokenised once; batches hold pairs of similar length (less padding), in a shuffled
+    order; chosen and rejected go through one forward pass. Returns the optimizer steps taken.
+    """
+    n = len(pairs)
+    texts = [p["prompt"] + p["chosen"] for p in pairs] + [
+        p["prompt"] + p["rejected"] for p in pairs
+    ]
+    ids = tokenizer(texts, truncation=True, max_length=MAX_LEN)["input_ids"]
+    longest = [max(len(ids[i]), len(ids[n + i])) for i in range(n)]
+    pad = tokenizer.pad_token_id
+    rm.train()
+    steps = 0
+    for x, mask in _batches(ids[:n], batch_size, rng, pad, partner=ids[n:], key=longest):
+        b = x.shape[0] // 2
+        rewards = rm(input_ids=x, attention_mask=mask).logits[:, 0]  # [2b]: chosen, rejected
+        loss = -F.logsigmoid(rewards[:b] - rewards[b:]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+        opt.step()
+        steps += 1
+        on_step()
+    return steps
 
 
 def _pair_batch(
@@ -168,23 +215,12 @@ def train_reward_model(
     config.num_labels = 1
     rm = LlamaForSequenceClassification(config)
     rm.model.load_state_dict(policy.model.state_dict())
-    opt = torch.optim.AdamW(rm.parameters(), lr=RM_LR, weight_decay=0.0)
+    opt = adamw(rm.parameters(), lr=RM_LR, weight_decay=0.0)
     steps = RM_EPOCHS * math.ceil(len(train_pairs) / RM_BATCH)
     sched = _schedule(opt, steps, warmup=20)
     rng = random.Random(cfg.seed * 1000 + seed_offset)
-    rm.train()
     for _ in range(RM_EPOCHS):
-        order = list(train_pairs)
-        rng.shuffle(order)
-        for i in range(0, len(order), RM_BATCH):
-            chunk = order[i : i + RM_BATCH]
-            rewards = rm(**_pair_batch(tokenizer, chunk)).logits[:, 0]  # [2B]
-            loss = -F.logsigmoid(rewards[: len(chunk)] - rewards[len(chunk) :]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-            opt.step()
-            sched.step()
+        bradley_terry_epoch(rm, tokenizer, train_pairs, RM_BATCH, opt, rng, on_step=sched.step)
     return rm, pairwise_accuracy(rm, tokenizer, test_pairs)
 
 
