@@ -256,9 +256,10 @@ def world_build(
 
 # --- results: `harness leaderboard`, `harness check` ---------------------------------------------
 
-from harness import cli_results  # noqa: E402  (commands defined beside the code they drive)
+from harness import cli_bench, cli_results  # noqa: E402  (commands beside the code they drive)
 
 cli_results.register(app)
+cli_bench.register(app)
 
 
 if __name__ == "__main__":
