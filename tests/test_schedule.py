@@ -104,10 +104,10 @@ from harness.shared import compute_shared
 from harness.spec import load_suite
 
 out = Path(sys.argv[1])
-# twice the default rounds, so that each run does real work next to the pool's fixed costs;
+# four times the default rounds, so that each run does real work next to the pool's fixed costs;
 # no lm-eval, to keep the test short
 overrides = ["eval.lm_eval.tasks=[]", "eval.num_prompts=64", "eval.bootstrap=200",
-             "budget.rounds=8", "seeds=[0,1]"]
+             "budget.rounds=16", "seeds=[0,1]"]
 suite = load_suite(sys.argv[2], overrides)
 specs = expand(suite, ["raft", "grpo"])
 torch.set_num_threads(1)  # what each pool task gets: one CPU
@@ -115,10 +115,11 @@ shared = compute_shared(suite.model_dump(mode="json"))
 t = time.perf_counter()
 alone = [execute_run(s, out / "seq" / s.run_id, shared) for s in specs]
 t_alone = time.perf_counter() - t
+quiet = (lambda *a: None, lambda r: None)
 with schedule.pool(num_cpus=2):
-    schedule.run_specs(specs[:2], out / "warm", shared, 1, 0, 0, lambda *a: None, lambda r: None)
+    schedule.run_specs(specs[:2], out / "warm", shared, 1, 0, 0, *quiet)
     t = time.perf_counter()
-    pooled = schedule.run_specs(specs, out / "pool", shared, 1, 0, 0, lambda *a: None, lambda r: None)
+    pooled = schedule.run_specs(specs, out / "pool", shared, 1, 0, 0, *quiet)
     t_pool = time.perf_counter() - t
 by_id = {r.run_id: r for r in pooled}
 print(json.dumps({

@@ -5,43 +5,17 @@ costs are counted, reference log-probs come once and both sides of a pair in one
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import pytest
 import torch
 
-from methods import common, dpo
+from methods import dpo
 from methods.base import DivergenceError, Progress
+from tests.methods.helpers import snapshot, train_and_measure, unchanged
 
 SMALL = ["budget.rounds=1", "budget.prompts_per_round=8"]
 ONLINE = "methods.dpo.params.pairs=online"
-
-
-def snapshot(model: Any) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters()}
-
-
-def unchanged(model: Any, before: dict[str, torch.Tensor]) -> list[str]:
-    return [name for name, p in model.named_parameters() if torch.equal(p, before[name])]
-
-
-def mean_proxy_reward(ctx: Any, model: Any, n_prompts: int = 64, k: int = 2) -> float:
-    """Mean proxy reward of ``k`` samples on each of the first ``n_prompts`` training prompts,
-    drawn with a fixed generator (the same draws for the base and the trained policy)."""
-    gen = torch.Generator().manual_seed(1234)
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        ctx.prompts[:n_prompts],
-        n=k,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )
-    return float(ctx.reward(samples.prompts, samples.responses).mean())
 
 
 @pytest.mark.parametrize("pairs", ["offline", "online"])
@@ -66,12 +40,7 @@ def test_every_parameter_moves(make_ctx: Any, pairs: str) -> None:
 def test_raises_the_proxy_reward(make_ctx: Any, pairs: str, lr: float, margin: float) -> None:
     overrides = [f"methods.dpo.params.pairs={pairs}", f"methods.dpo.params.lr={lr}"]
     ctx, params = make_ctx("dpo", overrides=overrides)
-    base = mean_proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
-    dpo.train(ctx, params)
-    seconds = time.perf_counter() - start
-    trained = mean_proxy_reward(ctx, ctx.policy)
-    print(f"dpo {pairs}: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
+    base, trained, seconds = train_and_measure(ctx, dpo.train, params, f"dpo {pairs}")
     assert seconds < 60
     assert trained - base > margin
 

@@ -4,42 +4,20 @@ the run naming round and step, and the costs are counted (with the budget's or i
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import pytest
-import torch
 
-from methods import common, grpo
+from methods import grpo
 from methods.base import DivergenceError, Progress
+from tests.methods.helpers import (
+    nan_rewards_after_first_call,
+    snapshot,
+    train_and_measure,
+    unchanged,
+)
 
 SMALL = ["budget.rounds=1", "budget.prompts_per_round=8"]
-
-
-def snapshot(model: Any) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters()}
-
-
-def unchanged(model: Any, before: dict[str, torch.Tensor]) -> list[str]:
-    return [name for name, p in model.named_parameters() if torch.equal(p, before[name])]
-
-
-def mean_proxy_reward(ctx: Any, model: Any, n_prompts: int = 64, k: int = 2) -> float:
-    """Mean proxy reward of ``k`` samples on each of the first ``n_prompts`` training prompts,
-    drawn with a fixed generator (the same draws for the base and the trained policy)."""
-    gen = torch.Generator().manual_seed(1234)
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        ctx.prompts[:n_prompts],
-        n=k,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )
-    return float(ctx.reward(samples.prompts, samples.responses).mean())
 
 
 def test_every_parameter_moves(make_ctx: Any) -> None:
@@ -56,26 +34,14 @@ def test_raises_the_proxy_reward(make_ctx: Any) -> None:
     # trained +0.113 / +0.090 / +0.224, i.e. +0.60 to +0.73 (about 5 s of training each on one
     # core); margin: half the smallest.
     ctx, params = make_ctx("grpo", overrides=["methods.grpo.params.lr=2e-4"])
-    base = mean_proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
-    grpo.train(ctx, params)
-    seconds = time.perf_counter() - start
-    trained = mean_proxy_reward(ctx, ctx.policy)
-    print(f"grpo: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
+    base, trained, seconds = train_and_measure(ctx, grpo.train, params, "grpo")
     assert seconds < 60
     assert trained - base > 0.3
 
 
 def test_nan_reward_raises_divergence_naming_round_and_step(make_ctx: Any) -> None:
     ctx, params = make_ctx("grpo", overrides=["budget.rounds=2", "budget.prompts_per_round=8"])
-    score, calls = ctx.reward, []
-
-    def nan_from_round_1(prompts: list[str], responses: list[str]) -> torch.Tensor:
-        calls.append(len(responses))
-        rewards = score(prompts, responses)
-        return rewards if len(calls) == 1 else torch.full_like(rewards, math.nan)
-
-    ctx.reward = nan_from_round_1
+    ctx.reward = nan_rewards_after_first_call(ctx.reward)
     # round 0: 8 prompts x 4 samples = 32 = two mini-batches of 16, one iteration: steps 0, 1
     with pytest.raises(DivergenceError, match=r"^grpo diverged at round 1, step 2:") as err:
         grpo.train(ctx, params)

@@ -4,7 +4,6 @@ reward rises, a NaN stops the run naming round and step, and the costs are count
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import pytest
@@ -12,34 +11,14 @@ import torch
 
 from methods import common, ppo
 from methods.base import DivergenceError, Progress
+from tests.methods.helpers import (
+    nan_rewards_after_first_call,
+    snapshot,
+    train_and_measure,
+    unchanged,
+)
 
 SMALL = ["budget.rounds=1", "budget.prompts_per_round=8"]
-
-
-def snapshot(model: Any) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters()}
-
-
-def unchanged(model: Any, before: dict[str, torch.Tensor]) -> list[str]:
-    return [name for name, p in model.named_parameters() if torch.equal(p, before[name])]
-
-
-def mean_proxy_reward(ctx: Any, model: Any, n_prompts: int = 64, k: int = 2) -> float:
-    """Mean proxy reward of ``k`` samples on each of the first ``n_prompts`` training prompts,
-    drawn with a fixed generator (the same draws for the base and the trained policy)."""
-    gen = torch.Generator().manual_seed(1234)
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        ctx.prompts[:n_prompts],
-        n=k,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )
-    return float(ctx.reward(samples.prompts, samples.responses).mean())
 
 
 def test_logps_and_values_match_token_logps(make_ctx: Any) -> None:
@@ -77,12 +56,7 @@ def test_raises_the_proxy_reward(make_ctx: Any) -> None:
     # seeds 0, 1, 2 with 2 rounds at lr 3e-4: base -0.505, trained +0.209 / +0.498 / +0.283,
     # i.e. +0.71 to +1.00 (about 5 s of training each on one core); margin: half the smallest.
     ctx, params = make_ctx("ppo", overrides=["budget.rounds=2", "methods.ppo.params.lr=3e-4"])
-    base = mean_proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
-    ppo.train(ctx, params)
-    seconds = time.perf_counter() - start
-    trained = mean_proxy_reward(ctx, ctx.policy)
-    print(f"ppo: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
+    base, trained, seconds = train_and_measure(ctx, ppo.train, params, "ppo")
     assert seconds < 60
     assert trained - base > 0.35
 
@@ -90,14 +64,7 @@ def test_raises_the_proxy_reward(make_ctx: Any) -> None:
 def test_nan_reward_raises_divergence_naming_round_and_step(make_ctx: Any) -> None:
     overrides = ["budget.rounds=2", "budget.prompts_per_round=4", "methods.ppo.params.ppo_epochs=1"]
     ctx, params = make_ctx("ppo", overrides=overrides)
-    score, calls = ctx.reward, []
-
-    def nan_from_round_1(prompts: list[str], responses: list[str]) -> torch.Tensor:
-        calls.append(len(responses))
-        rewards = score(prompts, responses)
-        return rewards if len(calls) == 1 else torch.full_like(rewards, math.nan)
-
-    ctx.reward = nan_from_round_1
+    ctx.reward = nan_rewards_after_first_call(ctx.reward)
     # round 0: 4 prompts x 4 samples = 16 rollouts = one mini-batch of 16, one epoch: step 0
     with pytest.raises(DivergenceError, match=r"^ppo diverged at round 1, step 1:") as err:
         ppo.train(ctx, params)

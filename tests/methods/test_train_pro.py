@@ -4,34 +4,22 @@ round and step. Also the mean over prompts with mixed candidate counts."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 import torch
 
-from methods import common, pro
+from methods import pro
 from methods.base import DivergenceError, Progress
-from methods.candidates import Candidates
+from tests.methods.helpers import (
+    mixed_count_candidates,
+    snapshot,
+    train_and_measure,
+    unchanged,
+)
 
 SMALL = ["budget.rounds=1", "budget.prompts_per_round=8"]
 ALL_SOURCES = "methods.pro.params.candidates=[policy,reference,chosen,rejected]"
-
-
-def proxy_reward(ctx: Any, model: Any) -> float:
-    """Mean proxy reward of 2 samples on each of the first 64 training prompts (fixed draws)."""
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        ctx.prompts[:64],
-        n=2,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=torch.Generator().manual_seed(1234),
-        device=ctx.device,
-    )
-    return float(ctx.reward(samples.prompts, samples.responses).mean())
 
 
 @pytest.mark.parametrize("reward_gap_scaling", [True, False])
@@ -39,14 +27,7 @@ def test_mixed_candidate_counts_give_the_mean_over_prompts(
     policy: Any, tokenizer: Any, reward_gap_scaling: bool
 ) -> None:
     """A prompt with 3 candidates and one with 2: the loss is the mean of their own losses."""
-    texts = common.pack(
-        tokenizer,
-        ["human how assistant"] * 3 + ["human why assistant"] * 2,
-        ["one two", "no", "first boil water", "sorry", "good tea"],
-        "cpu",
-    )
-    rewards = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.0])
-    cands = Candidates(texts, rewards, ["policy"] * 5, [[0, 1, 2], [3, 4]])
+    cands = mixed_count_candidates(tokenizer)
     params = pro.PROParams(reward_gap_scaling=reward_gap_scaling)
     both = pro._loss(policy, cands, params)
     each = [pro._loss(policy, cands.batch([i]), params) for i in (0, 1)]
@@ -55,12 +36,11 @@ def test_mixed_candidate_counts_give_the_mean_over_prompts(
 
 def test_pro_moves_every_parameter_and_fills_costs(make_ctx: Any) -> None:
     ctx, params = make_ctx("pro", overrides=[*SMALL, ALL_SOURCES, "methods.pro.params.lr=1e-2"])
-    before = {n: p.detach().clone() for n, p in ctx.policy.named_parameters() if p.requires_grad}
+    before = snapshot(ctx.policy, trainable_only=True)
     progress: list[Progress] = []
     ctx.progress = progress.append
     pro.train(ctx, params)
-    after = dict(ctx.policy.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n])] == []
+    assert unchanged(ctx.policy, before) == []
     assert not ctx.policy.training
     K = ctx.budget.samples_per_prompt
     assert ctx.costs.samples == 1 * 8 * K and ctx.costs.prompts == 8
@@ -78,12 +58,7 @@ PRO_MARGIN = 0.5
 @pytest.mark.slow
 def test_pro_raises_the_proxy_reward(make_ctx: Any) -> None:
     ctx, params = make_ctx("pro", seed=0, overrides=["methods.pro.params.lr=1e-3"])
-    base = proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
-    pro.train(ctx, params)
-    seconds = time.perf_counter() - start
-    trained = proxy_reward(ctx, ctx.policy)
-    print(f"pro: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
+    base, trained, seconds = train_and_measure(ctx, pro.train, params, "pro")
     assert seconds < 60
     assert trained - base > PRO_MARGIN
     b = ctx.budget

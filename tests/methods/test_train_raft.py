@@ -4,7 +4,6 @@ stops the run naming the round and step."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -12,24 +11,14 @@ import torch
 
 from methods import common, raft
 from methods.base import DivergenceError, Progress
+from tests.methods.helpers import (
+    nan_token_logps_after_first_step,
+    snapshot,
+    train_and_measure,
+    unchanged,
+)
 
 SMALL = ["budget.rounds=1", "budget.prompts_per_round=8", "methods.raft.params.batch_size=4"]
-
-
-def proxy_reward(ctx: Any, model: Any) -> float:
-    """Mean proxy reward of 2 samples on each of the first 64 training prompts (fixed draws)."""
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        ctx.prompts[:64],
-        n=2,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=torch.Generator().manual_seed(1234),
-        device=ctx.device,
-    )
-    return float(ctx.reward(samples.prompts, samples.responses).mean())
 
 
 # --------------------------------------------------------------------------- selection
@@ -97,12 +86,11 @@ def test_raft_moves_every_parameter_and_fills_costs(
 ) -> None:
     """Global: ceil(0.125 * 32) = 4 kept, one batch; with prompt tokens trained on."""
     ctx, params = make_ctx("raft", overrides=[*SMALL, *variant, "methods.raft.params.lr=1e-2"])
-    before = {n: p.detach().clone() for n, p in ctx.policy.named_parameters() if p.requires_grad}
+    before = snapshot(ctx.policy, trainable_only=True)
     progress: list[Progress] = []
     ctx.progress = progress.append
     raft.train(ctx, params)
-    after = dict(ctx.policy.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n])] == []
+    assert unchanged(ctx.policy, before) == []
     assert not ctx.policy.training
     K = ctx.budget.samples_per_prompt
     assert ctx.costs.samples == ctx.costs.reward_calls == 1 * 8 * K
@@ -119,12 +107,7 @@ RAFT_MARGIN = 0.5
 @pytest.mark.slow
 def test_raft_raises_the_proxy_reward(make_ctx: Any) -> None:
     ctx, params = make_ctx("raft", seed=0, overrides=["methods.raft.params.lr=1e-3"])
-    base = proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
-    raft.train(ctx, params)
-    seconds = time.perf_counter() - start
-    trained = proxy_reward(ctx, ctx.policy)
-    print(f"raft: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
+    base, trained, seconds = train_and_measure(ctx, raft.train, params, "raft")
     assert seconds < 60
     assert trained - base > RAFT_MARGIN
     b = ctx.budget
@@ -138,13 +121,7 @@ def test_raft_nan_loss_names_method_round_and_step(
     ctx, params = make_ctx("raft", overrides=["budget.rounds=2", "budget.prompts_per_round=4"])
     steps: list[Progress] = []
     ctx.progress = steps.append
-    token_logps = common.token_logps
-
-    def poisoned(model: Any, samples: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-        logps = token_logps(model, samples, *args, **kwargs)
-        return logps * float("nan") if len(steps) == 1 else logps
-
-    monkeypatch.setattr(common, "token_logps", poisoned)
+    nan_token_logps_after_first_step(monkeypatch, steps)
     with pytest.raises(DivergenceError, match=r"raft diverged at round 1, step 1") as err:
         raft.train(ctx, params)
     assert (err.value.method, err.value.round, err.value.step) == ("raft", 1, 1)

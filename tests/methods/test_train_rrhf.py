@@ -7,7 +7,6 @@ the re-padding of candidates from several sources, and the mean over prompts of 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -15,26 +14,16 @@ import torch
 
 from methods import candidates, common, rrhf
 from methods.base import DivergenceError, Progress, prompt_rounds
-from methods.candidates import Candidates
+from tests.methods.helpers import (
+    mixed_count_candidates,
+    nan_token_logps_after_first_step,
+    snapshot,
+    train_and_measure,
+    unchanged,
+)
 
 SMALL = ["budget.rounds=1", "budget.prompts_per_round=8"]
 ALL_SOURCES = "methods.rrhf.params.candidates=[policy,reference,chosen,rejected]"
-
-
-def proxy_reward(ctx: Any, model: Any) -> float:
-    """Mean proxy reward of 2 samples on each of the first 64 training prompts (fixed draws)."""
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        ctx.prompts[:64],
-        n=2,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=torch.Generator().manual_seed(1234),
-        device=ctx.device,
-    )
-    return float(ctx.reward(samples.prompts, samples.responses).mean())
 
 
 # --------------------------------------------------------------------------- candidates
@@ -107,14 +96,7 @@ def test_gather_takes_k_generations_plus_the_dataset_pair(make_ctx: Any) -> None
 
 def test_mixed_candidate_counts_give_the_mean_over_prompts(policy: Any, tokenizer: Any) -> None:
     """A prompt with 3 candidates and one with 2: the loss is the mean of their own losses."""
-    texts = common.pack(
-        tokenizer,
-        ["human how assistant"] * 3 + ["human why assistant"] * 2,
-        ["one two", "no", "first boil water", "sorry", "good tea"],
-        "cpu",
-    )
-    rewards = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.0])
-    cands = Candidates(texts, rewards, ["policy"] * 5, [[0, 1, 2], [3, 4]])
+    cands = mixed_count_candidates(tokenizer)
     params = rrhf.RRHFParams()
     both = rrhf._loss(policy, cands, params)
     each = [rrhf._loss(policy, cands.batch([i]), params) for i in (0, 1)]
@@ -126,12 +108,11 @@ def test_mixed_candidate_counts_give_the_mean_over_prompts(policy: Any, tokenize
 
 def test_rrhf_moves_every_parameter_and_fills_costs(make_ctx: Any) -> None:
     ctx, params = make_ctx("rrhf", overrides=[*SMALL, ALL_SOURCES, "methods.rrhf.params.lr=1e-2"])
-    before = {n: p.detach().clone() for n, p in ctx.policy.named_parameters() if p.requires_grad}
+    before = snapshot(ctx.policy, trainable_only=True)
     progress: list[Progress] = []
     ctx.progress = progress.append
     rrhf.train(ctx, params)
-    after = dict(ctx.policy.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n])] == []
+    assert unchanged(ctx.policy, before) == []
     assert not ctx.policy.training
     K = ctx.budget.samples_per_prompt
     assert ctx.costs.samples == 1 * 8 * K and ctx.costs.prompts == 8
@@ -165,12 +146,7 @@ RRHF_MARGIN = 0.4
 @pytest.mark.slow
 def test_rrhf_raises_the_proxy_reward(make_ctx: Any) -> None:
     ctx, params = make_ctx("rrhf", seed=0, overrides=["methods.rrhf.params.lr=3e-3"])
-    base = proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
-    rrhf.train(ctx, params)
-    seconds = time.perf_counter() - start
-    trained = proxy_reward(ctx, ctx.policy)
-    print(f"rrhf: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
+    base, trained, seconds = train_and_measure(ctx, rrhf.train, params, "rrhf")
     assert seconds < 60
     assert trained - base > RRHF_MARGIN
     b = ctx.budget
@@ -184,13 +160,7 @@ def test_rrhf_nan_loss_names_method_round_and_step(
     ctx, params = make_ctx("rrhf", overrides=["budget.rounds=2", "budget.prompts_per_round=4"])
     steps: list[Progress] = []
     ctx.progress = steps.append
-    token_logps = common.token_logps
-
-    def poisoned(model: Any, samples: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-        logps = token_logps(model, samples, *args, **kwargs)
-        return logps * float("nan") if len(steps) == 1 else logps
-
-    monkeypatch.setattr(common, "token_logps", poisoned)
+    nan_token_logps_after_first_step(monkeypatch, steps)
     with pytest.raises(DivergenceError, match=r"rrhf diverged at round 1, step 1") as err:
         rrhf.train(ctx, params)
     assert (err.value.method, err.value.round, err.value.step) == ("rrhf", 1, 1)
