@@ -12,8 +12,7 @@ only module that imports ``trl``, an optional extra):
   ``RewardTrainer``; a sample is a preference pair.
 
 Our-only rows: generation tokens/s (``methods.common.sample``) and PPO, RRHF, RAFT, PRO samples/s
-for a one-round budget; a loop that still raises ``NotImplementedError`` gives a "not available"
-row.
+for a one-round budget.
 
 **Equal work.** Each side counts what it actually did (``Work``): samples; real (non-pad) tokens
 through the trained model's forward passes with gradients and through the reference; generated
@@ -232,15 +231,11 @@ def time_row(
     name: str, unit: str, ours: Runner, trl: Runner | None, world: BenchWorld, cfg: BenchConfig
 ) -> Row:
     """Warm-ups, then timed runs, ours and TRL alternating, equal work checked on every pair.
-    A TRL run that fails (e.g. an incompatible TRL version) leaves our side and a note; a loop of
-    ours that raises ``NotImplementedError`` gives a "not available" row."""
+    A TRL run that fails (e.g. an incompatible TRL version) leaves our side and a note."""
     row, ours_runs, trl_runs = Row(name, unit), list[Run](), list[Run]()
     for i in range(cfg.warmup + cfg.repeats):
         torch.set_num_threads(cfg.threads)
-        try:
-            mine = ours(world, cfg)
-        except NotImplementedError as exc:
-            return Row(name, unit, note=f"not available: {exc or 'NotImplementedError'}")
+        mine = ours(world, cfg)
         theirs = None
         if trl is not None:
             try:

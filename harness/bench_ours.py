@@ -258,7 +258,7 @@ def ours_method(name: str) -> Callable[[BenchWorld, BenchConfig], Run]:
 
         method = REGISTRY[name]
         if method.train is None:
-            raise NotImplementedError(f"{name} trains nothing")
+            raise ValueError(f"{name} trains nothing: no throughput to measure")
         train = method.train
         budget = Budget(cfg.batch_size, 1, cfg.group_size, cfg.max_new_tokens)
         clock = StepClock()
