@@ -376,6 +376,24 @@ def adamw(params: Any, lr: float, weight_decay: float = 0.01) -> torch.optim.Ada
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
+def logp_temperature(temperature: float) -> float:
+    """The temperature of the distribution actually sampled from; greedy decoding (0) has none,
+    so its log-probs are taken at 1."""
+    return temperature or 1.0
+
+
+def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0."""
+    return list(torch.randperm(n, generator=generator).split(size)) if n else []
+
+
+def count_samples(costs: Costs, prompts: list[str], samples: Samples) -> None:
+    """Charge a round's sampling to ``costs``: prompts, samples, generated tokens."""
+    costs.prompts += len(prompts)
+    costs.samples += len(samples)
+    costs.generated_tokens += int(samples.response_mask.sum())
+
+
 def check_finite(loss: torch.Tensor | float, method: str, round_: int, step: int) -> None:
     """Raise ``DivergenceError`` when ``loss`` is NaN or infinite."""
     value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)

@@ -111,7 +111,7 @@ def sample_groups(
 ) -> GroupBatch:
     """Sample a group per prompt, score it, normalise rewards within groups; old and reference
     log-probs once for the whole batch (``chunk`` rows a forward pass)."""
-    temperature = _logp_temperature(ctx)
+    temperature = common.logp_temperature(ctx.decoding.temperature)
     samples = common.sample(
         ctx.policy,
         ctx.tokenizer,
@@ -124,7 +124,7 @@ def sample_groups(
         device=ctx.device,
     )
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
-    _count(ctx, prompts, samples)
+    common.count_samples(ctx.costs, prompts, samples)
     advantages = group_advantages(rewards.view(len(prompts), group_size)).view(-1)  # [N]
     # one mini-batch, one pass: the policy is still the sampling one at its only step, so the
     # "old" log-probs are the current ones, detached (as TRL does); no separate forward pass
@@ -139,7 +139,9 @@ def minibatch_loss(
     ctx: TrainContext, batch: GroupBatch, rows: torch.Tensor, params: GRPOParams
 ) -> torch.Tensor:
     """``grpo_loss`` on the samples ``rows`` ``[M]`` of the batch."""
-    logps = common.token_logps(ctx.policy, batch.samples.select(rows), _logp_temperature(ctx))
+    logps = common.token_logps(
+        ctx.policy, batch.samples.select(rows), common.logp_temperature(ctx.decoding.temperature)
+    )
     idx = rows.to(ctx.device)
     old_logps = logps.detach() if batch.logps is None else batch.logps[idx]  # [M, T]
     loss, _ = grpo_loss(
@@ -172,7 +174,7 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
             ctx, prompts, group_size, gen, params.mini_batch_size, params.iterations
         )
         for _ in range(params.iterations):
-            for rows in _minibatches(len(batch.samples), params.mini_batch_size, order):
+            for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss = minibatch_loss(ctx, batch, rows, params)
                 common.check_finite(loss, ctx.method, round_, step)
                 optimizer.zero_grad(set_to_none=True)
@@ -183,22 +185,6 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
                 ctx.progress(Progress(round_, step, loss.item(), float(batch.rewards.mean())))
                 step += 1
     policy.eval()
-
-
-def _logp_temperature(ctx: TrainContext) -> float:
-    # log-probs of the distribution actually sampled from; greedy decoding (0) has none: use 1
-    return ctx.decoding.temperature or 1.0
-
-
-def _minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0."""
-    return list(torch.randperm(n, generator=generator).split(size)) if n else []
-
-
-def _count(ctx: TrainContext, prompts: list[str], samples: Samples) -> None:
-    ctx.costs.prompts += len(prompts)
-    ctx.costs.samples += len(samples)
-    ctx.costs.generated_tokens += int(samples.response_mask.sum())
 
 
 METHOD = Method(

@@ -209,7 +209,7 @@ def rollout(
     params: PPOParams,
 ) -> Rollout:
     """Sample K responses per prompt, score them, and compute KL-shaped rewards and GAE."""
-    temperature = _logp_temperature(ctx)
+    temperature = common.logp_temperature(ctx.decoding.temperature)
     samples = common.sample(
         ctx.policy,
         ctx.tokenizer,
@@ -222,7 +222,7 @@ def rollout(
         device=ctx.device,
     )  # N = len(prompts) * K rows, row i * K + j: the j-th response to prompt i
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
-    _count(ctx, prompts, samples)
+    common.count_samples(ctx.costs, prompts, samples)
     mask = samples.response_mask.float()  # [N, T]
     chunks = torch.arange(len(samples)).split(params.mini_batch_size)
     old = [logps_and_values(ctx.policy, value_head, samples.select(c), temperature) for c in chunks]
@@ -242,7 +242,10 @@ def minibatch_loss(
 ) -> torch.Tensor:
     """``ppo_policy_loss + vf_coef * ppo_value_loss`` on the rollouts ``rows`` ``[M]``."""
     logps, values = logps_and_values(
-        ctx.policy, value_head, batch.samples.select(rows), _logp_temperature(ctx)
+        ctx.policy,
+        value_head,
+        batch.samples.select(rows),
+        common.logp_temperature(ctx.decoding.temperature),
     )  # [M, T]
     idx = rows.to(ctx.device)
     mask = batch.mask[idx]  # [M, T]
@@ -270,7 +273,7 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
     for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
         batch = rollout(ctx, value_head, prompts, gen, kl_ctl.value, params)
         for _ in range(params.ppo_epochs):
-            for rows in _minibatches(len(batch.samples), params.mini_batch_size, order):
+            for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss = minibatch_loss(ctx, value_head, batch, rows, params)
                 common.check_finite(loss, ctx.method, round_, step)
                 optimizer.zero_grad(set_to_none=True)
@@ -282,22 +285,6 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
                 step += 1
         kl_ctl.update(batch.kl, n_steps=len(batch.samples))
     policy.eval()
-
-
-def _logp_temperature(ctx: TrainContext) -> float:
-    # log-probs of the distribution actually sampled from; greedy decoding (0) has none: use 1
-    return ctx.decoding.temperature or 1.0
-
-
-def _minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0."""
-    return list(torch.randperm(n, generator=generator).split(size)) if n else []
-
-
-def _count(ctx: TrainContext, prompts: list[str], samples: Samples) -> None:
-    ctx.costs.prompts += len(prompts)
-    ctx.costs.samples += len(samples)
-    ctx.costs.generated_tokens += int(samples.response_mask.sum())
 
 
 METHOD = Method(
