@@ -64,6 +64,7 @@ def provenance(spec: RunSpec, device: torch.device) -> dict[str, Any]:
         "packages": versions,
         "python": platform.python_version(),
         "host": platform.node(),
+        "pid": os.getpid(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch_threads": torch.get_num_threads(),

@@ -175,6 +175,7 @@ def run_suite(
                     res.max_retries,
                     display.update,
                     on_result,
+                    board=p.board,
                 )
     outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
     outcome.paths = write_outputs(out_dir, outcome.results)

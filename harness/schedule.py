@@ -60,11 +60,12 @@ def _shared_task(suite_dump: dict[str, Any], cpus: float) -> Any:
 
 @dataclass
 class Pool:
-    """Ray attached for the duration of a suite."""
+    """Ray attached for the duration of a suite, with the queue its runs report progress on."""
 
     address: str | None
     started_here: bool = False
     resources: dict[str, float] = field(default_factory=dict)
+    board: Any = None
 
 
 @contextmanager
@@ -85,11 +86,23 @@ def pool(
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
         started = True
+    board = progress_board()
     try:
-        yield Pool(address, started, dict(ray.cluster_resources()))
+        yield Pool(address, started, dict(ray.cluster_resources()), board)
     finally:
         if started:
             ray.shutdown()
+        else:
+            ray.kill(board.actor)  # type: ignore[arg-type]  # leave nothing on a visited cluster
+
+
+def progress_board() -> Queue:
+    """Progress travels through a queue actor (Ray's own: nothing of ours to import). It is made
+    once per pool and waited for here: its worker process takes ~0.8 s to start, which every run's
+    first report would otherwise wait on."""
+    board = Queue(actor_options={"num_cpus": 0})
+    board.size()  # a round trip: the actor is up
+    return board
 
 
 Reporter = Callable[[str, dict[str, Any]], None]
@@ -122,15 +135,17 @@ def run_specs(
     max_retries: int,
     on_update: Reporter,
     on_result: Callable[[RunResult], None],
+    board: Queue | None = None,
 ) -> list[RunResult]:
     """Run every spec as a Ray task, write each result as it arrives, return them all.
 
     Only as many tasks as the pool can run at once are in flight: a backlog of queued tasks makes
     Ray start idle worker processes whose imports steal CPU from the running ones (measured here:
-    each run 1.7x slower). Ctrl-C cancels what is in flight and re-raises; finished results stay.
+    each run 1.7x slower). Progress goes through ``board`` (the pool's; a new one when not given).
+    Ctrl-C cancels what is in flight and re-raises; finished results stay.
     """
-    # progress travels through a queue actor (Ray's own: light to start, nothing of ours to import)
-    board = Queue(actor_options={"num_cpus": 0})
+    board = board if board is not None else progress_board()
+    _drain(board, lambda run_id, state: None)  # what an earlier call left behind
     task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
     shared_ref = ray.put(shared)
     waiting = list(reversed(specs))
@@ -148,14 +163,18 @@ def run_specs(
                 result = _collect(ref, spec, max_retries)
                 results.append(result)
                 on_result(result)
-            while not board.empty():
-                run_id, state = board.get_nowait()
-                on_update(run_id, state)
+            _drain(board, on_update)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
     return results
+
+
+def _drain(board: Queue, on_update: Reporter) -> None:
+    while not board.empty():
+        run_id, state = board.get_nowait()
+        on_update(run_id, state)
 
 
 def capacity(cpus: float, gpus: float) -> int:

@@ -106,40 +106,51 @@ from harness.spec import load_suite
 out = Path(sys.argv[1])
 # four times the default rounds, so that each run does real work next to the pool's fixed costs;
 # no lm-eval, to keep the test short
-overrides = ["eval.lm_eval.tasks=[]", "eval.num_prompts=64", "eval.bootstrap=200",
-             "budget.rounds=16", "seeds=[0,1]"]
-suite = load_suite(sys.argv[2], overrides)
+overrides = ["eval.lm_eval.tasks=[]", "eval.num_prompts=64", "eval.bootstrap=200", "seeds=[0,1]"]
+suite = load_suite(sys.argv[2], [*overrides, "budget.rounds=16"])
 specs = expand(suite, ["raft", "grpo"])
+warm = expand(load_suite(sys.argv[2], [*overrides, "budget.rounds=1"]), ["raft", "grpo"])
 torch.set_num_threads(1)  # what each pool task gets: one CPU
 shared = compute_shared(suite.model_dump(mode="json"))
-t = time.perf_counter()
-alone = [execute_run(s, out / "seq" / s.run_id, shared) for s in specs]
-t_alone = time.perf_counter() - t
 quiet = (lambda *a: None, lambda r: None)
-with schedule.pool(num_cpus=2):
-    schedule.run_specs(specs[:2], out / "warm", shared, 1, 0, 0, *quiet)
-    t = time.perf_counter()
-    pooled = schedule.run_specs(specs, out / "pool", shared, 1, 0, 0, *quiet)
-    t_pool = time.perf_counter() - t
+times = {"alone": [], "pool": []}
+# this VM's speed wanders by up to 40% over minutes: each time is the best of up to three tries,
+# the next try made only while the best times so far miss the bound
+for attempt in range(3):
+    t = time.perf_counter()  # one after another, with no Ray running
+    alone = [execute_run(s, out / f"seq{attempt}" / s.run_id, shared) for s in specs]
+    times["alone"].append(time.perf_counter() - t)
+    with schedule.pool(num_cpus=2) as p:
+        # both workers start and import everything before the timing (one-round runs)
+        schedule.run_specs(warm, out / f"warm{attempt}", shared, 1, 0, 0, *quiet, board=p.board)
+        t = time.perf_counter()
+        pooled = schedule.run_specs(
+            specs, out / f"pool{attempt}", shared, 1, 0, 0, *quiet, board=p.board
+        )
+        times["pool"].append(time.perf_counter() - t)
+    if min(times["pool"]) <= 0.6 * min(times["alone"]):
+        break
 by_id = {r.run_id: r for r in pooled}
 print(json.dumps({
-    "alone": t_alone, "pool": t_pool,
+    **times,
     "done": all(r.status == "done" for r in [*alone, *pooled]),
     "same_metrics": all(by_id[r.run_id].metrics == r.metrics for r in alone),
-    "each_alone": [r.costs["wall_seconds"] for r in alone],
-    "each_pool": [r.costs["wall_seconds"] for r in pooled],
+    "each_alone": [round(r.costs["wall_seconds"], 1) for r in alone],
+    "each_pool": [round(r.costs["wall_seconds"], 1) for r in pooled],
 }))
 """
 
 
 def test_parallel_suite_is_faster_and_repeatable(tiny_world: Path, tmp_path: Path) -> None:
-    """4 runs on a local 2-CPU pool (what `harness run` starts by default) clearly faster than the
-    same runs one after another, with identical metrics (same seeds, CPU).
+    """4 runs on a local 2-CPU pool (what `harness run` starts by default) take at most 0.6x the
+    time of the same runs one after another (one thread each, no Ray), with identical metrics.
 
-    Measured alone on a quiet 2-core machine: 0.56x (15.6 s vs 27.7 s). Inside a full test session
-    the pooled runs each slow down 10-25% (0.61-0.65x measured), so the bound asserted here is 0.7x.
+    Each time is the best of up to three tries (a next one only while the bound is missed), since
+    the speed of this 2-vCPU VM wanders by up to 40% over minutes (the same four runs one after
+    another took 34 s to 48 s within half an hour). Single tries measured 0.52-0.67x, most of them
+    0.52-0.57x; what is left above 0.5x is two runs sharing one machine (each 3-17% slower).
     """
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(
         [sys.executable, "-c", PARALLEL_SCRIPT, str(tmp_path), str(TINY)],
         capture_output=True,
@@ -149,10 +160,12 @@ def test_parallel_suite_is_faster_and_repeatable(tiny_world: Path, tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"4 runs: {report['pool']:.1f} s on the pool, {report['alone']:.1f} s one after another")
+    pool, alone = min(report["pool"]), min(report["alone"])
+    print(f"4 runs: {pool:.1f} s on the pool, {alone:.1f} s one after another: {pool / alone:.2f}x")
+    print("tries, pool:", report["pool"], "one after another:", report["alone"])
     print("each alone:", report["each_alone"], "each on the pool:", report["each_pool"])
     assert report["done"] and report["same_metrics"]
-    assert report["pool"] <= 0.7 * report["alone"]
+    assert pool <= 0.6 * alone
 
 
 def test_resume_runs_only_what_is_missing(cluster: str, tmp_path: Path) -> None:
