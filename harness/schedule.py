@@ -63,9 +63,9 @@ class Pool:
     """Ray attached for the duration of a suite, with the queue its runs report progress on."""
 
     address: str | None
+    board: Queue
     started_here: bool = False
     resources: dict[str, float] = field(default_factory=dict)
-    board: Any = None
 
 
 @contextmanager
@@ -86,21 +86,24 @@ def pool(
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
         started = True
-    board = progress_board()
+    board: Queue | None = None
     try:
-        yield Pool(address, started, dict(ray.cluster_resources()), board)
+        board = progress_board()
+        yield Pool(address, board, started, dict(ray.cluster_resources()))
     finally:
         if started:
             ray.shutdown()
-        else:
+        elif board is not None:
             ray.kill(board.actor)  # type: ignore[arg-type]  # leave nothing on a visited cluster
 
 
 def progress_board() -> Queue:
     """Progress travels through a queue actor (Ray's own: nothing of ours to import). It is made
     once per pool and waited for here: its worker process takes ~0.8 s to start, which every run's
-    first report would otherwise wait on."""
-    board = Queue(actor_options={"num_cpus": 0})
+    first report would otherwise wait on. Its own runtime env gives it a process of its own, so it
+    never takes an idle worker that has already imported torch for the runs."""
+    own_process = {"env_vars": {"HARNESS_PROCESS": "progress-board"}}
+    board = Queue(actor_options={"num_cpus": 0, "runtime_env": own_process})
     board.size()  # a round trip: the actor is up
     return board
 
@@ -135,16 +138,16 @@ def run_specs(
     max_retries: int,
     on_update: Reporter,
     on_result: Callable[[RunResult], None],
-    board: Queue | None = None,
+    *,
+    board: Queue,
 ) -> list[RunResult]:
     """Run every spec as a Ray task, write each result as it arrives, return them all.
 
     Only as many tasks as the pool can run at once are in flight: a backlog of queued tasks makes
     Ray start idle worker processes whose imports steal CPU from the running ones (measured here:
-    each run 1.7x slower). Progress goes through ``board`` (the pool's; a new one when not given).
+    each run 1.7x slower). Progress goes through ``board``, the pool's queue.
     Ctrl-C cancels what is in flight and re-raises; finished results stay.
     """
-    board = board if board is not None else progress_board()
     _drain(board, lambda run_id, state: None)  # what an earlier call left behind
     task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
     shared_ref = ray.put(shared)
