@@ -112,8 +112,18 @@ Reporter = Callable[[str, dict[str, Any]], None]
 
 
 def compute_shared_remote(suite_dump: dict[str, Any], cpus: float, gpus: float) -> Any:
-    task = ray.remote(_shared_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
+    task = _remote(_shared_task, cpus, gpus, max_retries=1)
     return ray.get(task.remote(suite_dump, cpus))
+
+
+def _remote(fn: Callable[..., Any], cpus: float, gpus: float, max_retries: int) -> Any:
+    """``fn`` as a Ray task of ``cpus`` CPUs and ``gpus`` GPUs. A task given a GPU gets a fresh
+    worker process (Ray's own default for GPU tasks, which ``.options`` would bypass): a reused one
+    would keep the last run's CUDA memory and the device its CUDA context was first made on."""
+    options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries}
+    if gpus > 0:
+        options["max_calls"] = 1
+    return ray.remote(**options)(fn)
 
 
 def _failed(spec: RunSpec, error: str, attempts: int) -> RunResult:
@@ -149,7 +159,7 @@ def run_specs(
     Ctrl-C cancels what is in flight and re-raises; finished results stay.
     """
     _drain(board, lambda run_id, state: None)  # what an earlier call left behind
-    task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
+    task = _remote(_run_task, cpus, gpus, max_retries)
     shared_ref = ray.put(shared)
     waiting = list(reversed(specs))
     slots = capacity(cpus, gpus)

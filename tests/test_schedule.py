@@ -229,11 +229,15 @@ def test_a_failing_variant_is_isolated(cluster: str, tmp_path: Path) -> None:
 def test_fractional_gpus_pack_four_runs_on_two_logical_gpus(cluster: str, tmp_path: Path) -> None:
     args = [*QUICK_ARGS, "--only", "sft", "-o", "seeds=[0,1,2,3]"]
     args += ["-o", "resources.gpus_per_run=0.5", "-o", "resources.cpus_per_run=0.5"]
-    code, output = _run([*args, "--out", str(tmp_path / "warm")])
-    assert code == 0, output  # four worker processes started (a cold start takes seconds each)
+    code, output = _run([*args, "--out", str(tmp_path / "first")])
+    assert code == 0, output
     code, output = _run([*args, "--out", str(tmp_path)])
     assert code == 0, output
     results = _results(tmp_path)
+    first = [RunResult.from_json(p.read_text()) for p in (tmp_path / "first/tiny/runs").glob("*")]
+    # a GPU run's worker process is not reused: it would keep that run's CUDA memory and device
+    pids = [{r.provenance["pid"] for r in rs} for rs in (first, results)]
+    assert len(pids[0]) == len(pids[1]) == 4 and not pids[0] & pids[1]
     starts = [r.provenance["started_at"] for r in results]
     ends = [r.provenance["finished_at"] for r in results]
     assert max(starts) < min(ends), "the four runs did not all run at once"
