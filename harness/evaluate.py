@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from harness.capability import TaskScore
-from harness.runs import MetricRow, write_atomic
+from harness.files import write_atomic
+from harness.runs import MetricRow
 from harness.spec import Suite
 from methods.base import Method, TrainContext
 from methods.best_of_n import BestOfNParams

@@ -430,7 +430,7 @@ def write_leaderboard(
 ) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically)."""
     suite_info = SuiteInfo.of(suite_info)
-    from harness.runs import write_atomic
+    from harness.files import write_atomic
 
     summary = summarise(long_df, runs_df, suite_info)
     md_path, html_path = (

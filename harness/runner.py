@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness.runs import RunResult, RunSpec, expand, write_atomic
+from harness.files import write_atomic
+from harness.runs import RunResult, RunSpec, expand
 from harness.spec import Suite
 
 

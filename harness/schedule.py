@@ -19,7 +19,8 @@ from typing import Any
 import ray
 from ray.util.queue import Queue
 
-from harness.runs import RunResult, RunSpec, write_atomic
+from harness.files import write_atomic
+from harness.runs import RunResult, RunSpec
 
 PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
 POLL_SECONDS = 0.5
