@@ -1,4 +1,5 @@
-"""One run, start to end: load the models, train the variant, evaluate, return a ``RunResult``.
+"""One run, start to end: load what the resolved suite names, train the variant, evaluate, return a
+``RunResult``.
 
 ``execute_run`` is a plain function (the scheduler calls it inside a Ray task; tests call it
 directly). It never raises for a failing run: the error and traceback go into the result.
@@ -6,142 +7,155 @@ directly). It never raises for a failing run: the error and traceback go into th
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
+import random
+import statistics
 import time
 import traceback
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.device import peak_memory_mb, pick_device
+from harness.evaluate import EvalSetup, ReferenceEval, evaluate_policy
+from harness.models import SuiteData, load_data, load_judges, load_policy, load_reward
+from harness.provenance import provenance
+from harness.resolve import Resolved, resolve
 from harness.runs import MetricRow, RunResult, RunSpec
 from harness.spec import Suite
 from methods import REGISTRY
 from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
+from methods.common import freeze
+from methods.reward import RewardModel
 
 ProgressFn = Callable[[Progress], None]
-PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm-eval", "ray", "pandas")
-
-
-def pick_device(gpus: float) -> torch.device:
-    """CUDA when the run was given a GPU and CUDA is there, else CPU (logical GPUs declared on a
-    CPU machine). Everything a run computes then stays on that one device; which one it was is
-    recorded in the result's provenance, beside the GPUs the run asked for."""
-    if gpus > 0 and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else None
-
-
-def provenance(spec: RunSpec, device: torch.device) -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "suite_hash": spec.suite_hash,
-        "git_commit": git_commit(),
-        "packages": versions,
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "pid": os.getpid(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "gpus_requested": spec.suite["resources"]["gpus_per_run"],
-        "cuda_available": torch.cuda.is_available(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
 
 
 def train_context(
-    suite: Suite, spec: RunSpec, device: torch.device, costs: Costs, progress: ProgressFn
-) -> TrainContext:
-    from harness.models import load_data, load_policy, load_reward, suite_models
-    from methods.common import freeze
-
-    models = suite_models(suite)
-    policy, tokenizer = load_policy(models.policy, device)
-    if models.reference is None or models.reference == models.policy:
+    resolved: Resolved,
+    variant: str,
+    seed: int,
+    device: torch.device,
+    costs: Costs,
+    progress: ProgressFn,
+) -> tuple[TrainContext, SuiteData]:
+    """Load the policy, reference, reward model and data the resolved suite names into the
+    training context of one run (sampling with the suite's TRAINING decoding); also the data,
+    whose eval prompts the evaluation uses."""
+    suite = resolved.suite
+    policy, tokenizer = load_policy(resolved.policy, device)
+    if resolved.shares_reference:
         reference = freeze(policy)
     else:
-        reference = freeze(load_policy(models.reference, device)[0])
-    data = load_data(suite, tokenizer)
-    b = suite.budget
-    return TrainContext(
-        method=spec.variant,
+        reference = freeze(load_policy(resolved.reference, device)[0])
+    data = load_data(resolved.data, suite.eval.num_prompts, resolved.policy, tokenizer)
+    b, dec = suite.budget, resolved.train_decoding
+    ctx = TrainContext(
+        method=variant,
         policy=policy,
         reference=reference,
         tokenizer=tokenizer,
-        reward=load_reward(models.reward, device, costs, prompt_map=data.hh_prompts),
+        reward=load_reward(resolved.reward, device, costs, prompt_map=data.hh_prompts),
         prompts=data.train_prompts,
         preferences=data.preferences,
         budget=Budget(b.prompts_per_round, b.rounds, b.samples_per_prompt, b.max_new_tokens),
-        decoding=Decoding(suite.eval.decoding.temperature, suite.eval.decoding.top_p),
+        decoding=Decoding(dec.temperature, dec.top_p),
         device=device,
-        seed=spec.seed,
+        seed=seed,
         costs=costs,
         progress=progress,
+    )
+    return ctx, data
+
+
+def eval_setup(
+    resolved: Resolved,
+    reference: Any,
+    tokenizer: Any,
+    device: torch.device,
+    proxy: RewardModel,
+    data: SuiteData,
+) -> EvalSetup:
+    """What the evaluation needs, loaded: every judge (``proxy`` is the training RM, as given)
+    and the eval prompts as the policy sees them and as HH text."""
+    return EvalSetup(
+        judges=load_judges(resolved.judges, device, proxy),
+        reference=reference,
+        tokenizer=tokenizer,
+        device=device,
+        prompts=data.eval_prompts,
+        hh_prompts=[data.hh_prompts.get(p, p) for p in data.eval_prompts],
+        decoding=resolved.eval_decoding,
+        bootstrap=resolved.suite.eval.bootstrap,
+        lm_eval=resolved.lm_eval,
+        base=resolved.reference,
     )
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
     random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _train_and_evaluate(
-    spec: RunSpec, out_dir: Path, shared: Any, progress: ProgressFn, costs: Costs
-) -> tuple[list[MetricRow], torch.device]:
-    from harness.evaluate import evaluate_policy
+class RoundLog:
+    """Every optimizer step's statistics (``Progress.stats``), kept as their mean per round."""
 
+    def __init__(self) -> None:
+        self.steps: dict[int, list[Progress]] = {}
+
+    def add(self, p: Progress) -> None:
+        self.steps.setdefault(p.round, []).append(p)
+
+    def rounds(self) -> list[dict[str, float]]:
+        """One dict per round: ``round``, ``steps``, ``mean_reward`` and each statistic's mean."""
+        out = []
+        for round_, steps in sorted(self.steps.items()):
+            row: dict[str, float] = {"round": round_, "steps": len(steps)}
+            rewards = [p.mean_reward for p in steps if p.mean_reward is not None]
+            if rewards:
+                row["mean_reward"] = statistics.fmean(rewards)
+            for key in dict.fromkeys(k for p in steps for k in p.stats):
+                row[key] = statistics.fmean(p.stats[key] for p in steps if key in p.stats)
+            out.append(row)
+        return out
+
+
+def _train_and_evaluate(
+    spec: RunSpec, out_dir: Path, shared: ReferenceEval | None, progress: ProgressFn, costs: Costs
+) -> tuple[list[MetricRow], torch.device]:
     suite = Suite.model_validate(spec.suite)
+    resolved = resolve(suite)
     variant = suite.variant(spec.variant)
     method = REGISTRY[spec.method]
     device = pick_device(suite.resources.gpus_per_run)
     seed_everything(spec.seed)
-    ctx = train_context(suite, spec, device, costs, progress)
+    ctx, data = train_context(resolved, spec.variant, spec.seed, device, costs, progress)
     if method.train is not None:
         method.train(ctx, variant.params)
-    metrics = evaluate_policy(ctx, method, variant.params, suite, shared, out_dir)
+    # judges are loaded after training, so they hold no memory while it runs; judging is the
+    # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
+    assert isinstance(ctx.reward, RewardModel)
+    setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, ctx.reward.uncharged(), data)
+    metrics = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir)
     return metrics, device
 
 
 def execute_run(
     spec: RunSpec,
     out_dir: Path,
-    shared: Any = None,
+    shared: ReferenceEval | None = None,
     progress: ProgressFn = lambda p: None,
     attempt: int = 1,
 ) -> RunResult:
     """Train and evaluate one run; a failure becomes a ``failed`` result, never an exception."""
     costs = Costs()
+    log = RoundLog()
     last: list[Progress] = []
 
     def track(p: Progress) -> None:
         last[:] = [p]
+        log.add(p)
         progress(p)
 
     started_at = time.time()
@@ -149,39 +163,30 @@ def execute_run(
     device = torch.device("cpu")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    fields: dict[str, Any] = {}
     try:
         metrics, device = _train_and_evaluate(spec, out_dir, shared, track, costs)
-        status, error, tb = "done", None, None
+        status = "done"
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         metrics, status = [], "failed"
-        error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        error = f"{type(exc).__name__}: {exc}"
         if last and not isinstance(exc, DivergenceError):
             error += f" ({spec.variant}, after round {last[0].round}, step {last[0].step})"
+        fields = {"error": error, "traceback": traceback.format_exc()}
     costs.wall_seconds = time.perf_counter() - start
-    costs.peak_memory_mb = _peak_memory_mb(device)
-    return RunResult(
-        run_id=spec.run_id,
-        suite=spec.suite["name"],
-        variant=spec.variant,
-        method=spec.method,
-        seed=spec.seed,
-        status=status,
+    costs.peak_memory_mb = peak_memory_mb(device)
+    gpus = spec.suite["resources"]["gpus_per_run"]
+    return RunResult.of(
+        spec,
+        status,
         metrics=metrics,
         costs={k: float(v) for k, v in vars(costs).items()},
         provenance={
-            **provenance(spec, device),
+            **provenance(spec.suite_hash, gpus, device),
             "started_at": started_at,
             "finished_at": time.time(),
         },
-        error=error,
-        traceback=tb,
         attempts=attempt,
+        rounds=log.rounds(),
+        **fields,
     )
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,7 +1,8 @@
-"""Loading what a suite names: policies, reward models, judges and data, for world and hub alike.
+"""Loading what a resolved suite names: policies, reward models, judges and data.
 
-A ``world`` suite is turned into the same ``Models`` and ``DataSource`` values a hub suite writes
-by hand (pointing at the world's directories), so there is one loading path for both.
+Every function takes concrete values (``ModelRef``, ``DataSource``, ``JudgeRef``) from
+``harness.resolve``; none decides "world or hub" (a world suite arrives as local directories and
+files), so there is one loading path for both.
 """
 
 from __future__ import annotations
@@ -9,43 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness import data as hh
-from harness.spec import DataSource, ModelRef, Models, Suite
+from harness.resolve import JudgeRef
+from harness.spec import Data, DataSource, ModelRef
+from harness.world.gold import gold_reward
 from methods.base import PreferencePair
-from methods.common import RewardModel
-
-WORLD_SPLITS = {
-    "train": "train_prompts.jsonl",
-    "eval": "eval_prompts.jsonl",
-    "preferences": "preferences.jsonl",
-}
-
-
-def world_path(suite: Suite) -> Path:
-    """The suite's built world (built now on first use)."""
-    from harness.world.build import ensure_world
-
-    assert suite.world is not None
-    return ensure_world(suite.world)
-
-
-def suite_models(suite: Suite) -> Models:
-    """The suite's models; for a world suite, its policy, proxy RM and held-out judge."""
-    if suite.models is not None:
-        return suite.models
-    world = world_path(suite)
-    policy = ModelRef(path=str(world / "policy"), dtype="float32")
-    return Models(
-        policy=policy,
-        reference=policy,
-        reward=ModelRef(path=str(world / "proxy_rm"), dtype="float32"),
-        judges={"heldout": ModelRef(path=str(world / "heldout_rm"), dtype="float32")},
-    )
+from methods.reward import RewardModel
 
 
 def torch_dtype(ref: ModelRef, device: torch.device) -> torch.dtype:
@@ -121,26 +95,24 @@ Judge = Callable[[list[str], list[str]], torch.Tensor]
 
 
 def load_judges(
-    suite: Suite,
+    judges: Mapping[str, JudgeRef],
     device: torch.device,
-    reward: RewardModel | None = None,
+    proxy: RewardModel,
     prompt_map: Mapping[str, str] | None = None,
 ) -> dict[str, Judge]:
-    """Every judge of ``suite.eval.judges`` by name: ``proxy`` (the training RM; ``reward`` as it
-    is when given), ``gold`` (the world's gold reward), or a named judge RM. With ``prompt_map``
-    (``SuiteData.hh_prompts``) every judge loaded here scores the HH text of a templated prompt."""
-    models = suite_models(suite)
-    judges: dict[str, Judge] = {}
-    for name in suite.eval.judges:
-        if name == "proxy":
-            judges[name] = reward or load_reward(models.reward, device, prompt_map=prompt_map)
-        elif name == "gold":
-            from harness.world.gold import gold_reward
-
-            judges[name] = _gold_judge(gold_reward, prompt_map)
+    """Every judge by name: ``proxy`` is ``proxy`` (the training RM, as given), ``gold`` the
+    world's gold reward, a ``model`` judge its own RM loaded here. With ``prompt_map``
+    (``SuiteData.hh_prompts``) every judge scores the HH text of a templated prompt."""
+    loaded: dict[str, Judge] = {}
+    for name, ref in judges.items():
+        if ref.kind == "proxy":
+            loaded[name] = proxy
+        elif ref.kind == "gold":
+            loaded[name] = _gold_judge(gold_reward, prompt_map)
         else:
-            judges[name] = load_reward(models.judges[name], device, prompt_map=prompt_map)
-    return judges
+            assert ref.model is not None
+            loaded[name] = load_reward(ref.model, device, prompt_map=prompt_map)
+    return loaded
 
 
 def _gold_judge(
@@ -232,23 +204,15 @@ class SuiteData:
     hh_prompts: dict[str, str] = field(default_factory=dict)
 
 
-def _load_source(suite: Suite, src: DataSource, pairs: bool) -> tuple[list[Any], str]:
-    if src.source == "world":
-        path = world_path(suite) / "data" / WORLD_SPLITS.get(src.split, f"{src.split}.jsonl")
-        items, report = (
-            hh.load_pairs_file(path, src.limit)
-            if pairs
-            else hh.load_prompts_file(path, src.format, src.limit)
-        )
-    elif src.source == "file":
-        assert src.path is not None
+def _load_source(src: DataSource, pairs: bool) -> tuple[list[Any], str]:
+    assert src.path is not None  # resolved: a file or a hub dataset, never the world
+    if src.source == "file":
         items, report = (
             hh.load_pairs_file(src.path, src.limit)
             if pairs
             else hh.load_prompts_file(src.path, src.format, src.limit)
         )
     else:
-        assert src.path is not None
         items, report = (
             hh.load_pairs_hub(src.path, src.split, data_dir=src.data_dir, limit=src.limit)
             if pairs
@@ -259,21 +223,24 @@ def _load_source(suite: Suite, src: DataSource, pairs: bool) -> tuple[list[Any],
     return items, report.summary()
 
 
-def load_data(suite: Suite, tokenizer: Any = None) -> SuiteData:
-    """The suite's prompts and pairs; every prompt (pairs' too) cut from the left to the policy's
-    token budget and rendered with its chat template if it has one (``fit_prompt``), so offline
-    pairs and generations share one format; ``hh_prompts`` maps each rendered prompt back."""
-    train, r1 = _load_source(suite, suite.data.train_prompts, pairs=False)
-    evals, r2 = _load_source(suite, suite.data.eval_prompts, pairs=False)
+def load_data(
+    data: Data, num_eval_prompts: int, policy: ModelRef, tokenizer: Any = None
+) -> SuiteData:
+    """The suite's prompts and pairs (``data`` resolved: files or hub datasets), the first
+    ``num_eval_prompts`` eval prompts; every prompt (pairs' too) cut from the left to the
+    ``policy``'s token budget and rendered with its chat template if it has one
+    (``fit_prompt``), so offline pairs and generations share one format; ``hh_prompts`` maps each
+    rendered prompt back. Without a ``tokenizer`` prompts stay as read."""
+    train, r1 = _load_source(data.train_prompts, pairs=False)
+    evals, r2 = _load_source(data.eval_prompts, pairs=False)
     prefs: list[PreferencePair] = []
     reports = [r1, r2]
-    if suite.data.preferences is not None:
-        prefs, r3 = _load_source(suite, suite.data.preferences, pairs=True)
+    if data.preferences is not None:
+        prefs, r3 = _load_source(data.preferences, pairs=True)
         reports.append(r3)
-    evals = evals[: suite.eval.num_prompts]
+    evals = evals[:num_eval_prompts]
     if tokenizer is None:
         return SuiteData(train, prefs, evals, reports)
-    policy = suite_models(suite).policy
     # original prompt -> fit_prompt's (text, HH cut), once per prompt: train and pairs share many
     fitted: dict[str, tuple[str, str]] = {}
 

@@ -17,7 +17,9 @@ def default_primary_judge(judges: Sequence[str]) -> str | None:
     return next((j for j in judges if j != PROXY), judges[0] if judges else None)
 
 
-def is_regression(baseline: float, candidate: float, candidate_high: float, tolerance: float) -> bool:
+def is_regression(
+    baseline: float, candidate: float, candidate_high: float, tolerance: float
+) -> bool:
     """A drop ``baseline - candidate`` larger than ``tolerance`` that the candidate's 95%
     interval supports (its upper end ``candidate_high`` lies below ``baseline``). With no
     interval (NaN ``candidate_high``) the drop alone decides. 1e-9 of slack: a drop exactly at

@@ -16,7 +16,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harness import schedule, shared
 from harness.files import write_atomic
+from harness.leaderboard import write_leaderboard
+from harness.resolve import resolve
+from harness.results import load_results, read_table, write_tables
 from harness.runs import RunResult, RunSpec, expand
 from harness.spec import Suite
 
@@ -133,8 +137,6 @@ def run_suite(
     num_gpus: int | None = None,
 ) -> Outcome:
     """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard."""
-    from harness import schedule, shared
-
     console = console or Console()
     out_dir = out_root / suite.name
     specs = expand(suite, only)
@@ -144,10 +146,7 @@ def run_suite(
     skipped = [s.label for s in specs if s.run_id in done]
     if skipped:
         console.print(f"resuming: {len(skipped)} run(s) already done, {len(todo)} to run")
-    if suite.world is not None:
-        from harness.models import world_path
-
-        world_path(suite)  # built once here, before any task needs it
+    resolve(suite)  # a world suite's world is built once here, before any task needs it
     results = [done[s.run_id] for s in specs if s.run_id in done]
     res = suite.resources
     if todo:
@@ -199,9 +198,6 @@ def _describe(resources: dict[str, float]) -> str:
 
 def write_outputs(out_dir: Path, results: list[RunResult]) -> dict[str, Path]:
     """Tables and leaderboard from every result of the suite on disk (all runs, not only new)."""
-    from harness.leaderboard import write_leaderboard
-    from harness.results import load_results, read_table, write_tables
-
     every = load_results(out_dir)
     paths = write_tables(out_dir, every)
     long_df, runs_df = read_table(out_dir)

@@ -64,6 +64,20 @@ class RunResult:
     error: str | None = None
     traceback: str | None = None
     attempts: int = 1
+    rounds: list[dict[str, float]] = field(default_factory=list)  # per round: means of its steps
+
+    @classmethod
+    def of(cls, spec: RunSpec, status: str, **fields: Any) -> RunResult:
+        """The result of ``spec`` with ``status`` and any other fields given."""
+        return cls(
+            run_id=spec.run_id,
+            suite=spec.suite["name"],
+            variant=spec.variant,
+            method=spec.method,
+            seed=spec.seed,
+            status=status,
+            **fields,
+        )
 
     def to_json(self) -> str:
         return json.dumps({"version": RESULT_VERSION, **asdict(self)}, indent=1, sort_keys=True)

@@ -17,27 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray.util.queue import Queue
 
+from harness.execute import execute_run
 from harness.files import write_atomic
 from harness.runs import RunResult, RunSpec
+from harness.shared import compute_shared
+from methods.base import Progress
 
 PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
 POLL_SECONDS = 0.5
 
 
 def _task_setup(num_cpus: float) -> None:
-    import torch
-
     torch.set_num_threads(max(1, int(num_cpus)))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float) -> RunResult:
     """Inside a Ray task: threads = the task's CPUs; device = CUDA when a GPU was given."""
-    from harness.execute import execute_run
-    from methods.base import Progress
-
     _task_setup(cpus)
     last = [0.0]
     board.put_nowait((spec.run_id, {"status": "running", "started": time.time()}))
@@ -53,8 +52,6 @@ def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float)
 
 
 def _shared_task(suite_dump: dict[str, Any], cpus: float) -> Any:
-    from harness.shared import compute_shared
-
     _task_setup(cpus)
     return compute_shared(suite_dump)
 
@@ -127,19 +124,6 @@ def _remote(fn: Callable[..., Any], cpus: float, gpus: float, max_retries: int) 
     return ray.remote(**options)(fn)
 
 
-def _failed(spec: RunSpec, error: str, attempts: int) -> RunResult:
-    return RunResult(
-        run_id=spec.run_id,
-        suite=spec.suite["name"],
-        variant=spec.variant,
-        method=spec.method,
-        seed=spec.seed,
-        status="failed",
-        error=error,
-        attempts=attempts,
-    )
-
-
 def run_specs(
     specs: list[RunSpec],
     out_dir: Path,
@@ -206,7 +190,9 @@ def _collect(ref: Any, spec: RunSpec, max_retries: int) -> RunResult:
         return result
     except ray.exceptions.RayError as exc:  # the worker died, or the task was cancelled
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _failed(spec, f"{type(exc).__name__}: {first}", attempts=max_retries + 1)
+        return RunResult.of(
+            spec, "failed", error=f"{type(exc).__name__}: {first}", attempts=max_retries + 1
+        )
 
 
 def save_result(out_dir: Path, result: RunResult) -> Path:

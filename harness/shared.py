@@ -8,6 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.device import pick_device
+from harness.evaluate import ReferenceEval, reference_eval
+from harness.execute import eval_setup
+from harness.models import load_data, load_policy, load_reward
+from harness.resolve import resolve
 from harness.spec import Suite
 
 
@@ -24,24 +29,20 @@ def shared_path(suite: Suite, out_dir: Path) -> Path:
     return out_dir / "shared" / f"reference-{shared_key(suite)}.json"
 
 
-def compute_shared(suite_dump: dict[str, Any]) -> Any:
+def compute_shared(suite_dump: dict[str, Any]) -> ReferenceEval:
     """Generate and judge the reference policy's responses; score the base model with lm-eval."""
-    from harness.evaluate import reference_eval
-    from harness.execute import pick_device
-    from harness.models import load_judges, load_policy, suite_models
-
     suite = Suite.model_validate(suite_dump)
+    resolved = resolve(suite)
     device = pick_device(suite.resources.gpus_per_run)
-    models = suite_models(suite)
-    reference, tokenizer = load_policy(models.reference or models.policy, device)
+    reference, tokenizer = load_policy(resolved.reference, device)
     reference.eval()
-    judges = load_judges(suite, device)
-    return reference_eval(suite, reference, tokenizer, judges, device)
+    # the data is read through the POLICY's tokenizer and template, as each run reads it
+    data = load_data(resolved.data, suite.eval.num_prompts, resolved.policy, tokenizer)
+    proxy = load_reward(resolved.reward, device)
+    return reference_eval(eval_setup(resolved, reference, tokenizer, device, proxy, data))
 
 
-def load_or_none(path: Path) -> Any:
-    from harness.evaluate import ReferenceEval
-
+def load_or_none(path: Path) -> ReferenceEval | None:
     if not path.exists():
         return None
     try:

@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
 from harness.world.config import WorldConfig
 from methods import REGISTRY, did_you_mean
 from methods.base import MethodParams
@@ -179,12 +180,24 @@ class Budget(_Strict):
 class Decoding(_Strict):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+
+
+class EvalDecoding(Decoding):
     max_new_tokens: PositiveInt | None = Field(None, description="Default: the budget's.")
+
+
+class Train(_Strict):
+    decoding: Decoding = Field(
+        default_factory=Decoding,
+        description="How methods sample while training (the budget's max_new_tokens applies).",
+    )
 
 
 class LmEval(_Strict):
     tasks: list[str] = Field(default_factory=list, description="World default: its tiny tasks.")
-    tolerance: float = Field(0.05, ge=0, description="Largest accepted capability drop.")
+    tolerance: float = Field(
+        DEFAULT_TOLERANCE, ge=0, description="Largest accepted capability drop."
+    )
     limit: PositiveInt | None = None
     batch_size: PositiveInt = 16
 
@@ -193,22 +206,25 @@ class Eval(_Strict):
     judges: list[str] = Field(min_length=1, description="proxy, gold, heldout or models.judges.")
     primary_judge: str | None = Field(None, description="Default: the first non-proxy judge.")
     num_prompts: PositiveInt = 128
-    decoding: Decoding = Field(default_factory=Decoding)
+    decoding: EvalDecoding = Field(default_factory=EvalDecoding)
     lm_eval: LmEval = Field(default_factory=LmEval)
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for intervals.")
 
 
 class Resources(_Strict):
     cpus_per_run: float = Field(1.0, gt=0)
-    gpus_per_run: float = Field(0.0, ge=0, description="Fractional below 1, whole above.")
+    gpus_per_run: float = Field(0.0, ge=0, description="0, a fraction of one, or 1.")
     address: str | None = Field(None, description="Ray address; default: a local pool.")
     max_retries: int = Field(1, ge=0)
 
     @field_validator("gpus_per_run")
     @classmethod
-    def _whole_above_one(cls, gpus: float) -> float:
-        if gpus > 1 and not float(gpus).is_integer():
-            raise PydanticCustomError("gpus", "more than one GPU per run must be a whole number")
+    def _at_most_one(cls, gpus: float) -> float:
+        if gpus > 1:
+            raise PydanticCustomError(
+                "gpus",
+                "a run uses one device: at most 1 GPU per run (fractions share a card)",
+            )
         return gpus
 
 
@@ -222,6 +238,7 @@ class Suite(_Strict):
     data: Data
     methods: list[Variant] = Field(min_length=1)
     budget: Budget
+    train: Train = Field(default_factory=Train)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     eval: Eval
     resources: Resources = Field(default_factory=Resources)
@@ -294,8 +311,7 @@ def _resolve(suite: Suite) -> Suite:
     if models is not None and models.reference is None:
         models = models.model_copy(update={"reference": models.policy})
     if ev.primary_judge is None:
-        primary = next((j for j in ev.judges if j != "proxy"), ev.judges[0])
-        ev = ev.model_copy(update={"primary_judge": primary})
+        ev = ev.model_copy(update={"primary_judge": default_primary_judge(ev.judges)})
     if ev.decoding.max_new_tokens is None:
         decoding = ev.decoding.model_copy(update={"max_new_tokens": suite.budget.max_new_tokens})
         ev = ev.model_copy(update={"decoding": decoding})

@@ -7,6 +7,7 @@ tensors, and ``train(ctx, params)``. The registry in ``methods/__init__.py`` lis
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import torch
+
+    from methods.sampling import Samples
 
 
 Candidate = Literal["policy", "chosen", "rejected", "reference"]
@@ -27,9 +30,10 @@ def default_candidates() -> list[Candidate]:
 
 
 class MethodParams(BaseModel):
-    """Base of every method's hyperparameters: strict, frozen, unknown keys rejected."""
+    """Base of every method's hyperparameters: strict (``4.0`` is not an int, ``'1e-4'`` not a
+    float), frozen, unknown keys rejected, like the rest of the suite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DivergenceError(RuntimeError):
@@ -83,10 +87,15 @@ class PreferencePair:
 
 @dataclass(frozen=True)
 class Progress:
+    """One optimizer step as reported: its round and step (both from 0), the loss, the mean
+    reward of the round's samples (None where a round has none), and the step's statistics
+    (``loss``, ``grad_norm`` and the method's own: clip fraction, KL, implicit rewards...)."""
+
     round: int
     step: int
     loss: float
     mean_reward: float | None = None
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor"]
@@ -113,6 +122,24 @@ class TrainContext:
 
 
 @dataclass(frozen=True)
+class Responses:
+    """A policy's answers at evaluation, one per prompt, and their KL to the base policy when a
+    strategy knows it in closed form (None: the evaluation estimates it by Monte Carlo)."""
+
+    samples: Samples  # [N] one answer per prompt
+    kl: float | None = None
+
+
+Draw = Callable[[Any, list[str], int], "Samples"]
+"""``draw(model, prompts, n)``: ``n`` responses per prompt (row ``i * n + j``) with the
+evaluation's decoding and seeded generator."""
+
+Respond = Callable[[TrainContext, Any, list[str], Draw], Responses]
+"""An inference-time strategy: ``respond(ctx, params, prompts, draw)``; its spend (samples,
+tokens, reward calls) goes into ``ctx.costs``."""
+
+
+@dataclass(frozen=True)
 class Method:
     """A registry entry."""
 
@@ -120,6 +147,7 @@ class Method:
     description: str
     params: type[MethodParams]
     train: Callable[[TrainContext, Any], None] | None  # None: nothing is trained (baselines)
+    respond: Respond | None = None  # None: one sample per prompt from the policy
     needs_reference: bool = False
     source: str = ""
 
@@ -128,8 +156,6 @@ def prompt_rounds(prompts: list[str], budget: Budget, seed: int) -> list[list[st
     """The prompts of each round: ``budget.rounds`` lists of ``prompts_per_round`` prompts, drawn
     without replacement from a seeded shuffle (reshuffled when exhausted). The same for every
     method under the same seed: the equal-budget contract."""
-    import random
-
     rng = random.Random(seed)
     order: list[str] = []
     rounds = []

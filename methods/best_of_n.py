@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 from pydantic import Field
 
-from methods.base import Method, MethodParams
+from methods.base import Draw, Method, MethodParams, Responses, TrainContext
+from methods.common import charge
 
 
 class BestOfNParams(MethodParams):
     n: int = Field(8, ge=1, description="Samples drawn per prompt at inference time.")
+
+
+def best_of_n_kl(n: int) -> float:
+    """Analytic KL(best-of-n || base) = log n - (n - 1) / n (Stiennon et al. 2020); an upper
+    bound (Beirami et al. 2024)."""
+    return math.log(n) - (n - 1) / n
+
+
+def respond(ctx: TrainContext, params: BestOfNParams, prompts: list[str], draw: Draw) -> Responses:
+    """``n`` samples per prompt from ``ctx.policy``, keeping the one the proxy reward
+    ``ctx.reward`` scores highest (the first on ties). This is the method's inference-time spend:
+    all n samples and their tokens go into ``ctx.costs`` (the reward model counts its own calls)."""
+    n = params.n
+    samples = draw(ctx.policy, prompts, n)  # [P * n], row i * n + j: prompt i
+    charge(ctx.costs, samples)
+    rewards = ctx.reward(samples.prompts, samples.responses).reshape(len(prompts), n)  # [P, n]
+    best = rewards.argmax(dim=1) + torch.arange(len(prompts), device=rewards.device) * n  # [P]
+    return Responses(samples.select(best), kl=best_of_n_kl(n))
 
 
 METHOD = Method(
@@ -16,6 +38,7 @@ METHOD = Method(
     description="Base policy answering with the best of N samples under the training reward.",
     params=BestOfNParams,
     train=None,
+    respond=respond,
     needs_reference=False,
     source="Nakano et al. 2021 (WebGPT); Stiennon et al. 2020",
 )

@@ -14,6 +14,7 @@ model, dataset responses included (the ranking uses the RM, not the dataset's la
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from methods import common
 from methods.base import Candidate, PreferencePair, TrainContext
-from methods.common import Samples
+from methods.sampling import Samples, pack, pad_id
 
 GENERATORS: tuple[Candidate, ...] = ("policy", "reference")
 
@@ -41,27 +42,6 @@ def pairs_by_prompt(preferences: list[PreferencePair]) -> dict[str, PreferencePa
     for pair in preferences:
         pairs.setdefault(pair.prompt, pair)
     return pairs
-
-
-def generate(
-    ctx: TrainContext, model: Any, prompts: list[str], n: int, gen: torch.Generator
-) -> Samples:
-    """``n`` samples per prompt from ``model`` with the run's decoding settings and generator;
-    every generated sample and token is added to ``ctx.costs``."""
-    samples = common.sample(
-        model,
-        ctx.tokenizer,
-        prompts,
-        n=n,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )
-    ctx.costs.samples += len(samples)
-    ctx.costs.generated_tokens += int(samples.lengths.sum())
-    return samples
 
 
 def concat(parts: list[Samples], pad: int, device: torch.device | str) -> Samples:
@@ -155,8 +135,7 @@ def gather(
     gen: torch.Generator,
 ) -> Candidates:
     """Generate, collect and score the candidates of ``prompts`` (see the module docstring);
-    costs (prompts, samples, generated tokens) are added to ``ctx.costs``."""
-    ctx.costs.prompts += len(prompts)
+    the generations are charged to ``ctx.costs``."""
     B, parts = len(prompts), list[Samples]()
     labels: list[Candidate] = []
     groups: list[list[int]] = [[] for _ in prompts]
@@ -165,7 +144,7 @@ def gather(
             continue
         model = ctx.policy if source == "policy" else _reference(ctx)
         start = sum(len(p) for p in parts)
-        parts.append(generate(ctx, model, prompts, n, gen))  # row i * n + j: prompt i
+        parts.append(common.generate(ctx, model, prompts, n, gen))  # row i * n + j: prompt i
         labels += [source] * (B * n)
         for i in range(B):
             groups[i] += range(start + i * n, start + (i + 1) * n)
@@ -177,11 +156,11 @@ def gather(
         prompts_i = [prompts[i] for i in index]
         # dataset responses are cut to the same token budget as the sampled candidates
         cap = ctx.budget.max_new_tokens
-        parts.append(common.pack(ctx.tokenizer, prompts_i, responses, ctx.device, cap))
+        parts.append(pack(ctx.tokenizer, prompts_i, responses, ctx.device, cap))
         labels += [kind for _, kind, _ in texts]
         for row, i in enumerate(index):
             groups[i].append(start + row)
-    samples = concat(parts, common.pad_id(ctx.tokenizer), ctx.device)  # [N]
+    samples = concat(parts, pad_id(ctx.tokenizer), ctx.device)  # [N]
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
     return Candidates(samples, rewards, labels, groups)
 
@@ -206,3 +185,26 @@ def _reference(ctx: TrainContext) -> Any:
     if ctx.reference is None:
         raise ValueError("candidates 'reference' need a reference policy, and ctx has none")
     return ctx.reference
+
+
+PROMPTS_PER_STEP = 4  # prompts per optimizer step, each with all its candidates
+RankedLoss = Callable[[Any, Candidates, Any], tuple[torch.Tensor, dict[str, float]]]
+"""``loss(policy, batch, params) -> (loss, statistics)`` of a mini-batch of prompts' candidates."""
+
+
+def train_ranked(ctx: TrainContext, params: Any, loss: RankedLoss) -> None:
+    """The loop of the ranking methods (RRHF, PRO): each round, gather and score the candidates
+    of the round's prompts (``gather``), then ``params.epochs`` passes over the prompts,
+    ``PROMPTS_PER_STEP`` prompts per optimizer step. ``params`` has ``lr``, ``candidates``,
+    ``epochs`` and ``max_grad_norm``."""
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    step = common.OptimizerStep(ctx, ctx.policy.parameters(), params.lr, params.max_grad_norm)
+    pairs = pairs_by_prompt(ctx.preferences)
+    for round_, prompts in common.rounds(ctx):
+        cands = gather(ctx, prompts, params.candidates, pairs, gen)  # [N]
+        ctx.policy.train()
+        for _ in range(params.epochs):
+            for prompt_index in cands.prompt_batches(PROMPTS_PER_STEP):
+                value, stats = loss(ctx.policy, cands.batch(prompt_index), params)
+                step(value, round_, cands.mean_reward(), stats)
+    ctx.policy.eval()

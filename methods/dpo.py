@@ -16,15 +16,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from methods import common
-from methods.base import (
-    Method,
-    MethodParams,
-    PreferencePair,
-    Progress,
-    TrainContext,
-    prompt_rounds,
-)
-from methods.common import Samples
+from methods.base import Method, MethodParams, PreferencePair, TrainContext
+from methods.sampling import Samples, pack
 
 
 class DPOParams(MethodParams):
@@ -115,7 +108,7 @@ def offline_rounds(ctx: TrainContext, params: DPOParams) -> list[Pairs]:
         order += fresh
     used = order[: b.rounds * b.prompts_per_round]
     n = len(used)
-    samples = common.pack(
+    samples = pack(
         ctx.tokenizer,
         [p.prompt for p in used] * 2,
         [p.chosen for p in used] + [p.rejected for p in used],
@@ -135,21 +128,8 @@ def online_pairs(
     """Sample K responses per prompt from the current policy; the best and the worst under the
     reward model form a pair (a prompt whose K rewards all tie gives none)."""
     K = ctx.budget.samples_per_prompt
-    samples = common.sample(
-        ctx.policy,
-        ctx.tokenizer,
-        prompts,
-        n=K,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )  # [B * K] rows, row i * K + j: the j-th response to prompt i
+    samples = common.generate(ctx, ctx.policy, prompts, K, gen)  # [B * K], row i * K + j
     rewards = ctx.reward(samples.prompts, samples.responses).view(len(prompts), K)  # [B, K]
-    ctx.costs.prompts += len(prompts)
-    ctx.costs.samples += len(samples)
-    ctx.costs.generated_tokens += int(samples.response_mask.sum())
     first = torch.arange(len(prompts)) * K  # [B] row of each prompt's first sample
     keep = rewards.max(dim=1).values > rewards.min(dim=1).values  # [B]
     best = (first + rewards.argmax(dim=1))[keep]  # [n]
@@ -163,53 +143,49 @@ def online_pairs(
 def online_rounds(ctx: TrainContext, params: DPOParams) -> Iterator[Pairs]:
     """Each round's pairs, sampled lazily: the policy trained on round r samples round r + 1."""
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    for prompts in prompt_rounds(ctx.prompts, ctx.budget, ctx.seed):
+    for _, prompts in common.rounds(ctx):
         yield online_pairs(ctx, prompts, gen, params)
 
 
 def batch_loss(
     ctx: TrainContext, pairs: Pairs, batch: torch.Tensor, params: DPOParams
-) -> torch.Tensor:
-    """Mean ``dpo_loss`` over the pairs ``batch`` ``[b]``: chosen and rejected rows in one
-    forward pass."""
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean ``dpo_loss`` over the pairs ``batch`` ``[b]`` (chosen and rejected rows in one
+    forward pass), and its statistics: the mean implicit rewards, their margin and how often the
+    chosen one is higher."""
     rows = torch.cat([pairs.chosen[batch], pairs.rejected[batch]])  # [2b]
     both = pairs.samples.select(rows)
     logps = common.sequence_logps(common.token_logps(ctx.policy, both), both.response_mask)  # [2b]
     logps_w, logps_l = logps.chunk(2)  # [b], [b]
     ref_w, ref_l = pairs.ref_logps[rows.to(ctx.device)].chunk(2)  # [b], [b]
-    losses, _, _ = dpo_loss(logps_w, logps_l, ref_w, ref_l, params.beta, params.label_smoothing)
-    return losses.mean()
+    losses, chosen, rejected = dpo_loss(
+        logps_w, logps_l, ref_w, ref_l, params.beta, params.label_smoothing
+    )
+    stats = {
+        "chosen_reward": float(chosen.mean()),
+        "rejected_reward": float(rejected.mean()),
+        "reward_margin": float((chosen - rejected).mean()),
+        "reward_accuracy": float((chosen > rejected).float().mean()),
+    }
+    return losses.mean(), stats
 
 
 def train(ctx: TrainContext, params: DPOParams) -> None:
     """DPO: each round's pairs (dataset pairs, or best vs worst of K policy samples), ``epochs``
     passes over them in shuffled batches of ``batch_size`` pairs."""
     policy = ctx.policy
-    optimizer = common.adamw(policy.parameters(), lr=params.lr)
+    step = common.OptimizerStep(ctx, policy.parameters(), params.lr, params.max_grad_norm)
     order = torch.Generator().manual_seed(ctx.seed)  # batch shuffles
     rounds = (
         offline_rounds(ctx, params) if params.pairs == "offline" else online_rounds(ctx, params)
     )
     policy.train()
-    step = 0
     for round_, pairs in enumerate(rounds):
         for _ in range(params.epochs):
-            for batch in _batches(len(pairs), params.batch_size, order):
-                loss = batch_loss(ctx, pairs, batch, params)
-                common.check_finite(loss, ctx.method, round_, step)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), params.max_grad_norm)
-                optimizer.step()
-                ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, loss.item(), pairs.mean_reward))
-                step += 1
+            for batch in common.minibatches(len(pairs), params.batch_size, order):
+                loss, stats = batch_loss(ctx, pairs, batch, params)
+                step(loss, round_, pairs.mean_reward, stats)
     policy.eval()
-
-
-def _batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A seeded shuffle of ``range(n)`` cut into index tensors ``[<= size]``; none when n is 0."""
-    return list(torch.randperm(n, generator=generator).split(size)) if n else []
 
 
 METHOD = Method(

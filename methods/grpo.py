@@ -12,8 +12,8 @@ import torch
 from pydantic import Field
 
 from methods import common
-from methods.base import Method, MethodParams, Progress, TrainContext, prompt_rounds
-from methods.common import Samples
+from methods.base import Method, MethodParams, TrainContext
+from methods.sampling import Samples
 
 
 class GRPOParams(MethodParams):
@@ -112,19 +112,8 @@ def sample_groups(
     """Sample a group per prompt, score it, normalise rewards within groups; old and reference
     log-probs once for the whole batch (``chunk`` rows a forward pass)."""
     temperature = common.logp_temperature(ctx.decoding.temperature)
-    samples = common.sample(
-        ctx.policy,
-        ctx.tokenizer,
-        prompts,
-        n=group_size,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )
+    samples = common.generate(ctx, ctx.policy, prompts, group_size, gen)  # [N = B * G]
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
-    common.count_samples(ctx.costs, prompts, samples)
     advantages = group_advantages(rewards.view(len(prompts), group_size)).view(-1)  # [N]
     # one mini-batch, one pass: the policy is still the sampling one at its only step, so the
     # "old" log-probs are the current ones, detached (as TRL does); no separate forward pass
@@ -137,14 +126,14 @@ def sample_groups(
 
 def minibatch_loss(
     ctx: TrainContext, batch: GroupBatch, rows: torch.Tensor, params: GRPOParams
-) -> torch.Tensor:
-    """``grpo_loss`` on the samples ``rows`` ``[M]`` of the batch."""
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``grpo_loss`` on the samples ``rows`` ``[M]`` of the batch, and its statistics."""
     logps = common.token_logps(
         ctx.policy, batch.samples.select(rows), common.logp_temperature(ctx.decoding.temperature)
     )
     idx = rows.to(ctx.device)
     old_logps = logps.detach() if batch.logps is None else batch.logps[idx]  # [M, T]
-    loss, _ = grpo_loss(
+    return grpo_loss(
         logps,  # [M, T]
         old_logps,
         batch.ref_logps[idx],
@@ -153,7 +142,6 @@ def minibatch_loss(
         params.clip,
         params.beta,
     )
-    return loss
 
 
 def train(ctx: TrainContext, params: GRPOParams) -> None:
@@ -164,26 +152,18 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
     and the equal-budget setting: a different G samples G per prompt and spends accordingly)."""
     policy = ctx.policy
     group_size = params.group_size or ctx.budget.samples_per_prompt
-    optimizer = common.adamw(policy.parameters(), lr=params.lr)
+    step = common.OptimizerStep(ctx, policy.parameters(), params.lr, params.max_grad_norm)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
     order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
     policy.train()
-    step = 0
-    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
+    for round_, prompts in common.rounds(ctx):
         batch = sample_groups(
             ctx, prompts, group_size, gen, params.mini_batch_size, params.iterations
         )
         for _ in range(params.iterations):
             for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
-                loss = minibatch_loss(ctx, batch, rows, params)
-                common.check_finite(loss, ctx.method, round_, step)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), params.max_grad_norm)
-                optimizer.step()
-                ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, loss.item(), float(batch.rewards.mean())))
-                step += 1
+                loss, stats = minibatch_loss(ctx, batch, rows, params)
+                step(loss, round_, float(batch.rewards.mean()), stats)
     policy.eval()
 
 

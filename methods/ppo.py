@@ -13,8 +13,9 @@ import torch
 from pydantic import Field
 
 from methods import common
-from methods.base import Method, MethodParams, Progress, TrainContext, prompt_rounds
-from methods.common import Samples, masked_mean
+from methods.base import Method, MethodParams, TrainContext
+from methods.common import masked_mean
+from methods.sampling import Samples, positions
 
 
 class PPOParams(MethodParams):
@@ -173,7 +174,7 @@ def logps_and_values(
     out = policy(
         input_ids=samples.input_ids,
         attention_mask=mask,
-        position_ids=common.positions(mask),
+        position_ids=positions(mask),
         use_cache=False,
         output_hidden_states=True,
     )
@@ -210,19 +211,9 @@ def rollout(
 ) -> Rollout:
     """Sample K responses per prompt, score them, and compute KL-shaped rewards and GAE."""
     temperature = common.logp_temperature(ctx.decoding.temperature)
-    samples = common.sample(
-        ctx.policy,
-        ctx.tokenizer,
-        prompts,
-        n=ctx.budget.samples_per_prompt,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
-    )  # N = len(prompts) * K rows, row i * K + j: the j-th response to prompt i
+    K = ctx.budget.samples_per_prompt
+    samples = common.generate(ctx, ctx.policy, prompts, K, gen)  # [N = B * K], row i * K + j
     rewards = ctx.reward(samples.prompts, samples.responses).to(ctx.device)  # [N]
-    common.count_samples(ctx.costs, prompts, samples)
     mask = samples.response_mask.float()  # [N, T]
     chunks = torch.arange(len(samples)).split(params.mini_batch_size)
     old = [logps_and_values(ctx.policy, value_head, samples.select(c), temperature) for c in chunks]
@@ -239,8 +230,9 @@ def rollout(
 
 def minibatch_loss(
     ctx: TrainContext, value_head: ValueHead, batch: Rollout, rows: torch.Tensor, params: PPOParams
-) -> torch.Tensor:
-    """``ppo_policy_loss + vf_coef * ppo_value_loss`` on the rollouts ``rows`` ``[M]``."""
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``ppo_policy_loss + vf_coef * ppo_value_loss`` on the rollouts ``rows`` ``[M]``, and its
+    statistics: both losses, the clip fraction and the approximate KL to the sampling policy."""
     logps, values = logps_and_values(
         ctx.policy,
         value_head,
@@ -249,13 +241,20 @@ def minibatch_loss(
     )  # [M, T]
     idx = rows.to(ctx.device)
     mask = batch.mask[idx]  # [M, T]
-    pg_loss, _ = ppo_policy_loss(
-        logps, batch.logps[idx], batch.advantages[idx], mask, params.cliprange
+    old_logps = batch.logps[idx]  # [M, T]
+    pg_loss, clipfrac = ppo_policy_loss(
+        logps, old_logps, batch.advantages[idx], mask, params.cliprange
     )
     vf_loss = ppo_value_loss(
         values, batch.values[idx], batch.returns[idx], mask, params.cliprange_value
     )
-    return pg_loss + params.vf_coef * vf_loss
+    stats = {
+        "policy_loss": float(pg_loss.detach()),
+        "value_loss": float(vf_loss.detach()),
+        "clipfrac": float(clipfrac),
+        "approx_kl": float(masked_mean(0.5 * (logps.detach() - old_logps) ** 2, mask)),
+    }
+    return pg_loss + params.vf_coef * vf_loss, stats
 
 
 def train(ctx: TrainContext, params: PPOParams) -> None:
@@ -264,25 +263,18 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
     policy = ctx.policy
     value_head = ValueHead(policy.config.hidden_size).to(ctx.device)
     trainable = [*policy.parameters(), *value_head.parameters()]
-    optimizer = common.adamw(trainable, lr=params.lr)
+    step = common.OptimizerStep(ctx, trainable, params.lr, params.max_grad_norm)
     kl_ctl = kl_controller(params)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
     order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
     policy.train()
-    step = 0
-    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
+    for round_, prompts in common.rounds(ctx):
         batch = rollout(ctx, value_head, prompts, gen, kl_ctl.value, params)
+        round_stats = {"kl": batch.kl, "kl_coef": kl_ctl.value}
         for _ in range(params.ppo_epochs):
             for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
-                loss = minibatch_loss(ctx, value_head, batch, rows, params)
-                common.check_finite(loss, ctx.method, round_, step)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
-                optimizer.step()
-                ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, loss.item(), float(batch.rewards.mean())))
-                step += 1
+                loss, stats = minibatch_loss(ctx, value_head, batch, rows, params)
+                step(loss, round_, float(batch.rewards.mean()), {**stats, **round_stats})
         kl_ctl.update(batch.kl, n_steps=len(batch.samples))
     policy.eval()
 

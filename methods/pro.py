@@ -17,10 +17,8 @@ from methods.base import (
     Candidate,
     Method,
     MethodParams,
-    Progress,
     TrainContext,
     default_candidates,
-    prompt_rounds,
 )
 
 
@@ -101,36 +99,16 @@ def pro_total(
     return loss, {"rank_loss": float(rank.detach()), "sft_loss": float(sft.detach())}
 
 
-PROMPTS_PER_STEP = 4  # prompts per optimizer step, each with all its candidates
-
-
 def train(ctx: TrainContext, params: PROParams) -> None:
     """Each round: gather and score the candidates of the round's prompts (``methods.candidates``:
     the K generations split among the generators, plus dataset responses), then ``params.epochs``
-    passes over the prompts, ``PROMPTS_PER_STEP`` prompts per optimizer step. ``step`` counts
-    optimizer steps over the whole run."""
-    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    optimizer = common.adamw(ctx.policy.parameters(), lr=params.lr)
-    pairs = candidates.pairs_by_prompt(ctx.preferences)
-    step = 0
-    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
-        cands = candidates.gather(ctx, prompts, params.candidates, pairs, gen)  # [N]
-        ctx.policy.train()
-        for _ in range(params.epochs):
-            for prompt_index in cands.prompt_batches(PROMPTS_PER_STEP):
-                loss = _loss(ctx.policy, cands.batch(prompt_index), params)
-                common.check_finite(loss, ctx.method, round_, step)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(ctx.policy.parameters(), params.max_grad_norm)
-                optimizer.step()
-                ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, float(loss.detach()), cands.mean_reward()))
-                step += 1
-    ctx.policy.eval()
+    passes over the prompts, a few prompts per optimizer step (``candidates.train_ranked``)."""
+    candidates.train_ranked(ctx, params, _loss)
 
 
-def _loss(policy: Any, batch: candidates.Candidates, params: PROParams) -> torch.Tensor:
+def _loss(
+    policy: Any, batch: candidates.Candidates, params: PROParams
+) -> tuple[torch.Tensor, dict[str, float]]:
     """PRO loss of a mini-batch of prompts: all candidates in one forward pass, then
     ``pro_total`` per group of prompts with the same number of candidates, weighted by the
     group's share of the prompts (so it is the mean over prompts). Scores are length-normalised
@@ -139,14 +117,19 @@ def _loss(policy: Any, batch: candidates.Candidates, params: PROParams) -> torch
     mask = batch.samples.response_mask  # [N, T]
     B = len(batch.groups)
     total = logps.new_zeros(())
+    stats: dict[str, float] = {}
     for index in batch.by_count():  # [B_c, c]
         scores = common.mean_logps(logps[index], mask[index])  # [B_c, c]
         rewards = batch.rewards[index]  # [B_c, c]
         best = index.gather(1, rewards.argmax(dim=1, keepdim=True))[:, 0]  # [B_c]
         sft_nll = -common.sequence_logps(logps[best], mask[best])  # [B_c]
-        loss, _ = pro_total(scores, rewards, sft_nll, params.sft_weight, params.reward_gap_scaling)
+        loss, parts = pro_total(
+            scores, rewards, sft_nll, params.sft_weight, params.reward_gap_scaling
+        )
         total = total + loss * len(index) / B
-    return total
+        for key, value in parts.items():  # weighted like the loss: the mean over prompts
+            stats[key] = stats.get(key, 0.0) + value * len(index) / B
+    return total, stats
 
 
 METHOD = Method(

@@ -12,9 +12,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from methods import candidates, common
-from methods.base import Method, MethodParams, Progress, TrainContext, prompt_rounds
-from methods.common import Samples
+from methods import common
+from methods.base import Method, MethodParams, TrainContext
+from methods.sampling import Samples, positions
 
 
 class RAFTParams(MethodParams):
@@ -57,27 +57,20 @@ def train(ctx: TrainContext, params: RAFTParams) -> None:
     ``params.batch_size``; the policy and the optimizer carry over to the next round. ``step``
     counts optimizer steps over the whole run."""
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    optimizer = common.adamw(ctx.policy.parameters(), lr=params.lr)
-    K, step = ctx.budget.samples_per_prompt, 0
-    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
-        ctx.costs.prompts += len(prompts)
-        samples = candidates.generate(ctx, ctx.policy, prompts, K, gen)  # [B * K]
+    step = common.OptimizerStep(ctx, ctx.policy.parameters(), params.lr, params.max_grad_norm)
+    K = ctx.budget.samples_per_prompt
+    for round_, prompts in common.rounds(ctx):
+        samples = common.generate(ctx, ctx.policy, prompts, K, gen)  # [B * K]
         rewards = ctx.reward(samples.prompts, samples.responses)  # [B * K]
-        kept = samples.select(keep_best(rewards, K, params.selection, params.top_fraction))  # [M]
+        index = keep_best(rewards, K, params.selection, params.top_fraction)  # [M]
+        kept = samples.select(index)
+        stats = {"kept_reward": float(rewards[index].mean())}
         ctx.policy.train()
         for _ in range(params.epochs):
             for start in range(0, len(kept), params.batch_size):
                 batch = kept.select(list(range(start, min(start + params.batch_size, len(kept)))))
                 logps, mask = _sft_logps(ctx.policy, batch, params.train_prompt_tokens)
-                loss = common.sft_loss(logps, mask)
-                common.check_finite(loss, ctx.method, round_, step)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(ctx.policy.parameters(), params.max_grad_norm)
-                optimizer.step()
-                ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, float(loss.detach()), float(rewards.mean())))
-                step += 1
+                step(common.sft_loss(logps, mask), round_, float(rewards.mean()), stats)
     ctx.policy.eval()
 
 
@@ -91,7 +84,7 @@ def _sft_logps(
         return common.token_logps(policy, batch), batch.response_mask
     ids, attention = batch.input_ids, batch.attention_mask  # [n, P + T]
     logps = common.response_token_logps(policy, ids, attention, prompt_len=1)  # [n, P + T - 1]
-    mask = attention[:, 1:] * (common.positions(attention)[:, 1:] > 0)  # [n, P + T - 1]
+    mask = attention[:, 1:] * (positions(attention)[:, 1:] > 0)  # [n, P + T - 1]
     return logps, mask
 
 

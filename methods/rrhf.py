@@ -17,10 +17,8 @@ from methods.base import (
     Candidate,
     Method,
     MethodParams,
-    Progress,
     TrainContext,
     default_candidates,
-    prompt_rounds,
 )
 
 
@@ -85,36 +83,16 @@ def rrhf_loss(
     return loss, {"rank_loss": float(rank.detach()), "ft_loss": float(ft.detach())}
 
 
-PROMPTS_PER_STEP = 4  # prompts per optimizer step, each with all its candidates
-
-
 def train(ctx: TrainContext, params: RRHFParams) -> None:
     """Each round: gather and score the candidates of the round's prompts (``methods.candidates``:
     the K generations split among the generators, plus dataset responses), then ``params.epochs``
-    passes over the prompts, ``PROMPTS_PER_STEP`` prompts per optimizer step. ``step`` counts
-    optimizer steps over the whole run."""
-    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    optimizer = common.adamw(ctx.policy.parameters(), lr=params.lr)
-    pairs = candidates.pairs_by_prompt(ctx.preferences)
-    step = 0
-    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
-        cands = candidates.gather(ctx, prompts, params.candidates, pairs, gen)  # [N]
-        ctx.policy.train()
-        for _ in range(params.epochs):
-            for prompt_index in cands.prompt_batches(PROMPTS_PER_STEP):
-                loss = _loss(ctx.policy, cands.batch(prompt_index), params)
-                common.check_finite(loss, ctx.method, round_, step)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(ctx.policy.parameters(), params.max_grad_norm)
-                optimizer.step()
-                ctx.costs.optimizer_steps += 1
-                ctx.progress(Progress(round_, step, float(loss.detach()), cands.mean_reward()))
-                step += 1
-    ctx.policy.eval()
+    passes over the prompts, a few prompts per optimizer step (``candidates.train_ranked``)."""
+    candidates.train_ranked(ctx, params, _loss)
 
 
-def _loss(policy: Any, batch: candidates.Candidates, params: RRHFParams) -> torch.Tensor:
+def _loss(
+    policy: Any, batch: candidates.Candidates, params: RRHFParams
+) -> tuple[torch.Tensor, dict[str, float]]:
     """RRHF loss of a mini-batch of prompts: all candidates in one forward pass, then
     ``rrhf_loss`` per group of prompts with the same number of candidates, weighted by the
     group's share of the prompts (so it is the mean over prompts).
@@ -129,14 +107,17 @@ def _loss(policy: Any, batch: candidates.Candidates, params: RRHFParams) -> torc
     mask = batch.samples.response_mask  # [N, T]
     B = len(batch.groups)
     total = logps.new_zeros(())
+    stats: dict[str, float] = {}
     for index in batch.by_count():  # [B_c, c]
         scores = rrhf_scores(logps[index], mask[index], params.length_norm, params.length_penalty)
         rewards = batch.rewards[index]  # [B_c, c]
         best = index.gather(1, rewards.argmax(dim=1, keepdim=True))  # [B_c, 1]
         best_nll = -rrhf_scores(logps[best], mask[best], params.length_norm, 1.0)[:, 0]  # [B_c]
-        loss, _ = rrhf_loss(scores, rewards, best_nll, params.rank_weight)
+        loss, parts = rrhf_loss(scores, rewards, best_nll, params.rank_weight)
         total = total + loss * len(index) / B
-    return total
+        for key, value in parts.items():  # weighted like the loss: the mean over prompts
+            stats[key] = stats.get(key, 0.0) + value * len(index) / B
+    return total, stats
 
 
 METHOD = Method(

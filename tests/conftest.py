@@ -34,6 +34,22 @@ def tiny_world(cache_root: Path) -> Path:
     return ensure_world(WorldConfig(), cache_root, log=lambda line: None)
 
 
+def load_run(suite, variant: str, seed: int = 0):  # type: ignore[no-untyped-def]
+    """``(ctx, setup)`` of one run, as ``harness.execute`` builds them: the training context and
+    the evaluation's setup (judges loaded), on CPU, with a fresh cost counter."""
+    import torch
+
+    from harness.execute import eval_setup, train_context
+    from harness.resolve import resolve
+    from methods.base import Costs
+
+    resolved = resolve(suite)
+    device = torch.device("cpu")
+    ctx, data = train_context(resolved, variant, seed, device, Costs(), lambda p: None)
+    setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, ctx.reward.uncharged(), data)
+    return ctx, setup
+
+
 @pytest.fixture
 def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
     """A factory of TrainContexts on the tiny world, as ``harness run`` builds them:
@@ -41,14 +57,14 @@ def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
     import torch
 
     from harness.execute import train_context
-    from harness.runs import expand
+    from harness.resolve import resolve
     from harness.spec import load_suite
     from methods.base import Costs
 
     def make(variant: str, seed: int = 0, overrides: list[str] | None = None):  # type: ignore[no-untyped-def]
         suite = load_suite(REPO / "suites" / "tiny.yaml", [f"seeds=[{seed}]", *(overrides or [])])
-        (spec,) = expand(suite, [variant])
-        ctx = train_context(suite, spec, torch.device("cpu"), Costs(), lambda p: None)
+        device = torch.device("cpu")
+        ctx, _ = train_context(resolve(suite), variant, seed, device, Costs(), lambda p: None)
         return ctx, suite.variant(variant).params
 
     return make

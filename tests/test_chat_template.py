@@ -8,6 +8,7 @@ random Llama reward model with a tokenizer of its own, saved under ``tmp_path`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,22 +22,23 @@ import yaml
 from harness.data import ASSISTANT, HUMAN, left_truncate_prompt
 from harness.evaluate import ReferenceEval, evaluate_policy, reference_eval
 from harness.models import (
+    SuiteData,
     _gold_judge,
     fit_prompt,
     hh_to_messages,
     load_data,
     load_judges,
-    load_policy,
     load_reward,
     load_tokenizer,
     policy_prompt,
-    suite_models,
 )
+from harness.resolve import resolve
 from harness.spec import ModelRef, Suite, load_suite
 from methods import REGISTRY
-from methods.base import Budget, Costs, Decoding, TrainContext
+from methods.base import TrainContext
 from methods.candidates import pairs_by_prompt
-from methods.common import RewardModel, freeze, score_text
+from methods.reward import RewardModel, score_text
+from tests.conftest import load_run
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -209,27 +211,14 @@ def suite_of(world: World, *overrides: str) -> Suite:
 
 def build_context(suite: Suite) -> TrainContext:
     """As ``harness.execute.train_context`` builds it, with the training RM given the map:
-    ``load_reward(models.reward, device, costs, prompt_map=data.hh_prompts)``."""
-    device = torch.device("cpu")
-    models = suite_models(suite)
-    policy, tokenizer = load_policy(models.policy, device)
-    data = load_data(suite, tokenizer)
-    costs = Costs()
-    b = suite.budget
-    return TrainContext(
-        method="sft",
-        policy=policy,
-        reference=freeze(policy),
-        tokenizer=tokenizer,
-        reward=load_reward(models.reward, device, costs, prompt_map=data.hh_prompts),
-        prompts=data.train_prompts,
-        preferences=data.preferences,
-        budget=Budget(b.prompts_per_round, b.rounds, b.samples_per_prompt, b.max_new_tokens),
-        decoding=Decoding(),
-        device=device,
-        seed=0,
-        costs=costs,
-    )
+    ``load_reward(resolved.reward, device, costs, prompt_map=data.hh_prompts)``."""
+    ctx, _ = load_run(suite, "sft")
+    return ctx  # type: ignore[no-any-return]
+
+
+def data_of(suite: Suite, tokenizer: Any) -> SuiteData:
+    resolved = resolve(suite)
+    return load_data(resolved.data, suite.eval.num_prompts, resolved.policy, tokenizer)
 
 
 # --------------------------------------------------------------------------- HH -> messages
@@ -343,9 +332,9 @@ def test_gold_judge_gets_the_hh_text() -> None:
 
 def test_load_data_renders_every_prompt_and_maps_it_back(world: World) -> None:
     suite = suite_of(world)
-    tokenizer = load_tokenizer(suite_models(suite).policy)
+    tokenizer = load_tokenizer(resolve(suite).policy)
     assert tokenizer.chat_template == TEMPLATE  # saved with the policy and loaded back
-    data = load_data(suite, tokenizer)
+    data = data_of(suite, tokenizer)
     prompts = data.train_prompts + data.eval_prompts + [p.prompt for p in data.preferences]
     assert len(data.train_prompts) == len(data.eval_prompts) == len(world.prompts)
     for p in prompts:
@@ -364,7 +353,7 @@ def test_load_data_renders_every_prompt_and_maps_it_back(world: World) -> None:
 
 def test_load_data_keeps_hh_text_when_the_suite_says_never(world: World) -> None:
     suite = suite_of(world, "models.policy.chat_template=never")
-    data = load_data(suite, load_tokenizer(suite_models(suite).policy))
+    data = data_of(suite, load_tokenizer(resolve(suite).policy))
     assert data.hh_prompts == {}
     assert data.train_prompts[:-1] == world.prompts[:-1]
     assert all(p.endswith(ASSISTANT) for p in data.train_prompts + data.eval_prompts)
@@ -373,38 +362,36 @@ def test_load_data_keeps_hh_text_when_the_suite_says_never(world: World) -> None
 def test_training_reward_and_judges_score_hh_text(world: World) -> None:
     suite = suite_of(world)
     ctx = build_context(suite)
-    data = load_data(suite, ctx.tokenizer)
+    data = data_of(suite, ctx.tokenizer)
     hh = [data.hh_prompts[p] for p in ctx.prompts]
     responses = [" Here it is."] * len(hh)
     assert isinstance(ctx.reward, RewardModel)
     expected = score_text(ctx.reward.model, ctx.reward.tokenizer, hh, responses, "cpu")
     torch.testing.assert_close(ctx.reward(ctx.prompts, responses), expected)
-    judges = load_judges(suite, ctx.device, prompt_map=data.hh_prompts)
+    resolved = resolve(suite)
+    proxy = load_reward(resolved.reward, ctx.device, prompt_map=data.hh_prompts)
+    judges = load_judges(resolved.judges, ctx.device, proxy, prompt_map=data.hh_prompts)
     for name in ("proxy", JUDGE):
         torch.testing.assert_close(judges[name](ctx.prompts, responses), expected)
 
 
-def test_evaluation_judges_hh_text_on_both_sides(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_evaluation_judges_hh_text_on_both_sides(world: World, tmp_path: Path) -> None:
     """The reference side (``reference_eval``) and the run's side (``evaluate_policy``) both hand
     every judge the HH text, while the policies generate from the templated prompts."""
-    import harness.models
-
     suite = suite_of(world)
-    ctx = build_context(suite)
-    hh_of = load_data(suite, ctx.tokenizer).hh_prompts
+    ctx, setup = load_run(suite, "sft")
+    hh_of = data_of(suite, ctx.tokenizer).hh_prompts
     seen: list[list[str]] = []
 
     def recorder(prompts: list[str], responses: list[str]) -> torch.Tensor:
         seen.append(list(prompts))
         return torch.zeros(len(prompts))
 
-    monkeypatch.setattr(harness.models, "load_judges", lambda *a, **k: {"rec": recorder})
-    ref = reference_eval(suite, ctx.reference, ctx.tokenizer, {"rec": recorder}, ctx.device)
+    setup = dataclasses.replace(setup, judges={"rec": recorder})
+    ref = reference_eval(setup)
     assert all(p in hh_of for p in ref.prompts)  # generated from the templated prompts
     assert ref.hh_prompts == ref.judge_prompts() == [hh_of[p] for p in ref.prompts]
-    rows = evaluate_policy(ctx, REGISTRY["sft"], None, suite, ref, tmp_path)
+    rows = evaluate_policy(ctx, REGISTRY["sft"], None, setup, ref, tmp_path)
     assert {r.metric for r in rows} >= {"winrate.rec", "kl"}
     assert seen == [ref.hh_prompts, ref.hh_prompts]
     # saved and loaded with the HH prompts; a file written before them judges its prompts

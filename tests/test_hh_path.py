@@ -239,9 +239,10 @@ def test_world_is_what_the_suite_claims(world: World) -> None:
     checkpoint names a pad id other than the one its tokenizer pads with."""
     from transformers import AutoConfig
 
-    from harness.models import load_tokenizer, suite_models
+    from harness.models import load_tokenizer
 
-    models = suite_models(world.suite)
+    models = world.suite.models
+    assert models is not None
     refs = {"policy": models.policy, "reward": models.reward, **models.judges}
     vocab = {name: len(load_tokenizer(ref)) for name, ref in refs.items()}
     assert len(set(vocab.values())) == 3, vocab
@@ -263,15 +264,17 @@ def test_suite_validates_and_passes_preflight(world: World) -> None:
 
 
 def test_longest_dialogues_are_left_truncated(world: World) -> None:
-    from harness.models import load_data, load_policy, suite_models
+    from harness.models import load_data, load_policy
+    from harness.resolve import resolve
 
-    _, tokenizer = load_policy(suite_models(world.suite).policy, torch.device("cpu"))
+    resolved = resolve(world.suite)
+    _, tokenizer = load_policy(resolved.policy, torch.device("cpu"))
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     assert count(world.longest[0]) > 4 * MAX_PROMPT_TOKENS  # so the cut is real
-    data = load_data(world.suite, tokenizer)
+    data = load_data(resolved.data, world.suite.eval.num_prompts, resolved.policy, tokenizer)
     cut = data.train_prompts[: len(world.longest)]  # the file's first lines, in order
     for prompt, original in zip(cut, world.longest, strict=True):
         assert count(prompt) <= MAX_PROMPT_TOKENS
@@ -294,9 +297,10 @@ def test_longest_dialogues_are_left_truncated(world: World) -> None:
 @pytest.mark.parametrize("role", ["reward", JUDGE])
 def test_reward_scores_text_with_its_own_tokenizer(world: World, role: str) -> None:
     """A batch of texts of different lengths, padded in one call, scores as each text alone."""
-    from harness.models import load_reward, suite_models
+    from harness.models import load_reward
 
-    models = suite_models(world.suite)
+    models = world.suite.models
+    assert models is not None
     ref = models.reward if role == "reward" else models.judges[role]
     rm = load_reward(ref, torch.device("cpu"))
     prompts = ["\n\nHuman: hi\n\nAssistant:", world.longest[0][-600:], HUMAN + " ok" + ASSISTANT]
@@ -336,6 +340,11 @@ def test_every_method_runs_one_round_on_hh(world: World, variant: str) -> None:
         assert samples == 0
     if variant == "rrhf":  # every round prompt has a pair: its chosen and rejected are scored too
         assert result.costs["reward_calls"] == samples + 2 * PROMPTS_PER_ROUND
+    # each round's step statistics are kept, one row per round, for every trained method
+    trained = REGISTRY[variant].train is not None
+    assert [r["round"] for r in result.rounds] == (list(range(ROUNDS)) if trained else [])
+    assert sum(r["steps"] for r in result.rounds) == result.costs["optimizer_steps"]
+    assert all("loss" in r and "grad_norm" in r for r in result.rounds)
 
 
 def test_hh_suite_validates_offline() -> None:

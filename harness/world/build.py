@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from harness.world import capability_tasks, trainer
+from harness.world import card as world_card
 from harness.world.config import WorldConfig, world_dir
 from harness.world.dialogues import Request, all_requests, random_request, random_style, respond
 from harness.world.gold import gold_reward
@@ -136,8 +137,6 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
         rm_stats[name] = {"heldout_pair_accuracy": acc, "train_pairs": len(train_pairs)}
         timings[name] = time.perf_counter() - t
         log(f"{name}: pairwise accuracy against gold on 500 held-out pairs {acc:.3f}")
-
-    from harness.world import card as world_card
 
     t = time.perf_counter()
     measured = world_card.measure(tmp, cfg, policy, tokenizer, [r.prompt for r in eval_pool], log)

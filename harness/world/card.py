@@ -16,6 +16,7 @@ from harness.world.capability_tasks import TASKS
 from harness.world.config import WorldConfig
 from harness.world.dialogues import STYLES
 from harness.world.gold import gold_reward, style
+from methods.sampling import sample
 
 CARD_MAX_NEW_TOKENS = 64
 CARD_TEMPERATURE = 1.0
@@ -30,7 +31,6 @@ def measure(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Sample the base policy once per eval prompt; score the samples; run the capability tasks."""
-    from methods.common import sample
 
     gen = torch.Generator().manual_seed(cfg.seed)
     samples = sample(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from methods import common
+from methods import common, sampling
 from methods.base import Progress
 from methods.candidates import Candidates
 
@@ -36,7 +36,7 @@ def mean_proxy_reward(ctx: Any, model: Any, n_prompts: int = 64, k: int = 2) -> 
     """Mean proxy reward of ``k`` samples on each of the first ``n_prompts`` training prompts,
     drawn with a fixed generator (the same draws for the base and the trained policy)."""
     gen = torch.Generator().manual_seed(1234)
-    samples = common.sample(
+    samples = sampling.sample(
         model,
         ctx.tokenizer,
         ctx.prompts[:n_prompts],
@@ -94,7 +94,7 @@ def nan_token_logps_after_first_step(
 
 def mixed_count_candidates(tokenizer: Any) -> Candidates:
     """Candidates of two prompts: one with 3 candidates and one with 2."""
-    texts = common.pack(
+    texts = sampling.pack(
         tokenizer,
         ["human how assistant"] * 3 + ["human why assistant"] * 2,
         ["one two", "no", "first boil water", "sorry", "good tea"],

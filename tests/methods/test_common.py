@@ -9,22 +9,17 @@ import torch
 
 from methods.base import Costs, DivergenceError
 from methods.common import (
-    RewardModel,
-    Samples,
     check_finite,
-    encode_prompts,
     freeze,
     masked_mean,
     masked_whiten,
     mean_logps,
-    pack,
-    sample,
-    score_text,
     sequence_logps,
     sft_loss,
     token_logps,
-    top_p_filter,
 )
+from methods.reward import RewardModel, score_text
+from methods.sampling import Samples, encode_prompts, pack, sample, top_p_filter
 
 PROMPTS = [
     "human how do i make tea assistant",

@@ -101,6 +101,10 @@ def test_online_costs(make_ctx: Any) -> None:
     assert costs.generated_tokens > 0
     assert 0 < costs.optimizer_steps == len(seen) <= b.rounds  # at most 4 pairs a round: 1 batch
     assert all(p.mean_reward is not None for p in seen)
+    for p in seen:  # the implicit rewards, as the loss saw them
+        margin = p.stats["chosen_reward"] - p.stats["rejected_reward"]
+        assert p.stats["reward_margin"] == pytest.approx(margin, abs=1e-6)
+        assert 0 <= p.stats["reward_accuracy"] <= 1
 
 
 def test_online_skips_prompts_whose_rewards_all_tie(make_ctx: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from methods import common, ppo
+from methods import common, ppo, sampling
 from methods.base import DivergenceError, Progress
 from tests.methods.helpers import (
     nan_rewards_after_first_call,
@@ -23,7 +23,7 @@ SMALL = ["budget.rounds=1", "budget.prompts_per_round=8"]
 
 def test_logps_and_values_match_token_logps(make_ctx: Any) -> None:
     ctx, _ = make_ctx("ppo", overrides=SMALL)
-    samples = common.pack(ctx.tokenizer, ctx.prompts[:3], [" Sure.", " First, boil", ""], "cpu")
+    samples = sampling.pack(ctx.tokenizer, ctx.prompts[:3], [" Sure.", " First, boil", ""], "cpu")
     head = ppo.ValueHead(ctx.policy.config.hidden_size)
     with torch.no_grad():
         logps, values = ppo.logps_and_values(ctx.policy, head, samples, temperature=0.7)
@@ -86,3 +86,8 @@ def test_costs_and_progress(make_ctx: Any) -> None:
     assert [p.step for p in seen] == list(range(costs.optimizer_steps))
     assert [p.round for p in seen] == [r for r in range(b.rounds) for _ in range(steps_per_round)]
     assert all(math.isfinite(p.loss) and p.mean_reward is not None for p in seen)
+    # every step reports its loss's statistics (kept per round in the run's result)
+    keys = {"loss", "grad_norm", "policy_loss", "value_loss", "clipfrac", "approx_kl", "kl"}
+    assert all(keys <= set(p.stats) and p.stats["loss"] == p.loss for p in seen)
+    assert all(0 <= p.stats["clipfrac"] <= 1 and p.stats["grad_norm"] >= 0 for p in seen)
+    assert seen[0].stats["clipfrac"] == 0.0  # the first step is on-policy: nothing clipped

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from methods import pro
+from methods import candidates, pro
 from methods.base import DivergenceError, Progress
 from tests.methods.helpers import (
     mixed_count_candidates,
@@ -29,9 +29,12 @@ def test_mixed_candidate_counts_give_the_mean_over_prompts(
     """A prompt with 3 candidates and one with 2: the loss is the mean of their own losses."""
     cands = mixed_count_candidates(tokenizer)
     params = pro.PROParams(reward_gap_scaling=reward_gap_scaling)
-    both = pro._loss(policy, cands, params)
+    both, stats = pro._loss(policy, cands, params)
     each = [pro._loss(policy, cands.batch([i]), params) for i in (0, 1)]
-    torch.testing.assert_close(both, (each[0] + each[1]) / 2)
+    torch.testing.assert_close(both, (each[0][0] + each[1][0]) / 2)
+    assert set(stats) == {"rank_loss", "sft_loss"}  # averaged alike
+    for key, value in stats.items():
+        assert value == pytest.approx((each[0][1][key] + each[1][1][key]) / 2, rel=1e-5)
 
 
 def test_pro_moves_every_parameter_and_fills_costs(make_ctx: Any) -> None:
@@ -46,7 +49,7 @@ def test_pro_moves_every_parameter_and_fills_costs(make_ctx: Any) -> None:
     assert ctx.costs.samples == 1 * 8 * K and ctx.costs.prompts == 8
     assert ctx.costs.generated_tokens > 0
     assert ctx.costs.reward_calls >= ctx.costs.samples  # plus the dataset responses
-    assert ctx.costs.optimizer_steps == len(progress) == 8 // pro.PROMPTS_PER_STEP
+    assert ctx.costs.optimizer_steps == len(progress) == 8 // candidates.PROMPTS_PER_STEP
 
 
 # Proxy-reward gain (trained - base) on 64 training prompts x 2, default budget (4 rounds x 32

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from methods import common, raft
+from methods import raft, sampling
 from methods.base import DivergenceError, Progress
 from tests.methods.helpers import (
     nan_token_logps_after_first_step,
@@ -49,7 +49,7 @@ def test_global_keeps_the_ceil_of_the_top_fraction(n: int, fraction: float, expe
 
 
 def test_prompt_tokens_are_trained_when_asked(policy: Any, tokenizer: Any) -> None:
-    batch = common.pack(
+    batch = sampling.pack(
         tokenizer,
         ["human how assistant", "human what is a good bread assistant"],
         ["no", "one two"],

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from methods import candidates, common, rrhf
+from methods import candidates, common, rrhf, sampling
 from methods.base import DivergenceError, Progress, prompt_rounds
 from tests.methods.helpers import (
     mixed_count_candidates,
@@ -48,13 +48,13 @@ def test_dataset_only_candidates_generate_nothing() -> None:
 
 def test_concat_keeps_every_rows_logps(policy: Any, tokenizer: Any) -> None:
     """Samples of two sources and packed texts, re-padded into one batch, score as alone."""
-    draws = common.sample(
+    draws = sampling.sample(
         policy, tokenizer, ["human how assistant"], 2, 6, 1.0, 1.0, torch.Generator(), "cpu"
     )
-    texts = common.pack(
+    texts = sampling.pack(
         tokenizer, ["human what is a good bread with milk assistant"] * 2, ["no", "one two"], "cpu"
     )
-    merged = candidates.concat([draws, texts], common.pad_id(tokenizer), "cpu")
+    merged = candidates.concat([draws, texts], sampling.pad_id(tokenizer), "cpu")
     with torch.no_grad():
         alone = [common.token_logps(policy, s) for s in (draws, texts)]
         together = common.token_logps(policy, merged)  # [4, T]
@@ -91,16 +91,19 @@ def test_gather_takes_k_generations_plus_the_dataset_pair(make_ctx: Any) -> None
             ]
     assert cands.rewards.shape == (len(cands.samples),)
     assert ctx.costs.samples == len(prompts) * K  # dataset responses cost no generation
-    assert ctx.costs.prompts == len(prompts)
+    assert ctx.costs.prompts == 0  # a round's prompts are charged by the round stream, once
 
 
 def test_mixed_candidate_counts_give_the_mean_over_prompts(policy: Any, tokenizer: Any) -> None:
     """A prompt with 3 candidates and one with 2: the loss is the mean of their own losses."""
     cands = mixed_count_candidates(tokenizer)
     params = rrhf.RRHFParams()
-    both = rrhf._loss(policy, cands, params)
+    both, stats = rrhf._loss(policy, cands, params)
     each = [rrhf._loss(policy, cands.batch([i]), params) for i in (0, 1)]
-    torch.testing.assert_close(both, (each[0] + each[1]) / 2)
+    torch.testing.assert_close(both, (each[0][0] + each[1][0]) / 2)
+    assert set(stats) == {"rank_loss", "ft_loss"}  # averaged alike
+    for key, value in stats.items():
+        assert value == pytest.approx((each[0][1][key] + each[1][1][key]) / 2, rel=1e-5)
 
 
 # --------------------------------------------------------------------------- train
@@ -118,7 +121,7 @@ def test_rrhf_moves_every_parameter_and_fills_costs(make_ctx: Any) -> None:
     assert ctx.costs.samples == 1 * 8 * K and ctx.costs.prompts == 8
     assert ctx.costs.generated_tokens > 0
     assert ctx.costs.reward_calls >= ctx.costs.samples  # plus the dataset responses
-    assert ctx.costs.optimizer_steps == len(progress) == 8 // rrhf.PROMPTS_PER_STEP
+    assert ctx.costs.optimizer_steps == len(progress) == 8 // candidates.PROMPTS_PER_STEP
     assert [p.step for p in progress] == [0, 1]
 
 
@@ -134,7 +137,7 @@ def test_rrhf_on_dataset_pairs_only_generates_nothing(make_ctx: Any) -> None:
     rrhf.train(ctx, params)
     assert ctx.costs.samples == ctx.costs.generated_tokens == 0
     assert ctx.costs.reward_calls == 2 * paired
-    assert ctx.costs.optimizer_steps == -(-paired // rrhf.PROMPTS_PER_STEP)
+    assert ctx.costs.optimizer_steps == -(-paired // candidates.PROMPTS_PER_STEP)
 
 
 # Proxy-reward gain (trained - base) on 64 training prompts x 2 (proxy std about 1.3, so a mean's

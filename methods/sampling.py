@@ -1,0 +1,250 @@
+"""Responses as token sequences: the shared ``Samples`` layout, packing text pairs into it, and
+KV-cached sampling from a causal LM.
+
+Layout used everywhere (``Samples``): prompts LEFT-padded ``[N, P]``, responses RIGHT-padded
+``[N, T]``; ``response_mask`` is 1 on real response tokens (the EOS token included when one was
+generated) and 0 after. Generated samples and text pairs packed from a dataset share this layout, so
+one log-prob function serves both.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass
+class Samples:
+    """A batch of (prompt, response) token sequences in the shared layout."""
+
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P]
+    response_ids: torch.Tensor  # [N, T] right-padded with the pad id
+    response_mask: torch.Tensor  # [N, T] 1 on real response tokens (EOS included)
+    prompts: list[str]  # [N]
+    responses: list[str]  # [N] decoded without special tokens
+
+    @property
+    def input_ids(self) -> torch.Tensor:  # [N, P + T]
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:  # [N, P + T]
+        return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    @property
+    def lengths(self) -> torch.Tensor:  # [N] response tokens per row
+        return self.response_mask.sum(dim=1)
+
+    @property
+    def prompt_len(self) -> int:
+        return int(self.prompt_ids.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    def select(self, index: list[int] | torch.Tensor) -> Samples:
+        """The rows ``index`` (in that order), e.g. a minibatch or the best of K."""
+        rows = torch.as_tensor(index, dtype=torch.long).tolist()
+        pick = torch.tensor(rows, dtype=torch.long, device=self.prompt_ids.device)
+        return Samples(
+            prompt_ids=self.prompt_ids[pick],
+            prompt_mask=self.prompt_mask[pick],
+            response_ids=self.response_ids[pick],
+            response_mask=self.response_mask[pick],
+            prompts=[self.prompts[i] for i in rows],
+            responses=[self.responses[i] for i in rows],
+        )
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's pad id, falling back to EOS (as most causal LMs do)."""
+    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pid is None:
+        raise ValueError("the tokenizer has neither a pad nor an EOS token")
+    return int(pid)
+
+
+def encode_prompts(
+    tokenizer: Any, prompts: list[str], device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenise prompts LEFT-padded, whatever the tokenizer's ``padding_side``.
+
+    Returns ids and mask ``[N, P]``; special tokens are added as the tokenizer does by default
+    (e.g. BOS)."""
+    ids = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
+    return _pad([list(x) for x in ids], pad_id(tokenizer), device, left=True)
+
+
+def _pad(
+    rows: list[list[int]], pad: int, device: torch.device | str, left: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as ids and mask ``[N, max len]``, padded on the left or the right."""
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        cols = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, cols] = torch.tensor(r, dtype=torch.long)
+        mask[i, cols] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _decode(tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+    rows = [row[m.bool()].tolist() for row, m in zip(ids.cpu(), mask.cpu(), strict=True)]
+    return list(tokenizer.batch_decode(rows, skip_special_tokens=True)) if rows else []
+
+
+def pack(
+    tokenizer: Any,
+    prompts: list[str],
+    responses: list[str],
+    device: torch.device | str,
+    max_response_tokens: int | None = None,
+) -> Samples:
+    """Given text pairs (e.g. dataset chosen/rejected) as ``Samples``: prompt left-padded, response
+    right-padded with EOS appended. A response cut at ``max_response_tokens`` loses its EOS, as a
+    generation cut at ``max_new_tokens`` has none."""
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    eos = tokenizer.eos_token_id
+    rows = []
+    for r in tokenizer(responses, add_special_tokens=False)["input_ids"]:
+        row = [*r, eos] if eos is not None else list(r)
+        rows.append(row[:max_response_tokens] if max_response_tokens is not None else row)
+    response_ids, response_mask = _pad(rows, pad_id(tokenizer), device, left=False)
+    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, prompts, responses)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids from an attention mask ``[B, L]``: 0 at each row's first real token."""
+    return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering of ``logits [B, V]``: keep the smallest set of tokens whose probability
+    reaches ``top_p`` (the most likely token always kept); the rest become -inf."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # [B, V]
+    probs = sorted_logits.softmax(dim=-1)
+    drop_sorted = probs.cumsum(dim=-1) - probs > top_p  # mass before this token already enough
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_tokens(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token per row from ``logits [B, V]``: argmax when ``temperature == 0``, else a draw
+    from the temperature-scaled, top-p-filtered distribution with ``generator``."""
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError("the policy's logits are NaN or infinite: the model diverged")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = top_p_filter(logits.float() / temperature, top_p).softmax(dim=-1)  # [B, V]
+    # inverse-CDF draw: one uniform per row (exact; 25% faster than multinomial per round)
+    gen_device = generator.device if generator is not None else probs.device
+    cdf = probs.to(gen_device).cumsum(dim=-1)  # [B, V]
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=gen_device) * cdf[:, -1:]  # [B, 1]
+    drawn = torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1)  # [B, 1]
+    return drawn.squeeze(-1).to(logits.device)
+
+
+@torch.no_grad()
+def _generate(
+    model: Any,
+    prompt_ids: torch.Tensor,  # [B, P]
+    prompt_mask: torch.Tensor,  # [B, P]
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    eos: int | None,
+    pad: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """KV-cached decoding loop: response ids and mask ``[B, T]`` with T <= max_new_tokens."""
+    B = prompt_ids.shape[0]
+    if B == 0 or max_new_tokens == 0:
+        empty = prompt_ids.new_zeros((B, 0))
+        return empty, empty
+    mask = prompt_mask.clone()  # [B, P + t] grows by one column a step
+    pos = positions(mask)
+    keep = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}  # no [B, P, V] logits
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
+    cache, logits = out.past_key_values, out.logits[:, -1, :]
+    next_pos = pos[:, -1:] + 1  # [B, 1]
+    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+    tokens, alive = [], []
+    for step in range(max_new_tokens):
+        token = next_tokens(logits, temperature, top_p, generator)  # [B]
+        token = token.masked_fill(done, pad)
+        tokens.append(token)
+        alive.append(~done)
+        if eos is not None:
+            done = done | (token == eos)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, alive[-1].long()[:, None]], dim=1)  # the token fed next
+        out = model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=next_pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache, logits, next_pos = out.past_key_values, out.logits[:, -1, :], next_pos + 1
+    return torch.stack(tokens, dim=1), torch.stack(alive, dim=1).long()
+
+
+def sample(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    batch_size: int | None = None,
+    eos_token_id: int | None = None,
+) -> Samples:
+    """Draw ``n`` responses per prompt; row ``i * n + j`` is the j-th response to prompt i.
+
+    Batched (``batch_size`` rows at a time), KV-cached, each row stopping at its EOS
+    (``eos_token_id``, default the tokenizer's). ``temperature == 0`` decodes greedily. Draws use
+    ``generator``, so a seeded generator (best on ``device``) makes the run deterministic. The
+    model is put in eval mode for the draw and its mode restored after.
+    """
+    eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    pad = pad_id(tokenizer)
+    rep_prompts = [p for p in prompts for _ in range(n)]
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, rep_prompts, device)
+    step = batch_size or max(len(rep_prompts), 1)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [
+            _generate(model, ids, mask, max_new_tokens, temperature, top_p, generator, eos, pad)
+            for ids, mask in zip(prompt_ids.split(step), prompt_mask.split(step), strict=True)
+        ]
+    finally:
+        model.train(was_training)
+    width = max((c[0].shape[1] for c in chunks), default=0)
+    response_ids = torch.cat([F.pad(c[0], (0, width - c[0].shape[1]), value=pad) for c in chunks])
+    response_mask = torch.cat([F.pad(c[1], (0, width - c[1].shape[1]), value=0) for c in chunks])
+    responses = _decode(tokenizer, response_ids, response_mask)
+    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, rep_prompts, responses)
+
+
+def accepts_logits_to_keep(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
