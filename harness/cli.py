@@ -1,4 +1,5 @@
-"""The ``harness`` command line.
+"""The ``harness`` command line: ``validate``, ``run``, ``methods``, ``world build`` here;
+``leaderboard`` and ``check`` from ``harness.cli_results``; ``bench`` from ``harness.cli_bench``.
 
 Exit codes: 0 success, 2 bad input (a suite that does not validate, a bad option), 1 an internal
 error. Results go to stdout, errors to stderr; tracebacks only with ``--debug``.
@@ -7,15 +8,22 @@ error. Results go to stdout, errors to stderr; tracebacks only with ``--debug``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import harness
+from harness import cli_bench, cli_results
+from harness.cli_common import BAD_INPUT, Debug, fail, stderr, stdout
+from harness.preflight import PreflightError
+from harness.preflight import check as preflight_check
+from harness.runs import expand
 from harness.spec import Suite, SuiteError, load_suite
+from harness.world.card import load as load_card
+from harness.world.card import markdown as card_markdown
+from harness.world.config import WorldConfig, world_dir
 from methods import REGISTRY
 
 app = typer.Typer(
@@ -25,21 +33,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-BAD_INPUT = 2
-INTERNAL_ERROR = 1
-
-
-def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def _show_version(value: bool) -> None:
     if value:
-        _stdout().print(f"harness {harness.__version__}")
+        stdout().print(f"harness {harness.__version__}")
         raise typer.Exit()
 
 
@@ -63,7 +60,6 @@ Overrides = Annotated[
         " (repeatable; list items by name or index).",
     ),
 ]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 SuitePath = Annotated[Path, typer.Argument(metavar="SUITE", help="A suite YAML file.")]
 
 
@@ -77,21 +73,16 @@ def load_or_exit(path: Path, overrides: list[str] | None, debug: bool) -> Suite:
     except SuiteError as exc:
         _report_issues(exc)
         if debug:
-            _stderr().print_exception()
+            stderr().print_exception()
         raise typer.Exit(BAD_INPUT) from None
     except Exception as exc:
         if debug:
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)")
-
-
-def _fail(message: str, code: int = INTERNAL_ERROR) -> NoReturn:
-    _stderr().print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
+        fail(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)")
 
 
 def _report_issues(exc: SuiteError) -> None:
-    err = _stderr()
+    err = stderr()
     count = len(exc.errors)
     err.print(f"[bold red]error:[/] invalid suite: {count} problem{'s' if count > 1 else ''}")
     for issue in exc.errors:
@@ -108,7 +99,7 @@ def _models_line(suite: Suite) -> str:
 
 
 def _print_summary(suite: Suite, path: Path) -> None:
-    out = _stdout()
+    out = stdout()
     out.print(f"[bold green]valid:[/] {escape(str(path))} - suite [bold]{suite.name}[/]")
     out.print(f"  models:   {escape(_models_line(suite))}")
     out.print(f"  variants: {len(suite.methods)}")
@@ -159,25 +150,24 @@ def run(
 
     Exit 0 when every run succeeded, 1 when some failed, 2 on bad input.
     """
-    from harness.runner import run_suite
-    from harness.runs import expand
+    from harness.runner import run_suite  # deferred: Ray and transformers' models (~5 s)
 
     loaded = load_or_exit(suite, override, debug)
     try:
         expand(loaded, only)
     except ValueError as exc:
-        _fail(str(exc), BAD_INPUT)
+        fail(str(exc), BAD_INPUT)
     _preflight(loaded, debug)
-    out_console = _stdout()
+    out_console = stdout()
     try:
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
     except KeyboardInterrupt:
-        _stderr().print("interrupted: running tasks cancelled; finished runs are kept")
+        stderr().print("interrupted: running tasks cancelled; finished runs are kept")
         raise typer.Exit(130) from None
     except Exception as exc:
         if debug:
             raise
-        _fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)")
+        fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)")
     done = len(outcome.results) - len(outcome.failed)
     out_console.print(
         f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
@@ -190,14 +180,12 @@ def run(
 
 def _preflight(suite: Suite, debug: bool) -> None:
     """Fail fast, before any training, when a model or dataset the suite names cannot be had."""
-    from harness.preflight import PreflightError, check
-
     try:
-        check(suite)
+        preflight_check(suite)
     except PreflightError as exc:
         if debug:
             raise
-        _fail(str(exc), BAD_INPUT)
+        fail(str(exc), BAD_INPUT)
 
 
 # --- methods -------------------------------------------------------------------------------------
@@ -218,7 +206,7 @@ def list_methods() -> None:
         if method.needs_reference:
             trains += " (+ref)"
         table.add_row(name, method.description, trains, escape(params))
-    _stdout().print(table)
+    stdout().print(table)
 
 
 # --- world ---------------------------------------------------------------------------------------
@@ -237,26 +225,22 @@ def world_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
 ) -> None:
     """Build (or find in the cache) the tiny world and print its card."""
-    from harness.world.build import build_world
-    from harness.world.card import load, markdown
-    from harness.world.config import WorldConfig, world_dir
+    from harness.world.build import build_world  # deferred: transformers' models (~4 s)
 
     if seed < 0:
-        _fail(f"--seed must be >= 0, got {seed}", BAD_INPUT)
+        fail(f"--seed must be >= 0, got {seed}", BAD_INPUT)
     config = WorldConfig(seed=seed)
     path = world_dir(config, cache_dir)
-    out = _stdout()
+    out = stdout()
     if force or not (path / "card.json").exists():
         out.print(f"building the tiny world (seed {seed}) into {path}")
         build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
     else:
         out.print(f"cached: {path}")
-    out.print(markdown(load(path)))
+    out.print(card_markdown(load_card(path)))
 
 
-# --- results: `harness leaderboard`, `harness check` ---------------------------------------------
-
-from harness import cli_bench, cli_results  # noqa: E402  (commands beside the code they drive)
+# --- results and bench: `harness leaderboard`, `harness check`, `harness bench` -----------------
 
 cli_results.register(app)
 cli_bench.register(app)

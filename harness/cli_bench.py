@@ -8,25 +8,17 @@ Exit codes: 0 written, 2 bad input or ours and TRL did different work (``WorkMis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.bench import BenchConfig
+from harness.bench.core import BenchConfig, BenchInputError, WorkMismatchError
+from harness.bench.report import HEADERS, table_rows, write_report
+from harness.cli_common import BAD_INPUT, INTERNAL_ERROR, Debug, fail, stderr, stdout
 
 DEFAULT = BenchConfig()
-BAD_INPUT = 2
-INTERNAL_ERROR = 1
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {escape(message)}"
-    )
-    raise typer.Exit(code)
 
 
 def bench(
@@ -54,29 +46,27 @@ def bench(
     out: Annotated[Path, typer.Option(help="Where bench.json and bench.md go.")] = Path(
         "results/bench"
     ),
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Time our DPO, GRPO and reward-model training against TRL's on the same work."""
-    from harness.bench import BenchInputError, WorkMismatchError, run_bench, write_report
+    from harness.bench.run import run_bench  # deferred: transformers' model classes (~4 s)
 
     cfg = BenchConfig(steps, repeats, warmup, threads, batch_size, group_size, max_new_tokens)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = stderr()
     try:
         report = run_bench(cfg, log=lambda line: err.print(f"[dim]{escape(line)}[/]"))
     except (WorkMismatchError, BenchInputError) as exc:
-        _fail(str(exc), BAD_INPUT)
+        fail(str(exc), BAD_INPUT)
     except Exception as exc:
         if debug:
             raise
-        _fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)", INTERNAL_ERROR)
+        fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)", INTERNAL_ERROR)
     json_path, md_path = write_report(report, out)
     _print(report)
-    Console(highlight=False, soft_wrap=True).print(f"wrote {json_path} and {md_path}")
+    stdout().print(f"wrote {json_path} and {md_path}")
 
 
 def _print(report: dict[str, Any]) -> None:
-    from harness.bench import HEADERS, table_rows
-
     cfg, env = report["config"], report["environment"]
     title = (
         f"ours vs TRL, median of {cfg['repeats']} (samples/s); threads {env['torch_threads']}, "
@@ -87,7 +77,7 @@ def _print(report: dict[str, Any]) -> None:
         table.add_column(header, justify="left" if header in ("bench", "unit", "note") else "right")
     for cells in table_rows(report):
         table.add_row(*(escape(c) for c in cells))
-    console = Console(highlight=False, soft_wrap=True)
+    console = stdout()
     if not console.is_terminal:
         console.width = max(console.width, 120)  # a file or pipe: no wrapping of the table
     console.print(table)

@@ -9,39 +9,28 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from harness.cli_common import (
+    BAD_INPUT,
+    INTERNAL_ERROR,
+    REGRESSION,
+    Debug,
+    fail,
+    stderr,
+    stdout,
+    warn,
+)
+from harness.rules import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
     from harness.gate import Verdict
 
-BAD_INPUT = 2
-REGRESSION = 1
-INTERNAL_ERROR = 1
-
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 STATUS_STYLE = {"ok": "green", "regression": "bold red", "missing": "bold yellow"}
-
-
-def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    _stderr().print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
-def _warn(message: str) -> None:
-    _stderr().print(f"[yellow]warning:[/] {escape(message)}")
 
 
 # --- leaderboard ------------------------------------------------------------------------------
@@ -54,24 +43,25 @@ def leaderboard(
     debug: Debug = False,
 ) -> None:
     """Collect a suite's results into tables, leaderboard.md and leaderboard.html."""
-    from harness.results import ResultsError
+    from harness.results import ResultsError  # deferred: pandas, only for this command
 
     try:
         _leaderboard(results_dir)
     except ResultsError as exc:
         if debug:
-            _stderr().print_exception()
-        _fail(str(exc), BAD_INPUT)
+            stderr().print_exception()
+        fail(str(exc), BAD_INPUT)
     except Exception as exc:
         if debug:
             raise
-        _fail(
+        fail(
             f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
             INTERNAL_ERROR,
         )
 
 
 def _leaderboard(results_dir: Path) -> None:
+    # deferred: pandas and matplotlib (~1.5 s), which no other command needs
     from harness.leaderboard import summarise, table_cells, write_leaderboard
     from harness.results import (
         ResultsError,
@@ -86,7 +76,7 @@ def _leaderboard(results_dir: Path) -> None:
     info = load_suite_info(results_dir)
     written: list[Path] = []
     if (results_dir / "runs").is_dir():
-        results = load_results(results_dir, on_problem=_warn)
+        results = load_results(results_dir, on_problem=warn)
         if not results:
             raise ResultsError(f"{results_dir / 'runs'}: no readable run files")
         written += write_tables(results_dir, results, info).values()
@@ -99,7 +89,7 @@ def _leaderboard(results_dir: Path) -> None:
         table.add_column(header, justify="left" if i in (1, 2) else "right")
     for row in rows:
         table.add_row(*map(escape, row))
-    out = _stdout()
+    out = stdout()
     out.print(table)
     failed = int(summary["failed"].sum())
     if failed:
@@ -130,24 +120,26 @@ def check(
     ] = None,
     tolerance: Annotated[
         float | None,
-        typer.Option(help="Largest accepted drop (default: the suite's, else 0.05)."),
+        typer.Option(
+            help=f"Largest accepted drop (default: the suite's, else {DEFAULT_TOLERANCE})."
+        ),
     ] = None,
     debug: Debug = False,
 ) -> None:
     """Compare a candidate with a baseline: exit 1 on a regression, 0 if none, 2 on bad input."""
-    from harness.gate import GateInputError
+    from harness.gate import GateInputError  # deferred: pandas, only for this command
     from harness.gate import check as run_check
 
     try:
         verdict = run_check(baseline, candidate, variant, against, tolerance)
     except GateInputError as exc:
         if debug:
-            _stderr().print_exception()
-        _fail(str(exc), BAD_INPUT)
+            stderr().print_exception()
+        fail(str(exc), BAD_INPUT)
     except Exception as exc:
         if debug:
             raise
-        _fail(f"no verdict: {type(exc).__name__}: {exc} (--debug shows the traceback)", BAD_INPUT)
+        fail(f"no verdict: {type(exc).__name__}: {exc} (--debug shows the traceback)", BAD_INPUT)
     _print_verdict(verdict)
     if not verdict.passed:
         raise typer.Exit(REGRESSION)
@@ -165,7 +157,7 @@ def _print_verdict(verdict: Verdict) -> None:
         numbers = ["-" if math.isnan(x) else f"{x:.3f}" for x in values]
         status = f"[{STATUS_STYLE[row.status]}]{row.status}[/]"
         table.add_row(escape(pair), escape(row.metric), *numbers, status)
-    out = _stdout()
+    out = stdout()
     out.print(table)
     for row in verdict.regressions:
         out.print(f"[bold red]REGRESSION[/] {escape(row.reason())}")

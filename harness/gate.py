@@ -7,18 +7,19 @@ baseline has. Each side is the mean over seeds with a 95% interval over seeds (a
 seed keeps its own bootstrap / stderr interval), exactly as on the leaderboard.
 
 A metric is a **regression** when the drop is beyond the tolerance *and* the candidate's interval
-supports it::
+supports it (``harness.rules.is_regression``, the one rule the leaderboard's ⚠ uses too)::
 
     drop = baseline_mean - candidate_mean
     regression  <=>  drop > tolerance  and  candidate_ci_high < baseline_mean
 
-(when the candidate has no interval, e.g. one seed without one, the drop alone decides). A metric
+(when the candidate has no interval, e.g. one seed without one, the drop alone decides; a drop
+exactly at the tolerance passes, with 1e-9 of slack for float error). A metric
 of the baseline that the candidate lacks (its runs failed, a judge or task is gone) is
 **missing**, and fails the gate like a regression; metrics only the candidate has are ignored.
 
 Tolerance: ``tolerance_override`` (``--tolerance``), else the baseline's ``suite.json``
-``eval.lm_eval.tolerance``, else the candidate's, else 0.05. The same tolerance applies to
-win-rates and capability deltas (both are fractions).
+``eval.lm_eval.tolerance``, else the candidate's, else ``harness.rules.DEFAULT_TOLERANCE`` (0.05).
+The same tolerance applies to win-rates and capability deltas (both are fractions).
 
 Bad input raises ``GateInputError`` with a one-line message: a missing or unreadable table, no
 common variants (both sides listed), different suites (unless NEW/OLD are named), a variant that
@@ -34,16 +35,10 @@ from typing import TypeAlias
 
 import pandas as pd
 
-from harness.results import (
-    ResultsError,
-    SuiteInfo,
-    aggregate,
-    load_suite_info,
-    normalise_long,
-    read_table,
-)
+from harness.results import ResultsError, SuiteInfo, aggregate, load_suite_info, read_table
+from harness.rules import DEFAULT_TOLERANCE, is_regression
+from harness.tables import normalise_long
 
-DEFAULT_TOLERANCE = 0.05
 GATED = ("winrate.", "capability_delta.")
 Table: TypeAlias = pd.DataFrame | str | Path
 
@@ -209,9 +204,7 @@ def _compare(base: _Side, cand: _Side, new: str, old: str, tolerance: float) -> 
             )
             continue
         mean, high = float(after.at[metric, "mean"]), float(after.at[metric, "ci_high"])
-        drop = before_mean - mean
-        supported = math.isnan(high) or high < before_mean
-        status = "regression" if drop > tolerance and supported else "ok"
-        values = (before_mean, mean, high, drop, tolerance, status)
+        status = "regression" if is_regression(before_mean, mean, high, tolerance) else "ok"
+        values = (before_mean, mean, high, before_mean - mean, tolerance, status)
         rows.append(VerdictRow(new, old, str(metric), *values))
     return rows

@@ -2,28 +2,27 @@
 
 ``summarise`` reduces the long table (and the run table, for costs and failures) to one row per
 variant: per judge the win-rate (mean over seeds, 95% t-interval over seeds; one seed keeps its
-bootstrap interval), KL, length, distinct-1/2, capability deltas (mean over seeds, with a
-regression mark when any seed flagged one) and median costs. ``write_leaderboard`` writes
-``leaderboard.md`` (stable text: no timestamps, no absolute paths) and a self-contained
-``leaderboard.html`` (inline CSS, plots as base64 PNG; no script, no network).
+bootstrap interval), KL, length, distinct-1/2, capability deltas (mean over seeds, marked ⚠ where
+``harness check`` against the base model would flag a regression) and median costs.
+``write_leaderboard`` writes ``leaderboard.md`` (stable text: no timestamps, no absolute paths)
+and a self-contained ``leaderboard.html`` (inline CSS, plots from ``harness.plots`` as base64 PNG;
+no script, no network).
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
+from harness.files import write_atomic
+from harness.plots import plots
 from harness.results import SuiteInfo, aggregate, suite_hash
+from harness.rules import DEFAULT_TOLERANCE, PROXY, default_primary_judge, is_regression
 
-PROXY = "proxy"
 QUALITY = {"kl": "KL", "length": "length", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
 COSTS = {
     "wall_seconds": "wall s",
@@ -52,14 +51,15 @@ def judges_of(long_df: pd.DataFrame, info: SuiteInfo | None) -> list[str]:
 
 
 def primary_judge(judges: list[str], info: SuiteInfo | None) -> str | None:
-    """The suite's primary judge when the table has it, else the first non-proxy judge found."""
+    """The suite's primary judge when the table has it, else ``default_primary_judge``'s."""
     if info and info.primary_judge in judges:
         return info.primary_judge
-    return next((j for j in judges if j != PROXY), judges[0] if judges else None)
+    return default_primary_judge(judges)
 
 
 def tolerance_of(info: SuiteInfo | None) -> float:
-    return info.tolerance if info and info.tolerance is not None else 0.05
+    """The suite's tolerance, else ``DEFAULT_TOLERANCE``."""
+    return info.tolerance if info and info.tolerance is not None else DEFAULT_TOLERANCE
 
 
 def _variant_methods(
@@ -84,14 +84,19 @@ def summarise(
     Columns: rank, variant, method, seeds, failed, ``winrate.<judge>`` per judge and
     ``capability_delta.<task>`` per task (each with ``.low``/``.high``: the interval over seeds),
     kl, length, distinct_1, distinct_2, ``regression.<task>`` (bool) per task, then the median
-    costs. ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds. ``suite_info`` is
-    a ``SuiteInfo``, the ``suite.json`` mapping, or None.
+    costs. ``regression.<task>`` is the gate's rule (``harness.rules.is_regression``) on the mean
+    delta over seeds and the upper end of its interval, against the base model's delta of 0.
+    ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds. ``suite_info`` is a
+    ``SuiteInfo``, the ``suite.json`` mapping, or None.
     """
     suite_info = SuiteInfo.of(suite_info)
     judges, tasks = judges_of(long_df, suite_info), _suffixes(long_df, "capability_delta.")
     agg = aggregate(long_df).set_index(["variant", "metric"])
     variants = _variant_methods(long_df, runs_df, suite_info)
-    rows = [_row(v, m, long_df, runs_df, agg, judges, tasks) for v, m in variants.items()]
+    tolerance = tolerance_of(suite_info)
+    rows = [
+        _row(v, m, long_df, runs_df, agg, judges, tasks, tolerance) for v, m in variants.items()
+    ]
     df = pd.DataFrame(rows)
     primary = primary_judge(judges, suite_info)
     if primary is not None and len(df):
@@ -102,7 +107,7 @@ def summarise(
     df = df.reset_index(drop=True)
     frames = [f for f in (long_df, runs_df) if f is not None]
     df.attrs.update(judges=judges, primary_judge=primary, tasks=tasks)
-    df.attrs["tolerance"] = tolerance_of(suite_info)
+    df.attrs["tolerance"] = tolerance
     df.attrs["suites"] = sorted({str(s) for f in frames for s in f["suite"]})
     df.attrs["seeds"] = sorted({int(s) for f in frames for s in f["seed"]})
     return df
@@ -116,6 +121,7 @@ def _row(
     agg: pd.DataFrame,
     judges: list[str],
     tasks: list[str],
+    tolerance: float,
 ) -> dict:
     def stat(metric: str, column: str = "mean") -> float:
         key = (variant, metric)
@@ -131,8 +137,9 @@ def _row(
             row[f"{metric}{suffix}"] = stat(metric, column)
     row.update({metric: stat(metric) for metric in QUALITY})
     for task in tasks:
-        flags = mine["value"][mine["metric"] == f"regression.{task}"]
-        row[f"regression.{task}"] = bool((flags >= 0.5).any())
+        delta = f"capability_delta.{task}"
+        flagged = is_regression(0.0, stat(delta), stat(delta, "ci_high"), tolerance)
+        row[f"regression.{task}"] = flagged
     done = runs[runs["status"] == "done"] if runs is not None else pd.DataFrame()
     for cost in COSTS:
         known = cost in done and done[cost].notna().any()
@@ -213,7 +220,9 @@ def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo |
         "KL: Monte-Carlo KL(policy ‖ reference) per response; length: mean response tokens;"
         " distinct-n: distinct n-grams / all n-grams",
         f"Capability: Δ = lm-eval accuracy minus the base model's, mean over seeds; tolerance"
-        f" {summary.attrs['tolerance']:.3f}; {REGRESSION_MARK} = a seed dropped beyond it",
+        f" {summary.attrs['tolerance']:.3f}; {REGRESSION_MARK} = a regression as `harness check`"
+        " against the base model flags it: the mean dropped beyond the tolerance and its 95%"
+        " interval lies below 0",
         "Costs: median over a variant's finished runs",
     ]
     if runs_df is not None:
@@ -237,102 +246,6 @@ def made_by(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo
     digest = suite_hash(info, runs_df)
     hashed = f" (hash `{digest[:16]}`)" if digest else ""
     return f"Made by `harness leaderboard` from suite `{title(summary, info)}`{hashed}; {counts}."
-
-
-# --- plots (matplotlib's Agg canvas through Figure: no pyplot state, no display) --------------
-
-MARKERS = "osD^vPX*<>"
-
-
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _errors(summary: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(means, [2, V] non-negative error bar lengths) of one interval column family."""
-    mean = summary[key].to_numpy(float)
-    low, high = summary[f"{key}.low"].to_numpy(float), summary[f"{key}.high"].to_numpy(float)
-    errors = np.nan_to_num(np.vstack([mean - low, high - mean]))
-    return mean, np.clip(errors, 0, None)
-
-
-def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -> None:
-    """One group per variant (rank order), one error bar (or bar) per key in it."""
-    x, width = np.arange(len(summary)), 0.8 / max(len(keys), 1)
-    for i, (label, key) in enumerate(keys.items()):
-        mean, errors = _errors(summary, key)
-        at = x + (i - (len(keys) - 1) / 2) * width
-        if bars:
-            ax.bar(at, np.nan_to_num(mean), width, yerr=errors, capsize=3, label=label)
-        else:
-            ax.errorbar(at, mean, yerr=errors, fmt=MARKERS[i % 10], capsize=3, label=label)
-    ax.set_xticks(x, summary["variant"], rotation=30, ha="right")
-    if keys:
-        ax.legend(fontsize="small")
-
-
-def _winrate_plot(summary: pd.DataFrame) -> Figure:
-    fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
-    ax = fig.add_subplot()
-    _grouped(ax, summary, {j: f"winrate.{j}" for j in summary.attrs["judges"]}, bars=False)
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("win-rate against the reference")
-    return fig
-
-
-def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot()
-    key = f"winrate.{summary.attrs['primary_judge']}"
-    rows = long_df[long_df["metric"].isin(["kl", key])]
-    points = rows.pivot_table(index=["variant", "run_id"], columns="metric", values="value")
-    if {"kl", key} <= set(points.columns):
-        for i, variant in enumerate(summary["variant"]):
-            if variant in points.index.get_level_values("variant"):
-                seeds = points.xs(variant, level="variant")
-                ax.scatter(seeds["kl"], seeds[key], marker=MARKERS[i % 10], s=45, label=variant)
-        ax.legend(fontsize="small")
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.margins(0.08)
-    ax.set_xlabel("KL(policy ‖ reference), per response")
-    ax.set_ylabel(f"win-rate ({summary.attrs['primary_judge']})")
-    return fig
-
-
-def _capability_plot(summary: pd.DataFrame) -> Figure:
-    fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
-    ax = fig.add_subplot()
-    tasks = summary.attrs["tasks"]
-    _grouped(ax, summary, {t: f"capability_delta.{t}" for t in tasks}, bars=True)
-    tolerance = summary.attrs["tolerance"]
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
-    ax.legend(fontsize="small")
-    if not tasks:
-        ax.text(0.5, 0.5, "no capability metrics", ha="center", transform=ax.transAxes)
-    ax.set_ylabel("accuracy minus the base model's")
-    return fig
-
-
-def plots(summary: pd.DataFrame, long_df: pd.DataFrame) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) of the three leaderboard plots."""
-    primary, tolerance = summary.attrs["primary_judge"], summary.attrs["tolerance"]
-    return [
-        (
-            "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
-            " interval (dotted: 0.5, no better than the reference).",
-            _png(_winrate_plot(summary)),
-        ),
-        (f"Win-rate ({primary}) against KL, one point per seed.", _png(_kl_plot(summary, long_df))),
-        (
-            f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
-            f" tolerance, {tolerance:.3f}).",
-            _png(_capability_plot(summary)),
-        ),
-    ]
 
 
 # --- markdown and HTML ------------------------------------------------------------------------
@@ -430,8 +343,6 @@ def write_leaderboard(
 ) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically)."""
     suite_info = SuiteInfo.of(suite_info)
-    from harness.files import write_atomic
-
     summary = summarise(long_df, runs_df, suite_info)
     md_path, html_path = (
         Path(results_dir) / "leaderboard.md",

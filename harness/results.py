@@ -1,83 +1,38 @@
-"""Results: the run files of a suite, collected into pandas tables.
+"""Results: a suite's results directory, read into pandas tables, and the mean over seeds.
 
 A results directory (written by ``harness run``) holds ``runs/<run_id>.json`` (one ``RunResult``
-each) and ``suite.json`` (the resolved suite). From it this module builds
-
-- the **long table** (``table.parquet`` / ``table.csv``), one row per run x metric::
-
-      suite, run_id, method, variant, seed, metric, value, ci_low, ci_high, n
-
-  (failed runs have no metrics, hence no rows: they are in the run table);
-- the **run table** (``runs.parquet`` / ``runs.csv``), one row per run: status, error, attempts,
-  every cost, and the provenance flattened (package versions as ``pkg.<name>``).
-
-Both are sorted by the suite's variant order, then seed, then metric (then run_id), and written
-atomically (temp file + rename). ``aggregate`` turns the long table into one mean per
-(variant, metric) with an interval over seeds, used by the leaderboard and the gate.
+each) and ``suite.json`` (the resolved suite); ``harness leaderboard`` adds the long table and the
+run table (``table.*``, ``runs.*``; their columns and files are ``harness.tables``'). This module
+loads the run files (skipping unreadable and stale ones), writes the two tables from them, reads
+the tables back from a directory or a table file, and ``aggregate`` turns the long table into one
+mean per (variant, metric) with an interval over seeds, used by the leaderboard and the gate.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.runs import RunResult
-
-LONG_COLUMNS = [
-    "suite",
-    "run_id",
-    "method",
-    "variant",
-    "seed",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-]
-COST_COLUMNS = [
-    "generated_tokens",
-    "samples",
-    "reward_calls",
-    "optimizer_steps",
-    "prompts",
-    "wall_seconds",
-    "peak_memory_mb",
-]
-RUN_COLUMNS = ["run_id", "suite", "method", "variant", "seed", "status", "error", "attempts"]
-PROVENANCE_COLUMNS = [
-    "suite_hash",
-    "git_commit",
-    "python",
-    "host",
-    "device",
-    "device_name",
-    "torch_threads",
-    "cuda_visible_devices",
-    "started_at",  # unix seconds
-    "finished_at",
-]
-_STR_LONG = ["suite", "run_id", "method", "variant", "metric"]
-_INT_COLUMNS = {"seed": "int64", "attempts": "int64", "n": "Int64", "torch_threads": "Int64"}
+from harness.tables import (
+    ResultsError,
+    long_table,
+    normalise_long,
+    normalise_runs,
+    read_checked,
+    run_table,
+    runs_beside,
+    write_frame,
+)
 
 Problem = Callable[[str], None]
-# Text columns: pandas 3's default text dtype ("str", missing as NaN); pandas 2 calls it "string".
-# Floats read back from csv exactly: pandas 3 does by default, pandas 2 when asked.
-_PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
-TEXT = "str" if _PANDAS3 else "string"
-_EXACT: dict[str, Any] = {} if _PANDAS3 else {"float_precision": "round_trip"}
-
-
-class ResultsError(ValueError):
-    """A results directory or table that cannot be read; the message says which and why."""
 
 
 def _warn(message: str) -> None:
@@ -202,87 +157,7 @@ def _current(
     return [result for _, result in newest.values()]
 
 
-# --- tables -----------------------------------------------------------------------------------
-
-
-def long_table(results: Sequence[RunResult], order: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per (run, metric); ``order`` is the suite's variant order (default: by name)."""
-    rows = [
-        {"suite": r.suite, "run_id": r.run_id, "method": r.method, "variant": r.variant}
-        | {"seed": r.seed, **asdict(m)}
-        for r in results
-        if r.status == "done"
-        for m in r.metrics
-    ]
-    df = pd.DataFrame(rows, columns=LONG_COLUMNS)
-    return _sorted(normalise_long(df), order, ["seed", "metric", "run_id"])
-
-
-def run_table(results: Sequence[RunResult], order: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per run: status, error, attempts, costs, provenance (packages as ``pkg.<name>``)."""
-    rows = [_run_row(r) for r in results]
-    extra_costs = sorted({k for r in results for k in r.costs} - set(COST_COLUMNS))
-    packages = sorted({f"pkg.{k}" for r in results for k in r.provenance.get("packages") or {}})
-    columns = RUN_COLUMNS + COST_COLUMNS + extra_costs + PROVENANCE_COLUMNS + packages
-    df = pd.DataFrame(rows, columns=columns)
-    return _sorted(normalise_runs(df), order, ["seed", "run_id"])
-
-
-def _run_row(r: RunResult) -> dict[str, Any]:
-    row: dict[str, Any] = {c: getattr(r, c) for c in RUN_COLUMNS}
-    row.update(r.costs)
-    row.update({k: r.provenance.get(k) for k in PROVENANCE_COLUMNS})
-    packages = r.provenance.get("packages") or {}
-    row.update({f"pkg.{name}": version for name, version in packages.items()})
-    return row
-
-
-def normalise_long(df: pd.DataFrame) -> pd.DataFrame:
-    """The long table's exact columns and dtypes (so parquet and csv read back equal)."""
-    missing = [c for c in LONG_COLUMNS if c not in df.columns]
-    if missing:
-        raise ResultsError(f"not a long results table: missing column(s) {', '.join(missing)}")
-    df = df[LONG_COLUMNS].copy()
-    for column in _STR_LONG:
-        df[column] = df[column].astype(TEXT)
-    for column in ("value", "ci_low", "ci_high"):
-        df[column] = pd.to_numeric(df[column]).astype("float64")
-    return df.astype({"seed": "int64", "n": "Int64"})
-
-
-def normalise_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """The run table's dtypes: ints, floats for costs, text (missing as NaN) for the rest."""
-    missing = [c for c in RUN_COLUMNS if c not in df.columns]
-    if missing:
-        raise ResultsError(f"not a run table: missing column(s) {', '.join(missing)}")
-    df = df.copy()
-    for column in df.columns:
-        if column in _INT_COLUMNS:
-            df[column] = pd.to_numeric(df[column]).astype(_INT_COLUMNS[column])
-        elif is_text_column(column):
-            df[column] = df[column].astype(TEXT)
-        else:
-            df[column] = pd.to_numeric(df[column]).astype("float64")
-    return df
-
-
-def is_text_column(name: str) -> bool:
-    """Text columns of either table; the others are numbers (unknown ones are extra costs)."""
-    numeric = {"seed", "attempts", "n", "value", "ci_low", "ci_high", "torch_threads"}
-    numeric |= {"started_at", "finished_at"}
-    text = {*_STR_LONG, *RUN_COLUMNS, *PROVENANCE_COLUMNS} - numeric
-    return name in text or name.startswith("pkg.")
-
-
-def _sorted(df: pd.DataFrame, order: Sequence[str] | None, keys: list[str]) -> pd.DataFrame:
-    """Sort by variant (suite order, unknown names after, by name), then ``keys``."""
-    names = list(dict.fromkeys([*(order or []), *sorted(set(df["variant"]))]))
-    rank = df["variant"].map({name: i for i, name in enumerate(names)}).astype("int64")
-    df = df.assign(_rank=rank).sort_values(["_rank", *keys], kind="stable")
-    return df.drop(columns="_rank").reset_index(drop=True)
-
-
-# --- writing and reading ----------------------------------------------------------------------
+# --- the tables of a results directory -------------------------------------------------------
 
 
 def write_tables(
@@ -297,19 +172,9 @@ def write_tables(
     for name, df in frames.items():
         for ext in ("parquet", "csv"):
             path = results_dir / f"{name}.{ext}"
-            _write_frame(df, path)
+            write_frame(df, path)
             paths[f"{name}.{ext}"] = path
     return paths
-
-
-def _write_frame(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def read_table(path_or_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -324,21 +189,10 @@ def read_table(path_or_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raise ResultsError(f"{path}: no such file or directory")
     if path.is_dir():
         return _read_dir(path)
-    long_df = _checked(path, normalise_long)
-    runs_file = _runs_beside(path)
-    runs_df = _checked(runs_file, normalise_runs) if runs_file.exists() else None
+    long_df = read_checked(path, normalise_long)
+    runs_file = runs_beside(path)
+    runs_df = read_checked(runs_file, normalise_runs) if runs_file.exists() else None
     return long_df, runs_df
-
-
-def _checked(path: Path, normalise: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
-    """The table at ``path`` with its columns and dtypes checked, or ``ResultsError``."""
-    try:
-        return normalise(_read_frame(path))
-    except ResultsError as exc:
-        message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-        raise ResultsError(message) from None
-    except (ValueError, TypeError) as exc:
-        raise ResultsError(f"{path}: unexpected values in the table ({exc})") from None
 
 
 def _read_dir(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -351,25 +205,6 @@ def _read_dir(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         order = info.variant_order if info else None
         return long_table(results, order), run_table(results, order)
     raise ResultsError(f"{path}: no table.parquet, table.csv or runs/ folder in this directory")
-
-
-def _runs_beside(path: Path) -> Path:
-    stem = path.name.split(".")[0]
-    name = f"runs{path.suffix}" if stem == "table" else f"{stem}.runs{path.suffix}"
-    return path.with_name(name)
-
-
-def _read_frame(path: Path) -> pd.DataFrame:
-    try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        if path.suffix == ".csv":
-            header = pd.read_csv(path, nrows=0).columns
-            text = {c: TEXT for c in header if is_text_column(str(c))}
-            return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], **_EXACT)
-    except Exception as exc:  # pyarrow and the csv parser raise many kinds
-        raise ResultsError(f"{path}: unreadable table ({type(exc).__name__}: {exc})") from None
-    raise ResultsError(f"{path}: not a table (expected a .parquet or .csv file)")
 
 
 # --- aggregation over seeds -------------------------------------------------------------------

@@ -12,8 +12,20 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from harness import bench, bench_ours, bench_trl
-from harness.bench import BenchConfig, Run, Work, WorkMismatchError, check_equal_work
+from harness.bench import ours as bench_ours
+from harness.bench import trl as bench_trl
+from harness.bench import world as bench_world
+from harness.bench.core import (
+    BenchConfig,
+    BenchInputError,
+    ForwardCounter,
+    Run,
+    Work,
+    WorkMismatchError,
+    check_equal_work,
+)
+from harness.bench.report import markdown, write_report
+from harness.bench.run import run_bench, time_row
 from harness.cli_bench import register
 
 HAS_TRL = importlib.util.find_spec("trl") is not None
@@ -58,7 +70,7 @@ def test_forward_counter_counts_real_tokens_of_grad_forwards_only() -> None:
             return input_ids.float()
 
     model = Model()
-    counter = bench.ForwardCounter(model, grad_only=True)
+    counter = ForwardCounter(model, grad_only=True)
     mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 0, 0]])  # 8 real tokens
     model(input_ids=torch.zeros(3, 4, dtype=torch.long), attention_mask=mask)
     with torch.no_grad():  # e.g. sampling: not counted
@@ -69,9 +81,9 @@ def test_forward_counter_counts_real_tokens_of_grad_forwards_only() -> None:
 
 
 def test_take_says_when_the_world_holds_too_little() -> None:
-    assert bench_ours.take([1, 2, 3], 2, "pairs") == [1, 2]
-    with pytest.raises(bench.BenchInputError, match=r"needs 4 pairs .* the world has 3"):
-        bench_ours.take([1, 2, 3], 4, "pairs")
+    assert bench_world.take([1, 2, 3], 2, "pairs") == [1, 2]
+    with pytest.raises(BenchInputError, match=r"needs 4 pairs .* the world has 3"):
+        bench_world.take([1, 2, 3], 4, "pairs")
 
 
 def test_run_rates_by_hand() -> None:
@@ -94,7 +106,7 @@ ONE = BenchConfig(steps=2, repeats=2, warmup=1, batch_size=8)
 
 
 def test_time_row_reports_medians_and_the_ratio() -> None:
-    row = bench.time_row("dpo", "pairs", _fake(WORK, 1.0), _fake(WORK, 2.0), None, ONE)
+    row = time_row("dpo", "pairs", _fake(WORK, 1.0), _fake(WORK, 2.0), None, ONE)
     assert row.ours is not None and row.trl is not None
     assert len(row.ours.runs) == len(row.trl.runs) == 2  # the warm-up is not kept
     assert row.ours.rate == pytest.approx(16.0)
@@ -105,14 +117,14 @@ def test_time_row_reports_medians_and_the_ratio() -> None:
 def test_time_row_rejects_unequal_work() -> None:
     other = Work(**{**WORK.__dict__, "train_tokens": 999})
     with pytest.raises(WorkMismatchError, match="train_tokens: ours 1,000 vs TRL 999"):
-        bench.time_row("dpo", "pairs", _fake(WORK), _fake(other), None, ONE)
+        time_row("dpo", "pairs", _fake(WORK), _fake(other), None, ONE)
 
 
 def test_time_row_keeps_our_side_when_trl_fails() -> None:
     def broken(world: Any, cfg: BenchConfig) -> Run:
         raise TypeError("unexpected keyword argument 'scale_rewards'")
 
-    row = bench.time_row("grpo", "completions", _fake(WORK), broken, None, ONE)
+    row = time_row("grpo", "completions", _fake(WORK), broken, None, ONE)
     assert row.ours is not None and row.trl is None and row.ratio is None
     assert row.note.startswith("TRL failed: TypeError")
 
@@ -120,7 +132,7 @@ def test_time_row_keeps_our_side_when_trl_fails() -> None:
 @pytest.fixture
 def fake_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bench with fake runners and no world: the driver and the CLI, in milliseconds."""
-    monkeypatch.setattr(bench_ours, "load_world", lambda: None)
+    monkeypatch.setattr(bench_world, "load_world", lambda: None)
     rows = {"dpo": ("pairs", _fake(WORK)), "generation": ("tokens", _fake(WORK))}
     monkeypatch.setattr(bench_ours, "ROWS", rows)
     monkeypatch.setattr(bench_trl, "RUNNERS", {"dpo": _fake(WORK, 2.0)})
@@ -131,14 +143,26 @@ def test_without_trl_the_bench_reports_our_rows_and_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bench_trl, "missing", lambda: bench_trl.INSTALL_HINT)
-    report = bench.run_bench(ONE)
+    report = run_bench(ONE)
     dpo, generation = report["rows"]
     assert dpo["ours"]["median_per_s"] == pytest.approx(16.0)
     assert dpo["trl"] is None and dpo["ratio"] is None
     assert "pip install -e .[bench]" in dpo["note"]
     assert generation["note"] == ""
     assert report["environment"]["trl_missing"] == bench_trl.INSTALL_HINT
-    assert "TRL missing: pip install -e .[bench]" in bench.markdown(report)
+    assert "TRL missing: pip install -e .[bench]" in markdown(report)
+
+
+@pytest.mark.usefixtures("fake_rows")
+def test_report_files_hold_the_whole_report(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench_trl, "missing", lambda: None)
+    report = run_bench(ONE)
+    json_path, md_path = write_report(report, tmp_path / "out")
+    assert json.loads(json_path.read_text()) == report
+    assert md_path.read_text() == markdown(report)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bench.json", "bench.md"]
 
 
 @pytest.mark.usefixtures("fake_rows")

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from harness.cli_results import register
 from harness.gate import GateInputError, check
-from harness.results import long_table, write_tables
+from harness.results import write_tables
+from harness.tables import long_table
 from tests.test_results import SUITE_JSON, load_results, make_results, write_results_dir
 
 
@@ -62,6 +63,15 @@ def test_drop_beyond_tolerance_that_the_interval_supports_is_a_regression() -> N
     # a drop within the tolerance is fine however tight the interval
     verdict = check(base, _table([("a", 0, "winrate.gold", 0.66, 0.655, 0.665)]))
     assert verdict.passed and verdict.tolerance == 0.05 and verdict.tolerance_source == "default"
+
+
+def test_a_drop_exactly_at_the_tolerance_passes_despite_float_error() -> None:
+    base = _table([("a", 0, "winrate.gold", 0.80, 0.72, 0.88)])
+    cand = _table([("a", 0, "winrate.gold", 0.70, 0.69, 0.71)])
+    assert 0.80 - 0.70 > 0.1  # 0.10000000000000009 in floats
+    verdict = check(base, cand, tolerance_override=0.1)
+    assert verdict.passed and [r.status for r in verdict.rows] == ["ok"]
+    assert not check(base, cand, tolerance_override=0.0999).passed
 
 
 def test_tolerance_override_and_missing_metrics() -> None:

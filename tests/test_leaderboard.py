@@ -14,13 +14,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from harness.cli_results import register
+from harness.gate import check
 from harness.leaderboard import markdown, primary_judge, summarise, write_leaderboard
 from harness.results import SuiteInfo, load_suite_info, read_table
+from harness.tables import long_table
 from tests.test_results import SUITE_JSON, make_results, write_results_dir
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
@@ -66,6 +69,66 @@ def test_one_seed_keeps_its_interval_and_failures_are_counted(results_dir: Path)
     assert (ppo["seeds"], ppo["failed"]) == (1, 1)
     assert (ppo["winrate.gold.low"], ppo["winrate.gold.high"]) == pytest.approx((0.62, 0.78))
     assert bool(ppo["regression.tiny_arith"]) and not bool(ppo["regression.tiny_facts"])
+
+
+def _with_deltas(deltas: dict[tuple[str, str, int], float]) -> pd.DataFrame:
+    """The golden long table with some capability deltas replaced, each with a +-0.04 interval;
+    each run's own ``regression.<task>`` row set as a per-seed rule would (1: beyond 0.05)."""
+    df = long_table(make_results(), ["sft", "dpo", "ppo"])
+    for (variant, task, seed), delta in deltas.items():
+        run = (df["variant"] == variant) & (df["seed"] == seed)
+        delta_row = run & (df["metric"] == f"capability_delta.{task}")
+        df.loc[delta_row, ["value", "ci_low", "ci_high"]] = [delta, delta - 0.04, delta + 0.04]
+        df.loc[run & (df["metric"] == f"regression.{task}"), "value"] = float(delta < -0.05)
+    return df
+
+
+def _flagged(summary: pd.DataFrame) -> set[tuple[str, str]]:
+    return {
+        (row["variant"], task)
+        for _, row in summary.iterrows()
+        for task in summary.attrs["tasks"]
+        if row[f"regression.{task}"]
+    }
+
+
+def test_one_seed_beyond_the_tolerance_is_no_regression_when_the_mean_is_not() -> None:
+    # dpo tiny_arith: seed 0 drops 0.08 (beyond 0.05; its run's own row says 1), seed 1 none:
+    # the mean over seeds, -0.04, is within the tolerance, so no mark
+    long_df = _with_deltas({("dpo", "tiny_arith", 0): -0.08, ("dpo", "tiny_arith", 1): 0.0})
+    rows = long_df[(long_df["variant"] == "dpo") & (long_df["metric"] == "regression.tiny_arith")]
+    assert list(rows["value"]) == [1.0, 0.0]
+    summary = summarise(long_df, None, SUITE_JSON)
+    dpo = summary.set_index("variant").loc["dpo"]
+    assert dpo["capability_delta.tiny_arith"] == pytest.approx(-0.04)
+    assert not bool(dpo["regression.tiny_arith"])
+    text = markdown(summary, None, SuiteInfo.from_dump(SUITE_JSON))
+    assert "| -0.040 | +0.005 |" in text and "-0.040 ⚠" not in text
+
+
+def test_the_mark_is_what_the_gate_flags_against_the_base_model() -> None:
+    long_df = _with_deltas(
+        {
+            ("dpo", "tiny_arith", 0): -0.08,  # one seed beyond, mean -0.04: neither flags
+            ("dpo", "tiny_arith", 1): 0.0,
+            ("dpo", "tiny_facts", 0): -0.100,  # mean -0.1005, t-interval high -0.094: both flag
+            ("dpo", "tiny_facts", 1): -0.101,
+            ("sft", "tiny_arith", 0): -0.10,  # mean -0.12 but interval high +0.134: neither
+            ("sft", "tiny_arith", 1): -0.14,
+        }
+    )  # ppo tiny_arith, one seed: -0.08 with its own interval [-0.12, -0.04]: both flag
+    base = long_df.copy()  # the base model: every capability delta 0 (its own accuracy)
+    deltas = base["metric"].str.startswith("capability_delta.")
+    base.loc[deltas, ["value", "ci_low", "ci_high"]] = 0.0
+    verdict = check(base, long_df)
+    gated = {
+        (r.variant, r.metric.removeprefix("capability_delta."))
+        for r in verdict.regressions
+        if r.metric.startswith("capability_delta.")
+    }
+    summary = summarise(long_df, None, SUITE_JSON)
+    assert verdict.tolerance == summary.attrs["tolerance"] == 0.05
+    assert _flagged(summary) == gated == {("dpo", "tiny_facts"), ("ppo", "tiny_arith")}
 
 
 def test_primary_judge_defaults_to_the_first_non_proxy_judge() -> None:

@@ -15,19 +15,17 @@ import pandas as pd
 import pytest
 
 from harness.results import (
-    LONG_COLUMNS,
     ResultsError,
     SuiteInfo,
     aggregate,
     load_results,
-    long_table,
     read_table,
-    run_table,
     seed_interval,
     t95,
     write_tables,
 )
 from harness.runs import MetricRow, RunResult
+from harness.tables import LONG_COLUMNS, long_table, run_table
 
 SUITE = "golden"
 JUDGES = ("proxy", "heldout", "gold")
@@ -228,6 +226,25 @@ def test_tables_round_trip_through_parquet_and_csv(tmp_path: Path) -> None:
         assert got_runs is not None
         pd.testing.assert_frame_equal(got_runs, runs_df)
     assert read_table(out / "table.csv")[0]["run_id"].iloc[0] == "1234567890123456"
+
+
+def test_a_failed_write_keeps_the_old_table_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = write_results_dir(tmp_path)
+    results = load_results(out)
+    write_tables(out, results)
+    before = (out / "table.parquet").read_bytes()
+
+    def broken(self: pd.DataFrame, path: Path, **kwargs: object) -> None:
+        Path(path).write_bytes(b"half a table")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_tables(out, results)
+    assert (out / "table.parquet").read_bytes() == before
+    assert not list(out.glob(".*.tmp"))
 
 
 def test_read_table_without_run_table_beside(tmp_path: Path) -> None:

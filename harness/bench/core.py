@@ -1,54 +1,21 @@
-"""``harness bench``: our training loops against TRL's on the same work, in one process.
-
-Rows compared with TRL (our side in ``harness.bench_ours``; TRL's in ``harness.bench_trl``, the
-only module that imports ``trl``, an optional extra):
-
-- ``dpo``: ``methods.dpo.train`` on offline pairs vs ``DPOTrainer`` with reference log-probs
-  precomputed once (as ours does); a sample is a preference pair.
-- ``grpo``: ``methods.grpo.train`` vs ``GRPOTrainer``, the same proxy RM scoring text; a sample
-  is a completion. Completions are ``max_new_tokens`` long on both sides (ours samples with no EOS
-  token, TRL with ``min_new_tokens``), so both generate the very same number of tokens.
-- ``reward_model``: our Bradley–Terry step loop (``harness.world.trainer``'s) vs
-  ``RewardTrainer``; a sample is a preference pair.
-
-Our-only rows: generation tokens/s (``methods.common.sample``) and PPO, RRHF, RAFT, PRO samples/s
-for a one-round budget.
-
-**Equal work.** Each side counts what it actually did (``Work``): samples; real (non-pad) tokens
-through the trained model's forward passes with gradients and through the reference; generated
-tokens; reward-model calls; optimizer steps. Token counts come from the same forward hooks on both
-sides (``ForwardCounter``), the rest from each side's own books (our ``Costs``, the trainer's
-state and generation batches). ``check_equal_work`` raises ``WorkMismatchError`` naming every
-count that differs, for every pair of runs, warm-ups included, before any ratio is reported.
-
-**Timing.** ``warmup`` untimed runs, then ``repeats`` timed runs, alternating ours and TRL so load
-on the machine falls on both alike, under ``threads`` torch threads; fresh models every run, built
-outside the timer. A run's time is what a user waits for: our ``train(ctx, params)``; TRL's
-trainer construction (tokenising, precomputing reference log-probs) plus ``train()``. Rows report
-the median samples/s and the median steady-state rate (from the end of the first optimizer step
-to the end of the last, which leaves set-up out).
+"""The pieces of ``harness bench`` both sides share: the settings, what one run did (``Work``),
+how it is counted (``ForwardCounter``) and timed (``StepClock``, ``Run``, ``Side``, ``Row``), the
+equal-work check, and ``quiet`` for the libraries' progress output. Imports no other bench module.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import statistics
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from harness.bench_ours import BenchWorld
 
 SEED = 0
 DPO_BETA, DPO_LR = 0.1, 5e-5  # learning rates of suites/tiny.yaml
@@ -224,37 +191,10 @@ class Row:
         }
 
 
-Runner = Callable[["BenchWorld", BenchConfig], Run]
-
-
-def time_row(
-    name: str, unit: str, ours: Runner, trl: Runner | None, world: BenchWorld, cfg: BenchConfig
-) -> Row:
-    """Warm-ups, then timed runs, ours and TRL alternating, equal work checked on every pair.
-    A TRL run that fails (e.g. an incompatible TRL version) leaves our side and a note."""
-    row, ours_runs, trl_runs = Row(name, unit), list[Run](), list[Run]()
-    for i in range(cfg.warmup + cfg.repeats):
-        torch.set_num_threads(cfg.threads)
-        mine = ours(world, cfg)
-        theirs = None
-        if trl is not None:
-            try:
-                theirs = trl(world, cfg)
-            except Exception as exc:
-                row.note, trl = f"TRL failed: {type(exc).__name__}: {exc}", None
-        if theirs is not None:
-            check_equal_work(name, mine.work, theirs.work)
-        if i >= cfg.warmup:
-            ours_runs.append(mine)
-            trl_runs += [theirs] if theirs is not None else []
-    row.ours = Side(ours_runs)
-    row.trl = Side(trl_runs) if trl is not None and trl_runs else None
-    return row
-
-
 @contextmanager
 def quiet() -> Iterator[None]:
     """No progress bars, info logs or warnings from transformers, datasets and TRL (restored)."""
+    # deferred: datasets and transformers (~1.5 s); the CLI imports this module at start-up
     import datasets
     from transformers.utils import logging as hf_logging
 
@@ -282,136 +222,3 @@ def quiet() -> Iterator[None]:
             os.environ.pop("TQDM_DISABLE", None)
         else:
             os.environ["TQDM_DISABLE"] = tqdm_env
-
-
-def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
-    """Every row of the bench; the report as a JSON-able dict."""
-    from harness import bench_ours, bench_trl
-
-    previous = torch.get_num_threads()
-    load_before = os.getloadavg()
-    trl_missing = bench_trl.missing()
-    trl_runners = bench_trl.RUNNERS if trl_missing is None else {}
-    rows = []
-    try:
-        with quiet():
-            world = bench_ours.load_world()
-            for name, (unit, ours) in bench_ours.ROWS.items():
-                compared = name in bench_trl.RUNNERS
-                log(f"bench {name}{' vs TRL' if compared and not trl_missing else ''} ...")
-                row = time_row(name, unit, ours, trl_runners.get(name), world, cfg)
-                row.note = row.note or (trl_missing or "" if compared else "")
-                rows.append(row)
-    finally:
-        torch.set_num_threads(previous)
-    return {
-        "config": asdict(cfg),
-        "environment": environment(cfg, load_before, trl_missing),
-        "rows": [r.summary() for r in rows],
-    }
-
-
-def environment(
-    cfg: BenchConfig, load_before: tuple[float, float, float], trl_missing: str | None
-) -> dict[str, Any]:
-    """How the numbers were taken: threads, CPU, load, package versions, git commit."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from harness.execute import git_commit
-
-    def ver(pkg: str) -> str | None:
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return None
-
-    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "torch_threads": cfg.threads,
-        "cpu_affinity": affinity,
-        "cpu_count": os.cpu_count(),
-        "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
-        "packages": {p: ver(p) for p in ("torch", "transformers", "trl", "accelerate", "datasets")},
-        "trl_missing": trl_missing,
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "git_commit": git_commit(),
-    }
-
-
-# --------------------------------------------------------------------------- output
-
-HEADERS = ["bench", "unit", "ours/s", "TRL/s", "ours/TRL", "steady", "samples", "tokens", "note"]
-
-
-def _fmt(x: float | None, spec: str = ",.1f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The report's rows as table cells, in ``HEADERS`` order."""
-    cells = []
-    for row in report["rows"]:
-        ours, trl = row["ours"], row["trl"]
-        work = ours["work"] if ours else {}
-        cells.append(
-            [
-                row["name"],
-                row["unit"],
-                _fmt(ours and ours["median_per_s"]),
-                _fmt(trl and trl["median_per_s"]),
-                _fmt(row["ratio"], ".2f"),
-                _fmt(row["steady_ratio"], ".2f"),
-                _fmt(work.get("samples"), ",d"),
-                _fmt(work.get("train_tokens") or work.get("generated_tokens"), ",d"),
-                row["note"],
-            ]
-        )
-    return cells
-
-
-def markdown(report: dict[str, Any]) -> str:
-    cfg, env = report["config"], report["environment"]
-    lines = [
-        "# harness bench: ours vs TRL",
-        "",
-        f"Median of {cfg['repeats']} timed runs after {cfg['warmup']} warm-up(s); "
-        f"{cfg['steps']} optimizer steps, batch size {cfg['batch_size']}, group size "
-        f"{cfg['group_size']}, {cfg['max_new_tokens']} new tokens; torch threads "
-        f"{env['torch_threads']}; load average {env['load_average_before'][0]:.2f} before, "
-        f"{env['load_average_after'][0]:.2f} after; "
-        f"{env['trl_missing'] or 'TRL ' + str(env['packages'].get('trl'))}.",
-        "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" * len(HEADERS),
-    ]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in table_rows(report)]
-    lines += [
-        "",
-        "ours/TRL: ratio of median samples/s, set-up included (TRL: trainer construction + "
-        "train()). steady: the same from the end of the first optimizer step to the last. "
-        "samples / tokens: the work of one run (tokens through the trained model with "
-        "gradients, or generated), equal on both sides (checked).",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """``bench.json`` and ``bench.md`` under ``out``, each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = out / "bench.json", out / "bench.md"
-    _atomic_write(paths[0], json.dumps(report, indent=2) + "\n")
-    _atomic_write(paths[1], markdown(report))
-    return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

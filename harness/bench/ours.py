@@ -1,4 +1,4 @@
-"""Our side of ``harness bench``: the tiny world's models and data, and one runner per row.
+"""Our side of ``harness bench``: one runner per row, timing our own training loops.
 
 Each runner builds fresh models (outside its timer), times our own loop on ``steps x batch_size``
 items of the world's data, and counts its ``Work``: forward hooks on the policy and the reference,
@@ -8,15 +8,14 @@ plus ``Costs`` and the reward model's call counter.
 from __future__ import annotations
 
 import copy
+import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from harness.bench import (
+from harness.bench.core import (
     DPO_BETA,
     DPO_LR,
     GRPO_BETA,
@@ -25,73 +24,18 @@ from harness.bench import (
     RM_LR,
     SEED,
     BenchConfig,
-    BenchInputError,
     ForwardCounter,
     Run,
     StepClock,
     Work,
 )
-from methods.base import Budget, Costs, Decoding, PreferencePair, TrainContext
-
-
-@dataclass
-class BenchWorld:
-    """The tiny world's models and data, loaded once; every run takes fresh copies."""
-
-    path: Path
-    tokenizer: Any
-    policy: Any  # the base policy, never trained itself
-    rm_tokenizer: Any
-    rm_base: Any  # the proxy RM, copied and trained by the reward-model row
-    scorer: Any  # the proxy RM, frozen, scoring GRPO completions on both sides
-    pairs: list[PreferencePair]
-    prompts: list[str]
-
-
-def load_world() -> BenchWorld:
-    """The default tiny world (built on first use under ``$HARNESS_CACHE``)."""
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
-
-    from harness.data import load_pairs_file, load_prompts_file
-    from harness.world.build import ensure_world
-    from harness.world.config import WorldConfig
-
-    path = ensure_world(WorldConfig(), log=lambda line: None)
-    pairs, _ = load_pairs_file(path / "data/preferences.jsonl")
-    prompts, _ = load_prompts_file(path / "data/train_prompts.jsonl", "prompt")
-    return BenchWorld(
-        path=path,
-        tokenizer=AutoTokenizer.from_pretrained(path / "policy"),
-        policy=AutoModelForCausalLM.from_pretrained(path / "policy").eval(),
-        rm_tokenizer=AutoTokenizer.from_pretrained(path / "proxy_rm"),
-        rm_base=AutoModelForSequenceClassification.from_pretrained(path / "proxy_rm"),
-        scorer=AutoModelForSequenceClassification.from_pretrained(path / "proxy_rm"),
-        pairs=pairs,
-        prompts=prompts,
-    )
-
-
-def take(items: list[Any], n: int, what: str) -> list[Any]:
-    """The first ``n`` items; ``BenchInputError`` when there are fewer."""
-    if len(items) < n:
-        raise BenchInputError(
-            f"the bench needs {n:,} {what} (steps x batch size), the world has {len(items):,}"
-        )
-    return items[:n]
-
-
-def rm_pairs(world: BenchWorld, n: int) -> list[dict[str, str]]:
-    """The reward-model row's pairs as text, each response ending in EOS, as ``RewardTrainer``
-    has them (so both sides tokenise the very same strings)."""
-    eos = world.rm_tokenizer.eos_token
-    return [
-        {"prompt": p.prompt, "chosen": p.chosen + eos, "rejected": p.rejected + eos}
-        for p in take(world.pairs, n, "preference pairs")
-    ]
+from harness.bench.world import BenchWorld, Runner, rm_pairs, take
+from harness.world import trainer
+from methods import REGISTRY, dpo, grpo
+from methods.base import Budget, Costs, Decoding, TrainContext
+from methods.common import adamw, freeze
+from methods.reward import RewardModel
+from methods.sampling import sample
 
 
 class NoEosTokenizer:
@@ -116,8 +60,6 @@ class NoEosTokenizer:
 def our_context(world: BenchWorld, method: str, budget: Budget, clock: StepClock) -> TrainContext:
     """A context as ``harness run`` builds it, with fresh policy and reference copies; every
     optimizer step ticks ``clock``."""
-    from methods.common import RewardModel, freeze
-
     return TrainContext(
         method=method,
         policy=copy.deepcopy(world.policy),
@@ -160,8 +102,6 @@ def _train_counted(
 
 def ours_dpo(world: BenchWorld, cfg: BenchConfig) -> Run:
     """``methods.dpo.train`` on ``steps x batch_size`` dataset pairs, one epoch, one round."""
-    from methods import dpo
-
     n = cfg.steps * cfg.batch_size
     # offline DPO cuts dataset responses at the budget's max_new_tokens, and DPOTrainer cuts only
     # whole sequences (max_length): neither side cuts here, up to the model's context
@@ -176,8 +116,6 @@ def ours_dpo(world: BenchWorld, cfg: BenchConfig) -> Run:
 def ours_grpo(world: BenchWorld, cfg: BenchConfig) -> Run:
     """``methods.grpo.train``: ``steps`` rounds of ``batch_size`` prompts x ``group_size``
     completions, one optimizer step per round."""
-    from methods import grpo
-
     budget = Budget(cfg.batch_size, cfg.steps, cfg.group_size, cfg.max_new_tokens)
     clock = StepClock()
     ctx = our_context(world, "grpo", budget, clock)
@@ -204,11 +142,6 @@ def bt_train(
 ) -> int:
     """One epoch of ``harness.world.trainer.bradley_terry_epoch`` (the world's reward-model loop,
     without its schedule) at a constant ``lr``. Returns the optimizer steps taken."""
-    import random
-
-    from harness.world import trainer
-    from methods.common import adamw
-
     opt = adamw(model.parameters(), lr=lr, weight_decay=0.0)
     steps = trainer.bradley_terry_epoch(
         model, tokenizer, pairs, batch_size, opt, random.Random(SEED), on_step
@@ -233,15 +166,13 @@ def ours_rm(world: BenchWorld, cfg: BenchConfig) -> Run:
 
 
 def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
-    """``methods.common.sample``: ``group_size`` samples for each of ``batch_size`` prompts,
+    """``methods.sampling.sample``: ``group_size`` samples for each of ``batch_size`` prompts,
     stopping at EOS as in training; a sample is a generated token."""
-    from methods import common
-
     policy = copy.deepcopy(world.policy)
     prompts = take(world.prompts, cfg.batch_size, "train prompts")
     gen = torch.Generator().manual_seed(SEED)
     t0 = time.perf_counter()
-    samples = common.sample(
+    samples = sample(
         policy, world.tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, 1.0, gen, "cpu"
     )
     seconds = time.perf_counter() - t0
@@ -249,13 +180,11 @@ def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
     return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
 
 
-def ours_method(name: str) -> Callable[[BenchWorld, BenchConfig], Run]:
+def ours_method(name: str) -> Runner:
     """A one-round run of ``methods.<name>.train`` with its default params: ``batch_size``
     prompts, ``group_size`` samples each; a sample is a generated response."""
 
     def run(world: BenchWorld, cfg: BenchConfig) -> Run:
-        from methods import REGISTRY
-
         method = REGISTRY[name]
         if method.train is None:
             raise ValueError(f"{name} trains nothing: no throughput to measure")
@@ -272,11 +201,11 @@ def ours_method(name: str) -> Callable[[BenchWorld, BenchConfig], Run]:
     return run
 
 
-ROWS: dict[str, tuple[str, Callable[[BenchWorld, BenchConfig], Run]]] = {
+ROWS: dict[str, tuple[str, Runner]] = {
     "dpo": ("pairs", ours_dpo),
     "grpo": ("completions", ours_grpo),
     "reward_model": ("pairs", ours_rm),
     "generation": ("tokens", ours_generation),
     **{name: ("samples", ours_method(name)) for name in ("ppo", "rrhf", "raft", "pro")},
 }
-"""Every row in report order, as (unit, our runner); ``harness.bench_trl.RUNNERS`` has TRL's."""
+"""Every row in report order, as (unit, our runner); ``harness.bench.trl.RUNNERS`` has TRL's."""

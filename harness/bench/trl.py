@@ -1,7 +1,7 @@
 """TRL's side of ``harness bench``: the only module that imports ``trl`` (an optional extra,
 ``pip install -e .[bench]``), and only inside its functions.
 
-Each runner mirrors one of ours in ``harness.bench_ours`` (same data, batch size, sequence lengths,
+Each runner mirrors one of ours in ``harness.bench.ours`` (same data, batch size, sequence lengths,
 hyperparameters, seed and threads) and counts its ``Work`` with the same forward hooks, plus what
 only TRL knows (its optimizer steps, the completions it generated). Settings that would change the
 work against ours are pinned: no gradient checkpointing, float32 (no bf16 autocast), no logging,
@@ -16,7 +16,10 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from harness.bench import (
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from harness.bench.core import (
     DPO_BETA,
     DPO_LR,
     GRPO_BETA,
@@ -31,8 +34,11 @@ from harness.bench import (
     Work,
     quiet,
 )
-from harness.bench_ours import BenchWorld, rm_pairs, take
+from harness.bench.world import BenchWorld, Runner, rm_pairs, take
+from harness.world import trainer as world_trainer
 from methods.base import Costs
+from methods.common import freeze
+from methods.reward import RewardModel
 
 INSTALL_HINT = "TRL missing: pip install -e .[bench]"
 
@@ -40,7 +46,7 @@ INSTALL_HINT = "TRL missing: pip install -e .[bench]"
 def missing() -> str | None:
     """``None`` when TRL can be imported, else what to do about it."""
     try:
-        import trl  # noqa: F401
+        import trl  # noqa: F401  (deferred: trl is an optional extra)
     except ImportError:
         return INSTALL_HINT
     return None
@@ -69,7 +75,6 @@ def _args(cfg: BenchConfig, out: str, batch_size: int) -> dict[str, Any]:
 
 def _ticks(clock: StepClock) -> Any:
     """A ``TrainerCallback`` ticking ``clock`` at the end of every optimizer step."""
-    from transformers import TrainerCallback
 
     class Ticks(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -81,8 +86,6 @@ def _ticks(clock: StepClock) -> Any:
 def _train(make: Callable[[list[Any]], Any], model: Any, ref: Any | None) -> Run:
     """Build the trainer with ``make(callbacks)`` and train it, timing both; forward counters on
     ``model`` (with gradients) and on ``ref`` (or the trainer's own ``ref_model``)."""
-    from transformers.trainer_callback import PrinterCallback
-
     clock = StepClock()
     policy = ForwardCounter(model, grad_only=True)
     ref_counter = ForwardCounter(ref, grad_only=False) if ref is not None else None
@@ -109,10 +112,8 @@ def _train(make: Callable[[list[Any]], Any], model: Any, ref: Any | None) -> Run
 
 def trl_dpo(world: BenchWorld, cfg: BenchConfig) -> Run:
     """``DPOTrainer`` on the pairs ``ours_dpo`` trains on, reference log-probs precomputed once."""
-    from datasets import Dataset
+    from datasets import Dataset  # deferred: datasets (heavy) and trl (optional)
     from trl import DPOConfig, DPOTrainer
-
-    from methods.common import freeze
 
     pairs = take(world.pairs, cfg.steps * cfg.batch_size, "preference pairs")
     data = Dataset.from_list(
@@ -145,10 +146,8 @@ def trl_dpo(world: BenchWorld, cfg: BenchConfig) -> Run:
 def trl_grpo(world: BenchWorld, cfg: BenchConfig) -> Run:
     """``GRPOTrainer`` on the prompts ``ours_grpo`` trains on, scored by the same proxy RM
     (our ``RewardModel`` as a reward function); completions of exactly ``max_new_tokens``."""
-    from datasets import Dataset
+    from datasets import Dataset  # deferred: datasets (heavy) and trl (optional)
     from trl import GRPOConfig, GRPOTrainer
-
-    from methods.common import RewardModel
 
     prompts = take(world.prompts, cfg.steps * cfg.batch_size, "train prompts")
     data = Dataset.from_list([{"prompt": p} for p in prompts])
@@ -214,10 +213,8 @@ def _count_generations(trainer: Any, generated: dict[str, int]) -> None:
 
 def trl_rm(world: BenchWorld, cfg: BenchConfig) -> Run:
     """``RewardTrainer`` on the pairs ``ours_rm`` trains on, truncated alike."""
-    from datasets import Dataset
+    from datasets import Dataset  # deferred: datasets (heavy) and trl (optional)
     from trl import RewardConfig, RewardTrainer
-
-    from harness.world import trainer as world_trainer
 
     data = Dataset.from_list(rm_pairs(world, cfg.steps * cfg.batch_size))
     model, tokenizer = copy.deepcopy(world.rm_base), copy.deepcopy(world.rm_tokenizer)
@@ -240,7 +237,7 @@ def trl_rm(world: BenchWorld, cfg: BenchConfig) -> Run:
         )
 
 
-RUNNERS: dict[str, Callable[[BenchWorld, BenchConfig], Run]] = {
+RUNNERS: dict[str, Runner] = {
     "dpo": trl_dpo,
     "grpo": trl_grpo,
     "reward_model": trl_rm,

@@ -1,0 +1,96 @@
+"""``run_bench``: every row of ``harness bench``, ours and TRL's timed alternately on equal work,
+and how the numbers were taken (``environment``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from harness.bench import ours as ours_side
+from harness.bench import trl as trl_side
+from harness.bench import world as bench_world
+from harness.bench.core import BenchConfig, Row, Run, Side, check_equal_work, quiet
+from harness.bench.world import BenchWorld, Runner
+from harness.provenance import git_commit
+
+
+def time_row(
+    name: str, unit: str, ours: Runner, trl: Runner | None, world: BenchWorld, cfg: BenchConfig
+) -> Row:
+    """Warm-ups, then timed runs, ours and TRL alternating, equal work checked on every pair.
+    A TRL run that fails (e.g. an incompatible TRL version) leaves our side and a note."""
+    row, ours_runs, trl_runs = Row(name, unit), list[Run](), list[Run]()
+    for i in range(cfg.warmup + cfg.repeats):
+        torch.set_num_threads(cfg.threads)
+        mine = ours(world, cfg)
+        theirs = None
+        if trl is not None:
+            try:
+                theirs = trl(world, cfg)
+            except Exception as exc:
+                row.note, trl = f"TRL failed: {type(exc).__name__}: {exc}", None
+        if theirs is not None:
+            check_equal_work(name, mine.work, theirs.work)
+        if i >= cfg.warmup:
+            ours_runs.append(mine)
+            trl_runs += [theirs] if theirs is not None else []
+    row.ours = Side(ours_runs)
+    row.trl = Side(trl_runs) if trl is not None and trl_runs else None
+    return row
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Every row of the bench; the report as a JSON-able dict."""
+    previous = torch.get_num_threads()
+    load_before = os.getloadavg()
+    trl_missing = trl_side.missing()
+    trl_runners = trl_side.RUNNERS if trl_missing is None else {}
+    rows = []
+    try:
+        with quiet():
+            world = bench_world.load_world()
+            for name, (unit, ours) in ours_side.ROWS.items():
+                compared = name in trl_side.RUNNERS
+                log(f"bench {name}{' vs TRL' if compared and not trl_missing else ''} ...")
+                row = time_row(name, unit, ours, trl_runners.get(name), world, cfg)
+                row.note = row.note or (trl_missing or "" if compared else "")
+                rows.append(row)
+    finally:
+        torch.set_num_threads(previous)
+    return {
+        "config": asdict(cfg),
+        "environment": environment(cfg, load_before, trl_missing),
+        "rows": [r.summary() for r in rows],
+    }
+
+
+def environment(
+    cfg: BenchConfig, load_before: tuple[float, float, float], trl_missing: str | None
+) -> dict[str, Any]:
+    """How the numbers were taken: threads, CPU, load, package versions, git commit."""
+
+    def ver(pkg: str) -> str | None:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return None
+
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "torch_threads": cfg.threads,
+        "cpu_affinity": affinity,
+        "cpu_count": os.cpu_count(),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "packages": {p: ver(p) for p in ("torch", "transformers", "trl", "accelerate", "datasets")},
+        "trl_missing": trl_missing,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "git_commit": git_commit(),
+    }

@@ -1,0 +1,41 @@
+"""What every ``harness`` command shares: exit codes, the two consoles, one-line errors and
+warnings, and the ``--debug`` option.
+
+Exit codes: 0 success, 2 bad input, 1 an internal error (or, for ``harness check``, a regression).
+Results go to stdout, errors and warnings to stderr; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+BAD_INPUT = 2
+INTERNAL_ERROR = 1
+REGRESSION = 1
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+def stdout() -> Console:
+    """The console for results."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr() -> Console:
+    """The console for errors, warnings and progress."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = INTERNAL_ERROR) -> NoReturn:
+    """``error: <message>`` on stderr as one line, then exit with ``code``."""
+    stderr().print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """``warning: <message>`` on stderr."""
+    stderr().print(f"[yellow]warning:[/] {escape(message)}")

@@ -1,0 +1,109 @@
+"""The leaderboard's three plots, drawn from its summary frame (``harness.leaderboard.summarise``):
+win-rate per variant and judge, win-rate against KL per seed, capability delta per task. Each is
+a PNG as base64 text, for an ``<img>`` of the self-contained HTML page.
+
+Drawn on matplotlib's Agg canvas through ``Figure``: no pyplot state, no display.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+MARKERS = "osD^vPX*<>"
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _errors(summary: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(means, [2, V] non-negative error bar lengths) of one interval column family."""
+    mean = summary[key].to_numpy(float)
+    low, high = summary[f"{key}.low"].to_numpy(float), summary[f"{key}.high"].to_numpy(float)
+    errors = np.nan_to_num(np.vstack([mean - low, high - mean]))
+    return mean, np.clip(errors, 0, None)
+
+
+def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -> None:
+    """One group per variant (rank order), one error bar (or bar) per key in it."""
+    x, width = np.arange(len(summary)), 0.8 / max(len(keys), 1)
+    for i, (label, key) in enumerate(keys.items()):
+        mean, errors = _errors(summary, key)
+        at = x + (i - (len(keys) - 1) / 2) * width
+        if bars:
+            ax.bar(at, np.nan_to_num(mean), width, yerr=errors, capsize=3, label=label)
+        else:
+            ax.errorbar(at, mean, yerr=errors, fmt=MARKERS[i % 10], capsize=3, label=label)
+    ax.set_xticks(x, summary["variant"], rotation=30, ha="right")
+    if keys:
+        ax.legend(fontsize="small")
+
+
+def _winrate_plot(summary: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
+    ax = fig.add_subplot()
+    _grouped(ax, summary, {j: f"winrate.{j}" for j in summary.attrs["judges"]}, bars=False)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("win-rate against the reference")
+    return fig
+
+
+def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    key = f"winrate.{summary.attrs['primary_judge']}"
+    rows = long_df[long_df["metric"].isin(["kl", key])]
+    points = rows.pivot_table(index=["variant", "run_id"], columns="metric", values="value")
+    if {"kl", key} <= set(points.columns):
+        for i, variant in enumerate(summary["variant"]):
+            if variant in points.index.get_level_values("variant"):
+                seeds = points.xs(variant, level="variant")
+                ax.scatter(seeds["kl"], seeds[key], marker=MARKERS[i % 10], s=45, label=variant)
+        ax.legend(fontsize="small")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.margins(0.08)
+    ax.set_xlabel("KL(policy ‖ reference), per response")
+    ax.set_ylabel(f"win-rate ({summary.attrs['primary_judge']})")
+    return fig
+
+
+def _capability_plot(summary: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
+    ax = fig.add_subplot()
+    tasks = summary.attrs["tasks"]
+    _grouped(ax, summary, {t: f"capability_delta.{t}" for t in tasks}, bars=True)
+    tolerance = summary.attrs["tolerance"]
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
+    ax.legend(fontsize="small")
+    if not tasks:
+        ax.text(0.5, 0.5, "no capability metrics", ha="center", transform=ax.transAxes)
+    ax.set_ylabel("accuracy minus the base model's")
+    return fig
+
+
+def plots(summary: pd.DataFrame, long_df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) of the three leaderboard plots."""
+    primary, tolerance = summary.attrs["primary_judge"], summary.attrs["tolerance"]
+    return [
+        (
+            "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
+            " interval (dotted: 0.5, no better than the reference).",
+            _png(_winrate_plot(summary)),
+        ),
+        (f"Win-rate ({primary}) against KL, one point per seed.", _png(_kl_plot(summary, long_df))),
+        (
+            f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
+            f" tolerance, {tolerance:.3f}).",
+            _png(_capability_plot(summary)),
+        ),
+    ]
