@@ -20,7 +20,8 @@ from harness.cli_common import BAD_INPUT, Debug, fail, stderr, stdout
 from harness.preflight import PreflightError
 from harness.preflight import check as preflight_check
 from harness.runs import expand
-from harness.spec import Suite, SuiteError, load_suite
+from harness.spec import Suite
+from harness.suite_file import SuiteError, load_suite
 from harness.world.card import load as load_card
 from harness.world.card import markdown as card_markdown
 from harness.world.config import WorldConfig, world_dir

@@ -259,6 +259,19 @@ def load_pairs_file(
     return parse_pairs(read_jsonl(path), source=str(path), limit=limit)
 
 
+def prompt_clusters(path: str | Path) -> dict[str, str]:
+    """``prompt -> cluster`` of the records of a prompt file that name one (a string: the task or
+    template a prompt was made from; the evaluation's intervals treat a cluster as a group)."""
+    clusters: dict[str, str] = {}
+    for record in read_jsonl(path):
+        if not isinstance(record, dict):
+            continue
+        prompt, cluster = record.get("prompt"), record.get("cluster")
+        if isinstance(prompt, str) and isinstance(cluster, str):
+            clusters.setdefault(prompt, cluster)
+    return clusters
+
+
 def load_prompts_file(
     path: str | Path, format: PromptFormat, limit: int | None = None
 ) -> tuple[list[str], LoadReport]:

@@ -3,13 +3,16 @@
 Everything arrives as objects in an ``EvalSetup`` (judges, reference model, decoding, settings);
 nothing here loads a model by name or decides "world or hub". Two steps:
 
-1. ``reference_eval``, the per-suite shared work: one response per eval prompt from the reference
-   (base) policy, drawn ONCE per suite with a fixed seed (``REFERENCE_SEED``) and scored by every
-   judge, plus the base model's lm-eval scores. Every run of the suite is compared against the same
-   ``ReferenceEval``, so each win-rate is paired per prompt.
-2. ``evaluate_policy``: the run's responses (through the method's own ``respond`` strategy when it
-   has one) judged against the reference, KL, length, distinct-n, and capability through lm-eval
-   in a child process (``harness.capability``).
+1. ``reference_eval``, the per-suite shared work: k responses per eval prompt from the reference
+   (base) policy (``eval.samples_per_prompt``), drawn ONCE per suite with a fixed seed
+   (``REFERENCE_SEED``) and scored by every judge, plus the base model's lm-eval scores. Every run
+   of the suite is compared against the same ``ReferenceEval``, so each win-rate is paired per
+   prompt.
+2. ``evaluate_policy``: the run's k responses per prompt (through the method's own ``respond``
+   strategy when it has one) judged against the reference's k, a prompt's win-rate over all k x k
+   pairs; KL, length, distinct-n, and capability through lm-eval in a child process
+   (``harness.capability``). Every judged sample is kept (``Evaluation.samples``), so every
+   statistic can be recomputed from the samples later.
 
 Decoding: responses are drawn with the suite's eval decoding; the KL to the reference is always
 estimated on samples drawn from the untempered policy (temperature 1, top_p 1), whatever the eval
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness import capability
@@ -34,15 +38,9 @@ from harness.capability import TaskScore
 from harness.files import write_atomic
 from harness.resolve import LmEvalSetup
 from harness.runs import MetricRow
+from harness.samples import sample_index
 from harness.spec import EvalDecoding, ModelRef
-from harness.stats import (
-    Estimate,
-    capability_rows,
-    distinct_n,
-    kl_estimate,
-    mean_with_ci,
-    win_rate,
-)
+from harness.stats import Estimate, capability_rows, distinct_n, mean_with_ci, outcomes
 from methods.base import Method, Responses, TrainContext
 from methods.common import token_logps
 from methods.sampling import Samples, sample
@@ -67,6 +65,8 @@ class EvalSetup:
     device: torch.device
     prompts: list[str]  # [N] eval prompts as the policy sees them
     hh_prompts: list[str]  # [N] the same as HH text, what the judges score
+    clusters: list[str]  # [N] each prompt's cluster (request template / task)
+    samples_per_prompt: int  # k answers per prompt, from the policy and from the reference
     decoding: EvalDecoding  # max_new_tokens set
     bootstrap: int  # resamples of every interval
     lm_eval: LmEvalSetup
@@ -78,10 +78,12 @@ class ReferenceEval:
     """The reference policy's side of every comparison of a suite (JSON file via save/load)."""
 
     prompts: list[str]  # [N] the eval prompts, as the policy sees them
-    responses: list[str]  # [N] one reference response per prompt
-    scores: dict[str, list[float]]  # judge -> [N]
+    responses: list[str]  # [N * k] k reference responses per prompt (row i * k + j)
+    scores: dict[str, list[float]]  # judge -> [N * k]
     capability: dict[str, TaskScore]  # task -> the base model's lm-eval score
     hh_prompts: list[str] = field(default_factory=list)  # [N] as HH text; empty: = prompts
+    clusters: list[str] = field(default_factory=list)  # [N] each prompt's cluster
+    samples_per_prompt: int = 1  # k
 
     def judge_prompts(self) -> list[str]:
         """The prompts the judges score: their HH text, not the policy's chat-templated form."""
@@ -156,10 +158,20 @@ def base_capability(setup: EvalSetup) -> dict[str, TaskScore]:
 def reference_eval(setup: EvalSetup) -> ReferenceEval:
     """The suite's shared reference side: one response per eval prompt from the reference
     (seeded with ``REFERENCE_SEED``), every judge's scores, and the base lm-eval scores."""
-    samples = sampler(setup, REFERENCE_SEED)(setup.reference, setup.prompts, 1)
-    scores = judge_all(setup.judges, setup.hh_prompts, samples.responses)
+    k = setup.samples_per_prompt
+    samples = sampler(setup, REFERENCE_SEED)(setup.reference, setup.prompts, k)  # [N * k]
+    judged = [p for p in setup.hh_prompts for _ in range(k)]
+    scores = judge_all(setup.judges, judged, samples.responses)
     capability = base_capability(setup)
-    return ReferenceEval(setup.prompts, samples.responses, scores, capability, setup.hh_prompts)
+    return ReferenceEval(
+        setup.prompts,
+        samples.responses,
+        scores,
+        capability,
+        setup.hh_prompts,
+        setup.clusters,
+        k,
+    )
 
 
 def save_policy(model: Any, tokenizer: Any, out_dir: Path) -> Path:
@@ -181,34 +193,54 @@ def save_policy(model: Any, tokenizer: Any, out_dir: Path) -> Path:
 
 
 @torch.no_grad()
-def policy_kl(policy: Any, reference: Any, samples: Samples, n_boot: int) -> Estimate:
-    """``kl_estimate`` on the policy's own untempered samples (log-probs at temperature 1)."""
+def kl_terms(policy: Any, reference: Any, samples: Samples) -> np.ndarray:
+    """Per response ``[N]``: ``sum_t (logp_t - ref_logp_t)`` on the policy's own untempered
+    samples (log-probs at temperature 1); their mean is the Monte-Carlo KL (``kl_estimate``)."""
     logps = token_logps(policy, samples, batch_size=EVAL_BATCH)  # [N, T]
     ref_logps = token_logps(reference, samples, batch_size=EVAL_BATCH)  # [N, T]
-    return kl_estimate(logps, ref_logps, samples.response_mask, n_boot, BOOTSTRAP_SEED)
+    per_response = ((logps.float() - ref_logps.float()) * samples.response_mask).sum(dim=-1)
+    return per_response.double().cpu().numpy()
+
+
+def prompt_win_rates(policy: list[float], reference: list[float], k: int) -> np.ndarray:
+    """Per prompt ``[N]``: the win-rate of its k policy answers over its k reference answers,
+    ``(wins + ties / 2)`` over all k x k pairs (``outcomes``), from scores ``[N * k]`` each
+    (row ``i * k + j``). With k = 1 it is the one pair's outcome."""
+    ours = np.asarray(policy, dtype=np.float64).reshape(-1, k)  # [N, k]
+    theirs = np.asarray(reference, dtype=np.float64).reshape(-1, k)  # [N, k]
+    pairs_ours = np.repeat(ours, k, axis=1).ravel()  # [N * k * k] each answer k times
+    pairs_theirs = np.tile(theirs, (1, k)).ravel()  # [N * k * k] against each reference answer
+    return outcomes(pairs_ours, pairs_theirs).reshape(len(ours), k * k).mean(axis=1)
 
 
 def _responses(
     ctx: TrainContext, method: Method, params: Any, setup: EvalSetup, prompts: list[str]
 ) -> Responses:
-    """The run's answers to ``prompts``: the method's inference-time strategy when it has one,
-    else one sample per prompt from the trained policy."""
+    """The run's k answers to each of ``prompts`` (row ``i * k + j``): the method's
+    inference-time strategy when it has one, else samples of the trained policy."""
+    k = setup.samples_per_prompt
     draw = sampler(setup, POLICY_SEED + ctx.seed)
     if method.respond is not None:
-        return method.respond(ctx, params, prompts, draw)
-    return Responses(draw(ctx.policy, prompts, 1))
+        return method.respond(ctx, params, [p for p in prompts for _ in range(k)], draw)
+    return Responses(draw(ctx.policy, prompts, k))
 
 
-def _kl(ctx: TrainContext, setup: EvalSetup, answers: Responses, prompts: list[str]) -> Estimate:
-    """The KL row: the strategy's closed form when it has one, else Monte Carlo on untempered
-    samples (the answers themselves when the eval decoding is untempered)."""
+def _kl_terms(
+    ctx: TrainContext, setup: EvalSetup, answers: Responses, prompts: list[str]
+) -> tuple[np.ndarray | None, Estimate]:
+    """Per-answer KL terms (None where they are not of the answers) and the KL row: the
+    strategy's closed form when it has one, else Monte Carlo on untempered samples (the answers
+    themselves when the eval decoding is untempered, else k fresh untempered samples)."""
     if answers.kl is not None:
-        return Estimate(answers.kl, float("nan"), float("nan"), len(answers.samples))
-    samples = answers.samples
+        return None, Estimate(answers.kl, float("nan"), float("nan"), len(answers.samples))
     dec = setup.decoding
-    if (dec.temperature, dec.top_p) != (1.0, 1.0):
-        samples = sampler(setup, KL_SEED + ctx.seed, UNTEMPERED)(ctx.policy, prompts, 1)
-    return policy_kl(ctx.policy, setup.reference, samples, setup.bootstrap)
+    if (dec.temperature, dec.top_p) == (1.0, 1.0):
+        terms = kl_terms(ctx.policy, setup.reference, answers.samples)
+        return terms, mean_with_ci(terms, setup.bootstrap, BOOTSTRAP_SEED)
+    draw = sampler(setup, KL_SEED + ctx.seed, UNTEMPERED)
+    untempered = draw(ctx.policy, prompts, setup.samples_per_prompt)
+    terms = kl_terms(ctx.policy, setup.reference, untempered)
+    return None, mean_with_ci(terms, setup.bootstrap, BOOTSTRAP_SEED)
 
 
 def _capability(
@@ -226,6 +258,15 @@ def _capability(
     return capability_rows(base, scores, setup.lm_eval.tolerance)
 
 
+@dataclass
+class Evaluation:
+    """A run's evaluation: its metric rows, and every judged sample as columns (one row per
+    eval prompt and sample: ``prompt_id, cluster, sample, length, kl, score.<judge>``)."""
+
+    metrics: list[MetricRow]
+    samples: dict[str, list[Any]]
+
+
 def evaluate_policy(
     ctx: TrainContext,
     method: Method,
@@ -233,19 +274,23 @@ def evaluate_policy(
     setup: EvalSetup,
     shared: ReferenceEval | None,
     out_dir: Path,
-) -> list[MetricRow]:
-    """Every metric row of a finished run (see ``harness/runs.py``), plus ``regression.<task>``.
+) -> Evaluation:
+    """Every metric row of a finished run (see ``harness/runs.py``), plus ``regression.<task>``,
+    and every judged sample.
 
     ``shared`` is the suite's ``ReferenceEval``; None computes it here (tests, one-off runs)."""
     ctx.policy.eval()
     ref = shared if shared is not None else reference_eval(setup)
-    n_boot = setup.bootstrap
+    n_boot, k = setup.bootstrap, ref.samples_per_prompt
     answers = _responses(ctx, method, params, setup, ref.prompts)
-    samples = answers.samples
-    kl = _kl(ctx, setup, answers, ref.prompts)
-    scores = judge_all(setup.judges, ref.judge_prompts(), samples.responses)
+    samples = answers.samples  # [N * k]
+    terms, kl = _kl_terms(ctx, setup, answers, ref.prompts)
+    judged = [p for p in ref.judge_prompts() for _ in range(k)]
+    scores = judge_all(setup.judges, judged, samples.responses)  # judge -> [N * k]
     rows = [
-        win_rate(scores[j], ref.scores[j], n_boot, BOOTSTRAP_SEED).row(f"winrate.{j}")
+        mean_with_ci(prompt_win_rates(scores[j], ref.scores[j], k), n_boot, BOOTSTRAP_SEED).row(
+            f"winrate.{j}"
+        )
         for j in setup.judges
     ]
     rows += [
@@ -257,4 +302,11 @@ def evaluate_policy(
         MetricRow("distinct_1", distinct_n(samples.responses, 1), n=len(samples)),
         MetricRow("distinct_2", distinct_n(samples.responses, 2), n=len(samples)),
     ]
-    return rows + _capability(ctx, method, setup, ref.capability, Path(out_dir))
+    rows += _capability(ctx, method, setup, ref.capability, Path(out_dir))
+    columns = {
+        **sample_index(len(ref.prompts), k, ref.clusters),
+        "length": [int(x) for x in samples.lengths.tolist()],
+        "kl": [float(x) for x in terms] if terms is not None else [float("nan")] * len(samples),
+        **{f"score.{j}": s for j, s in scores.items()},
+    }
+    return Evaluation(rows, columns)

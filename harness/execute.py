@@ -18,11 +18,11 @@ from typing import Any
 import torch
 
 from harness.device import peak_memory_mb, pick_device
-from harness.evaluate import EvalSetup, ReferenceEval, evaluate_policy
+from harness.evaluate import EvalSetup, Evaluation, ReferenceEval, evaluate_policy
 from harness.models import SuiteData, load_data, load_judges, load_policy, load_reward
 from harness.provenance import provenance
 from harness.resolve import Resolved, resolve
-from harness.runs import MetricRow, RunResult, RunSpec
+from harness.runs import RunResult, RunSpec
 from harness.spec import Suite
 from methods import REGISTRY
 from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
@@ -86,6 +86,8 @@ def eval_setup(
         device=device,
         prompts=data.eval_prompts,
         hh_prompts=[data.hh_prompts.get(p, p) for p in data.eval_prompts],
+        clusters=data.eval_clusters,
+        samples_per_prompt=resolved.suite.eval.samples_per_prompt,
         decoding=resolved.eval_decoding,
         bootstrap=resolved.suite.eval.bootstrap,
         lm_eval=resolved.lm_eval,
@@ -123,7 +125,7 @@ class RoundLog:
 
 def _train_and_evaluate(
     spec: RunSpec, out_dir: Path, shared: ReferenceEval | None, progress: ProgressFn, costs: Costs
-) -> tuple[list[MetricRow], torch.device]:
+) -> tuple[Evaluation, torch.device]:
     suite = Suite.model_validate(spec.suite)
     resolved = resolve(suite)
     variant = suite.variant(spec.variant)
@@ -137,8 +139,8 @@ def _train_and_evaluate(
     # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
     assert isinstance(ctx.reward, RewardModel)
     setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, ctx.reward.uncharged(), data)
-    metrics = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir)
-    return metrics, device
+    evaluation = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir)
+    return evaluation, device
 
 
 def execute_run(
@@ -165,10 +167,11 @@ def execute_run(
         torch.cuda.reset_peak_memory_stats()
     fields: dict[str, Any] = {}
     try:
-        metrics, device = _train_and_evaluate(spec, out_dir, shared, track, costs)
+        evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs)
         status = "done"
+        fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
     except Exception as exc:  # a failing run is a result, not a crash of the suite
-        metrics, status = [], "failed"
+        status = "failed"
         error = f"{type(exc).__name__}: {exc}"
         if last and not isinstance(exc, DivergenceError):
             error += f" ({spec.variant}, after round {last[0].round}, step {last[0].step})"
@@ -179,7 +182,6 @@ def execute_run(
     return RunResult.of(
         spec,
         status,
-        metrics=metrics,
         costs={k: float(v) for k, v in vars(costs).items()},
         provenance={
             **provenance(spec.suite_hash, gpus, device),

@@ -202,6 +202,7 @@ class SuiteData:
     reports: list[str]  # one LoadReport summary per source
     # policy-format (chat-templated) prompt -> its HH text, for RMs and judges; empty: no template
     hh_prompts: dict[str, str] = field(default_factory=dict)
+    eval_clusters: list[str] = field(default_factory=list)  # [len(eval_prompts)] each's cluster
 
 
 def _load_source(src: DataSource, pairs: bool) -> tuple[list[Any], str]:
@@ -239,8 +240,9 @@ def load_data(
         prefs, r3 = _load_source(data.preferences, pairs=True)
         reports.append(r3)
     evals = evals[:num_eval_prompts]
+    clusters = eval_clusters(data.eval_prompts, evals)
     if tokenizer is None:
-        return SuiteData(train, prefs, evals, reports)
+        return SuiteData(train, prefs, evals, reports, eval_clusters=clusters)
     # original prompt -> fit_prompt's (text, HH cut), once per prompt: train and pairs share many
     fitted: dict[str, tuple[str, str]] = {}
 
@@ -253,4 +255,11 @@ def load_data(
     # pairs too: DPO trains on their prompts, and RRHF/PRO find a train prompt's pair by text
     prefs = [replace(p, prompt=fit(p.prompt)) for p in prefs]
     hh_prompts = {text: cut for text, cut in fitted.values() if text != cut}
-    return SuiteData(train, prefs, evals, reports, hh_prompts)
+    return SuiteData(train, prefs, evals, reports, hh_prompts, clusters)
+
+
+def eval_clusters(src: DataSource, prompts: list[str]) -> list[str]:
+    """The cluster of each eval prompt: the one its file names (``cluster`` field), else its own
+    (``p<index>``: a prompt no file groups is a cluster of one, as for hub datasets)."""
+    named = hh.prompt_clusters(src.path) if src.source == "file" and src.path else {}
+    return [named.get(p, f"p{i}") for i, p in enumerate(prompts)]

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from harness.runs import RunResult
+from harness.samples import load_reference, write_samples
 from harness.tables import (
     ResultsError,
     long_table,
@@ -163,7 +164,9 @@ def _current(
 def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
-    """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically; return their paths."""
+    """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically, and every judged sample
+    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``); return their
+    paths."""
     results_dir = Path(results_dir)
     info = info or load_suite_info(results_dir)
     order = info.variant_order if info else None
@@ -174,7 +177,7 @@ def write_tables(
             path = results_dir / f"{name}.{ext}"
             write_frame(df, path)
             paths[f"{name}.{ext}"] = path
-    return paths
+    return {**paths, **write_samples(results_dir, results, load_reference(results_dir))}
 
 
 def read_table(path_or_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:

@@ -65,6 +65,7 @@ class RunResult:
     traceback: str | None = None
     attempts: int = 1
     rounds: list[dict[str, float]] = field(default_factory=list)  # per round: means of its steps
+    samples: dict[str, list[Any]] = field(default_factory=dict)  # every judged sample, columns
 
     @classmethod
     def of(cls, spec: RunSpec, status: str, **fields: Any) -> RunResult:

@@ -1,9 +1,8 @@
-"""The suite spec: a strict, typed schema for a suite YAML, and a loader that lists every error.
+"""The suite spec: a strict, typed schema for a suite (pydantic models, every field checked).
 
-``load_suite(path, overrides)`` reads the YAML safely, applies ``key=value`` overrides to the raw
-mapping, fills the defaults that depend on other fields (data from the world, the reference model,
-the primary judge...), checks everything in one pass (types, unknown keys, cross-field rules) and
-either returns a frozen ``Suite`` or raises ``SuiteError`` naming every problem at once.
+``Suite.model_validate`` fills the defaults that depend on other fields (data from the world, the
+reference model, the primary judge...) and checks everything in one pass (types, unknown keys,
+cross-field rules). Reading a file, overrides and error messages: ``harness.suite_file``.
 """
 
 from __future__ import annotations
@@ -13,22 +12,16 @@ import difflib
 import hashlib
 import json
 import re
-import types
-from collections.abc import Sequence
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     Annotated,
     Any,
     Literal,
-    NamedTuple,
     Union,
     cast,
-    get_args,
-    get_origin,
 )
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -44,7 +37,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
 from harness.world.config import WorldConfig
-from methods import REGISTRY, did_you_mean
+from methods import REGISTRY
 from methods.base import MethodParams
 
 # Each data slot's split of the embedded world, and the format of the world's file for it.
@@ -206,6 +199,11 @@ class Eval(_Strict):
     judges: list[str] = Field(min_length=1, description="proxy, gold, heldout or models.judges.")
     primary_judge: str | None = Field(None, description="Default: the first non-proxy judge.")
     num_prompts: PositiveInt = 128
+    samples_per_prompt: PositiveInt = Field(
+        1,
+        description="Answers per eval prompt from the policy and from the reference: a prompt's "
+        "win-rate is over all k x k pairs.",
+    )
     decoding: EvalDecoding = Field(default_factory=EvalDecoding)
     lm_eval: LmEval = Field(default_factory=LmEval)
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for intervals.")
@@ -381,205 +379,3 @@ def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> l
     if primary is not None and primary not in judges:
         issues.append((("eval", "primary_judge"), primary, "must be one of eval.judges"))
     return issues
-
-
-# --- errors --------------------------------------------------------------------------------------
-
-
-class SpecIssue(NamedTuple):
-    file: str
-    field: str
-    given: str
-    expected: str
-
-    def __str__(self) -> str:
-        given = f" (given: {self.given})" if self.given else ""
-        return f"{self.file}: {self.field}: {self.expected}{given}"
-
-
-class SuiteError(ValueError):
-    """A suite that cannot run; ``errors`` lists every problem found."""
-
-    def __init__(self, errors: list[SpecIssue]) -> None:
-        super().__init__("\n".join(map(str, errors)))
-        self.errors = errors
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _field_path(loc: Loc) -> str:
-    out = ""
-    for i, seg in enumerate(loc):
-        if isinstance(seg, int):
-            out += f"[{seg}]"
-        elif i == 2 and loc[0] == "methods" and seg in VARIANTS:
-            out += f"({seg})"
-        else:
-            out += f".{seg}" if out else str(seg)
-    return out or "(suite)"
-
-
-def _keys_at(loc: Loc) -> list[str]:
-    """The keys the schema allows at ``loc`` (a mapping's location), or [] if unknown."""
-    tp: Any = Suite
-    if len(loc) >= 3 and loc[0] == "methods" and loc[2] in VARIANTS:
-        tp, loc = VARIANTS[str(loc[2])], loc[3:]
-    elif len(loc) >= 3 and loc[:2] == ("models", "judges"):
-        tp, loc = ModelRef, loc[3:]
-    for seg in loc:
-        if isinstance(seg, int):
-            continue
-        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or seg not in tp.model_fields:
-            return []
-        tp = tp.model_fields[seg].annotation
-        while get_origin(tp) in (Union, types.UnionType, list):
-            tp = next(a for a in get_args(tp) if a is not type(None))
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
-
-
-def _unknown_key_message(loc: Loc) -> str:
-    allowed = _keys_at(loc[:-1])
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    if close:
-        return f"unknown key; did you mean '{close[0]}'?"
-    is_params = len(loc) >= 4 and loc[0] == "methods" and loc[3] == "params"
-    if is_params and not allowed:
-        return f"unknown key: {loc[2]} takes no parameters"
-    what = f"parameters of {loc[2]}" if is_params else "allowed"
-    return f"unknown key ({what}: {', '.join(allowed)})" if allowed else "unknown key"
-
-
-def _issue(file: str, err: Any) -> SpecIssue:
-    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
-    given, msg = _short(err["input"]), err["msg"]
-    if kind == "suite" and err["input"] is None:
-        given = ""
-    if kind == "missing":
-        given, msg = "(missing)", "required"
-    elif kind == "extra_forbidden":
-        msg = _unknown_key_message(loc)
-    elif kind == "union_tag_invalid":
-        loc, tag = (*loc, "method"), ctx.get("tag")
-        hint = did_you_mean(str(tag))
-        msg = f"unknown method '{tag}'" + (f"; did you mean '{hint}'?" if hint else "")
-        msg += f" (known: {', '.join(REGISTRY)})"
-        given = repr(tag)
-    elif kind == "union_tag_not_found":
-        loc, given, msg = (*loc, "method"), "(missing)", f"required: one of {', '.join(REGISTRY)}"
-    return SpecIssue(file, _field_path(loc), given, msg)
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects duplicate keys and reads ``1e-4`` as a float (YAML 1.2)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
-
-
-def _read(path: Path) -> dict[str, Any]:
-    file = str(path)
-    if not path.is_file():
-        what = "is a directory, not a suite file" if path.is_dir() else "file not found"
-        raise SuiteError([SpecIssue(file, "(file)", "", what)])
-    try:
-        raw = _parse_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SuiteError([SpecIssue(file, where, "", f"malformed YAML: {problem}")]) from None
-    if not isinstance(raw, dict):
-        given = type(raw).__name__ if raw is not None else "an empty file"
-        msg = "the top level must be a mapping of suite fields (name, world or models, ...)"
-        raise SuiteError([SpecIssue(file, "(top level)", given, msg)])
-    return raw
-
-
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set ``a.b.c=value`` in ``raw`` (in place); lists of named dicts are indexed by name."""
-    key, eq, text = override.partition("=")
-    parts = key.strip().split(".")
-    if not eq or not all(parts):
-        raise ValueError("an override is key=value, e.g. budget.rounds=2")
-    try:
-        value = _parse_yaml(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"value is not valid YAML: {exc}") from None
-    node: Any = raw
-    for depth, part in enumerate(parts):
-        where = ".".join(parts[:depth]) or "(top level)"
-        last = depth == len(parts) - 1
-        if isinstance(node, dict):
-            if last:
-                node[part] = value
-                break
-            if node.get(part) is None:  # a missing or empty (`key:`) mapping is created
-                node[part] = {}
-            node = node[part]
-        elif isinstance(node, list):
-            index = _list_index(node, part, where)
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-        else:
-            raise ValueError(f"'{where}' is {_short(node)}, not a mapping or list")
-
-
-def _list_index(items: list[Any], part: str, where: str) -> int:
-    if re.fullmatch(r"-?\d+", part):
-        if -len(items) <= int(part) < len(items):
-            return int(part)
-        raise ValueError(f"index {part} out of range: '{where}' has {len(items)} items")
-    names = [(m.get("name") or m.get("method")) if isinstance(m, dict) else None for m in items]
-    if part in names:
-        return names.index(part)
-    known = [str(n) for n in names if n is not None]
-    close = difflib.get_close_matches(part, known, n=1)
-    tip = f"; did you mean '{close[0]}'?" if close else ""
-    raise ValueError(f"no item named '{part}' in '{where}'{tip} (names: {', '.join(known)})")
-
-
-def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
-    """Read, override and validate a suite file; ``SuiteError`` lists every problem found."""
-    path = Path(path)
-    raw = _read(path)
-    issues: list[SpecIssue] = []
-    for override in overrides:
-        try:
-            apply_override(raw, override)
-        except ValueError as exc:
-            key = override.partition("=")[0] if "=" in override else override
-            issues.append(SpecIssue("(override)", key, repr(override), str(exc)))
-    try:
-        suite = Suite.model_validate(raw, context={"base_dir": path.resolve().parent})
-    except ValidationError as exc:
-        issues += [_issue(str(path), err) for err in exc.errors()]
-    if issues:
-        raise SuiteError(issues)
-    return suite

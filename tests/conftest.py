@@ -58,7 +58,7 @@ def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
 
     from harness.execute import train_context
     from harness.resolve import resolve
-    from harness.spec import load_suite
+    from harness.suite_file import load_suite
     from methods.base import Costs
 
     def make(variant: str, seed: int = 0, overrides: list[str] | None = None):  # type: ignore[no-untyped-def]

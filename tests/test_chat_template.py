@@ -33,7 +33,8 @@ from harness.models import (
     policy_prompt,
 )
 from harness.resolve import resolve
-from harness.spec import ModelRef, Suite, load_suite
+from harness.spec import ModelRef, Suite
+from harness.suite_file import load_suite
 from methods import REGISTRY
 from methods.base import TrainContext
 from methods.candidates import pairs_by_prompt
@@ -391,7 +392,7 @@ def test_evaluation_judges_hh_text_on_both_sides(world: World, tmp_path: Path) -
     ref = reference_eval(setup)
     assert all(p in hh_of for p in ref.prompts)  # generated from the templated prompts
     assert ref.hh_prompts == ref.judge_prompts() == [hh_of[p] for p in ref.prompts]
-    rows = evaluate_policy(ctx, REGISTRY["sft"], None, setup, ref, tmp_path)
+    rows = evaluate_policy(ctx, REGISTRY["sft"], None, setup, ref, tmp_path).metrics
     assert {r.metric for r in rows} >= {"winrate.rec", "kl"}
     assert seen == [ref.hh_prompts, ref.hh_prompts]
     # saved and loaded with the HH prompts; a file written before them judges its prompts

@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from harness.capability import TaskScore
-from harness.evaluate import EvalSetup, ReferenceEval, evaluate_policy, reference_eval
+from harness.evaluate import (
+    EvalSetup,
+    ReferenceEval,
+    evaluate_policy,
+    prompt_win_rates,
+    reference_eval,
+)
 from harness.runs import MetricRow
 from harness.stats import (
     Estimate,
@@ -104,6 +110,15 @@ def test_kl_estimate_by_hand() -> None:
     assert best_of_n_kl(8) == pytest.approx(math.log(8) - 7 / 8)
 
 
+def test_prompt_win_rates_average_all_k_by_k_pairs() -> None:
+    # prompt 0: policy (3, 1) against reference (2, 1): 3>2 win, 3>1 win, 1<2 loss, 1=1 tie
+    # prompt 1: policy (0, 0) against reference (1, 1): four losses
+    rates = prompt_win_rates([3.0, 1.0, 0.0, 0.0], [2.0, 1.0, 1.0, 1.0], k=2)
+    assert rates.tolist() == [(1 + 1 + 0 + 0.5) / 4, 0.0]
+    one = prompt_win_rates([1.0, 0.0], [0.0, 0.0], k=1)  # k = 1: each prompt's one pair
+    assert one.tolist() == outcomes([1.0, 0.0], [0.0, 0.0]).tolist() == [1.0, 0.5]
+
+
 def test_capability_rows_flag_drops_beyond_tolerance() -> None:
     base = {"facts": TaskScore("facts", 0.9, 0.03, 100), "arith": TaskScore("arith", 0.8, 0.04, 50)}
     policy = {
@@ -154,7 +169,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def suite_of(tiny_world: Path) -> Callable[..., Any]:
-    from harness.spec import load_suite
+    from harness.suite_file import load_suite
 
     return lambda *overrides: load_suite(REPO / "suites" / "tiny.yaml", ["seeds=[0]", *overrides])
 
@@ -187,7 +202,7 @@ def test_without_shared_reference(suite_of: Callable[..., Any], tmp_path: Path) 
     ctx, setup = run_context(suite, "sft")
     from methods import REGISTRY
 
-    rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, setup, None, tmp_path))
+    rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, setup, None, tmp_path).metrics)
     expected = {f"{m}.{j}" for m in ("winrate", "reward") for j in suite.eval.judges}
     assert set(rows) == expected | {"kl", "length", "distinct_1", "distinct_2"}
     assert rows["kl"].value == 0.0 and rows["winrate.gold"].n == 16
@@ -207,7 +222,7 @@ def test_base_policy_against_itself(suite: Any, reference: ReferenceEval, tmp_pa
     shared = ReferenceEval.load(tmp_path / "reference.json")
     assert shared == reference
     ctx, setup = run_context(suite, "sft")
-    rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, setup, shared, tmp_path))
+    rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, setup, shared, tmp_path).metrics)
     for judge in suite.eval.judges:
         row = rows[f"winrate.{judge}"]
         assert row.ci_low is not None and row.ci_high is not None
@@ -227,7 +242,7 @@ def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path
     params = suite.variant("best_of_n").params
     assert params.n == 8
     rows = by_metric(
-        evaluate_policy(ctx, REGISTRY["best_of_n"], params, setup, reference, tmp_path)
+        evaluate_policy(ctx, REGISTRY["best_of_n"], params, setup, reference, tmp_path).metrics
     )
     proxy = rows["winrate.proxy"]
     assert proxy.ci_low is not None and proxy.ci_low > 0.5
@@ -262,7 +277,7 @@ def test_damaged_policy_is_a_capability_regression(
     ctx, setup = run_context(suite, "sft")
     assert method.train is not None
     method.train(ctx, None)
-    rows = by_metric(evaluate_policy(ctx, method, None, setup, reference, tmp_path))
+    rows = by_metric(evaluate_policy(ctx, method, None, setup, reference, tmp_path).metrics)
     assert (tmp_path / "policy" / "config.json").exists()
     assert not (tmp_path / "policy.tmp").exists()
     print({t: s.acc for t, s in reference.capability.items()}, "base accuracies")
@@ -274,3 +289,27 @@ def test_damaged_policy_is_a_capability_regression(
         assert flags == [0.0] * len(flags)
         for task, base in reference.capability.items():
             assert rows[f"capability.{task}"].value == pytest.approx(base.acc)
+
+
+@pytest.mark.slow
+def test_k_answers_per_prompt_keep_every_judged_sample(
+    suite_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    from methods import REGISTRY
+
+    suite = suite_of("eval.num_prompts=8", "eval.samples_per_prompt=3", "eval.lm_eval.tasks=[]")
+    ctx, setup = run_context(suite, "sft")
+    ref = reference_eval(setup)
+    assert len(ref.responses) == len(ref.scores["gold"]) == 24 and ref.samples_per_prompt == 3
+    evaluation = evaluate_policy(ctx, REGISTRY["sft"], None, setup, ref, tmp_path)
+    rows = by_metric(evaluation.metrics)
+    assert rows["winrate.gold"].n == 8  # one win-rate per prompt, over its 3 x 3 pairs
+    samples = evaluation.samples
+    assert len(samples["prompt_id"]) == 24
+    assert samples["prompt_id"][:6] == [0, 0, 0, 1, 1, 1] and samples["sample"][:3] == [0, 1, 2]
+    assert set(samples) >= {"cluster", "length", "kl", *(f"score.{j}" for j in suite.eval.judges)}
+    assert all(k == 0.0 for k in samples["kl"])  # the base policy against itself
+    # the world names each prompt's cluster (its task); several prompts share one
+    assert len(set(samples["cluster"])) < 8 and not samples["cluster"][0].startswith("p")
+    gold = np.array(samples["score.gold"]).reshape(8, 3).mean(axis=1).mean()
+    assert rows["reward.gold"].value == pytest.approx(gold)

@@ -26,7 +26,8 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.data import ASSISTANT, HUMAN, split_hh
 from harness.runs import RunResult, expand
-from harness.spec import ModelRef, Suite, load_suite
+from harness.spec import ModelRef, Suite
+from harness.suite_file import load_suite
 from methods import REGISTRY
 from methods.candidates import pairs_by_prompt
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness import evaluate
 from harness.resolve import JudgeRef, resolve
-from harness.spec import load_suite
+from harness.suite_file import load_suite
 from methods import REGISTRY, common
 from methods.base import Decoding
 from tests.conftest import REPO, load_run
@@ -73,15 +73,15 @@ def test_tempered_eval_trains_untempered_and_kl_is_untempered(
         return samples
 
     kl_of: list[Any] = []
-    real_kl = evaluate.policy_kl
+    real_kl = evaluate.kl_terms
 
-    def record_kl(policy: Any, reference: Any, samples: Any, n_boot: int) -> Any:
+    def record_kl(policy: Any, reference: Any, samples: Any) -> Any:
         kl_of.append(samples)
-        return real_kl(policy, reference, samples, n_boot)
+        return real_kl(policy, reference, samples)
 
     monkeypatch.setattr(evaluate, "sample", record_eval)
-    monkeypatch.setattr(evaluate, "policy_kl", record_kl)
-    rows = evaluate.evaluate_policy(ctx, REGISTRY["raft"], None, setup, None, tmp_path)
+    monkeypatch.setattr(evaluate, "kl_terms", record_kl)
+    rows = evaluate.evaluate_policy(ctx, REGISTRY["raft"], None, setup, None, tmp_path).metrics
     # the reference's and the policy's answers at 0.7 / 0.9, then the KL samples at 1 / 1
     assert [(t, p) for t, p, _ in drawn] == [(0.7, 0.9), (0.7, 0.9), (1.0, 1.0)]
     assert len(kl_of) == 1 and kl_of[0] is drawn[2][2]
@@ -97,7 +97,7 @@ def test_untempered_eval_reuses_its_answers_for_the_kl(
     calls: list[Any] = []
     real = evaluate.sample
     monkeypatch.setattr(evaluate, "sample", lambda *a: calls.append(a) or real(*a))
-    rows = evaluate.evaluate_policy(ctx, REGISTRY["sft"], None, setup, None, tmp_path)
+    rows = evaluate.evaluate_policy(ctx, REGISTRY["sft"], None, setup, None, tmp_path).metrics
     assert len(calls) == 2  # the reference's answers and the policy's; no third draw
     assert next(r for r in rows if r.metric == "kl").value == 0.0
 
@@ -108,4 +108,3 @@ def test_run_ids_cover_the_training_decoding() -> None:
     base = load_suite(TINY, ["seeds=[0]"])
     other = load_suite(TINY, ["seeds=[0]", "train.decoding.temperature=0.9"])
     assert run_id(base, "ppo", 0) != run_id(other, "ppo", 0)
-

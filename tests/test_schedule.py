@@ -101,7 +101,7 @@ from harness import schedule
 from harness.execute import execute_run
 from harness.runs import expand
 from harness.shared import compute_shared
-from harness.spec import load_suite
+from harness.suite_file import load_suite
 
 out = Path(sys.argv[1])
 # four times the default rounds, so that each run does real work next to the pool's fixed costs;

@@ -6,8 +6,8 @@ plain files, so the rest of the harness loads it exactly as it loads hub models 
 Layout of a built world directory::
 
     policy/  proxy_rm/  heldout_rm/           transformers models, each with its tokenizer
-    data/train_prompts.jsonl                  {"prompt": ...}   prompts methods train on
-    data/eval_prompts.jsonl                   {"prompt": ...}   held out, never trained on
+    data/train_prompts.jsonl                  {"prompt", "cluster"}   prompts methods train on
+    data/eval_prompts.jsonl                   {"prompt", "cluster"}   held out, never trained on
     data/preferences.jsonl                    {"chosen", "rejected"}  HH text, gold-labelled
     tasks/tiny_facts.{yaml,jsonl}  tasks/tiny_arith.{yaml,jsonl}   lm-eval tasks
     card.json  card.md                        what was built, and how well it came out
@@ -102,8 +102,16 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
     train_pool, eval_pool = split_requests(cfg.seed)
     corpus = sft_corpus(cfg, rng)
     prefs = gold_pairs(rng, train_pool, cfg.preference_pairs, cfg.rm_label_noise)
-    _write_jsonl(tmp / "data/train_prompts.jsonl", [{"prompt": r.prompt} for r in train_pool])
-    _write_jsonl(tmp / "data/eval_prompts.jsonl", [{"prompt": r.prompt} for r in eval_pool])
+    # each prompt's cluster is its task: prompts of one task share most of their words and
+    # their best answers, so they are not independent draws (the evaluation bootstraps clusters)
+    _write_jsonl(
+        tmp / "data/train_prompts.jsonl",
+        [{"prompt": r.prompt, "cluster": r.task} for r in train_pool],
+    )
+    _write_jsonl(
+        tmp / "data/eval_prompts.jsonl",
+        [{"prompt": r.prompt, "cluster": r.task} for r in eval_pool],
+    )
     _write_jsonl(
         tmp / "data/preferences.jsonl",
         [

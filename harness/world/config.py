@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-WORLD_VERSION = 2  # bump when the builder changes what a config produces
+WORLD_VERSION = 3  # bump when the builder changes what a config produces
 
 
 class WorldConfig(BaseModel):
