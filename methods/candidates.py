@@ -26,6 +26,8 @@ from methods.base import Candidate, PreferencePair, TrainContext
 from methods.sampling import Samples, pack, pad_id
 
 GENERATORS: tuple[Candidate, ...] = ("policy", "reference")
+GroupLoss = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+"""``group_loss(index [B_c, c]) -> (loss, statistics)`` of the prompts with ``c`` candidates."""
 
 
 def split(sources: list[Candidate], k: int) -> dict[Candidate, int]:
@@ -115,6 +117,21 @@ class Candidates:
         return [
             torch.tensor([g for g in self.groups if len(g) == c], device=device) for c in counts
         ]
+
+    def mean_over_prompts(
+        self, group_loss: GroupLoss, zero: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """A loss and its statistics as the mean over prompts: ``group_loss(index)`` of each group
+        of prompts with the same candidate count (``index [B_c, c]``, ``by_count``), weighted by
+        the group's share of the prompts. ``zero`` is a 0-d tensor on the loss's device."""
+        B = len(self.groups)
+        total, stats = zero, dict[str, float]()
+        for index in self.by_count():
+            loss, parts = group_loss(index)
+            total = total + loss * len(index) / B
+            for key, value in parts.items():
+                stats[key] = stats.get(key, 0.0) + value * len(index) / B
+        return total, stats
 
     def prompt_batches(self, size: int) -> list[list[int]]:
         """Consecutive mini-batches of ``size`` prompts, leaving out prompts with no candidate."""

@@ -115,21 +115,15 @@ def _loss(
     log-probs; the SFT term is the summed NLL of the best-rewarded candidate (official code)."""
     logps = common.token_logps(policy, batch.samples)  # [N, T]
     mask = batch.samples.response_mask  # [N, T]
-    B = len(batch.groups)
-    total = logps.new_zeros(())
-    stats: dict[str, float] = {}
-    for index in batch.by_count():  # [B_c, c]
+
+    def group_loss(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:  # [B_c, c]
         scores = common.mean_logps(logps[index], mask[index])  # [B_c, c]
         rewards = batch.rewards[index]  # [B_c, c]
         best = index.gather(1, rewards.argmax(dim=1, keepdim=True))[:, 0]  # [B_c]
         sft_nll = -common.sequence_logps(logps[best], mask[best])  # [B_c]
-        loss, parts = pro_total(
-            scores, rewards, sft_nll, params.sft_weight, params.reward_gap_scaling
-        )
-        total = total + loss * len(index) / B
-        for key, value in parts.items():  # weighted like the loss: the mean over prompts
-            stats[key] = stats.get(key, 0.0) + value * len(index) / B
-    return total, stats
+        return pro_total(scores, rewards, sft_nll, params.sft_weight, params.reward_gap_scaling)
+
+    return batch.mean_over_prompts(group_loss, logps.new_zeros(()))
 
 
 METHOD = Method(

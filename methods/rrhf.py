@@ -105,19 +105,15 @@ def _loss(
     """
     logps = common.token_logps(policy, batch.samples)  # [N, T]
     mask = batch.samples.response_mask  # [N, T]
-    B = len(batch.groups)
-    total = logps.new_zeros(())
-    stats: dict[str, float] = {}
-    for index in batch.by_count():  # [B_c, c]
+
+    def group_loss(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:  # [B_c, c]
         scores = rrhf_scores(logps[index], mask[index], params.length_norm, params.length_penalty)
         rewards = batch.rewards[index]  # [B_c, c]
         best = index.gather(1, rewards.argmax(dim=1, keepdim=True))  # [B_c, 1]
         best_nll = -rrhf_scores(logps[best], mask[best], params.length_norm, 1.0)[:, 0]  # [B_c]
-        loss, parts = rrhf_loss(scores, rewards, best_nll, params.rank_weight)
-        total = total + loss * len(index) / B
-        for key, value in parts.items():  # weighted like the loss: the mean over prompts
-            stats[key] = stats.get(key, 0.0) + value * len(index) / B
-    return total, stats
+        return rrhf_loss(scores, rewards, best_nll, params.rank_weight)
+
+    return batch.mean_over_prompts(group_loss, logps.new_zeros(()))
 
 
 METHOD = Method(
