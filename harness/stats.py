@@ -1,7 +1,10 @@
-"""Statistics of the evaluation: pure functions over numbers (numpy / torch in, numbers out).
+"""Statistics of the evaluation: pure functions over numbers (numpy / torch / pandas in, numbers
+out).
 
 Win-rates with paired outcomes, means with seeded bootstrap intervals, Monte-Carlo KL, distinct-n,
-and the capability rows of a run against the base model.
+the capability rows of a run against the base model; the per-prompt table that the hierarchical,
+paired statistics of ``harness.paired`` work on, and the power of a design from its variance
+components.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy import stats as sps
 
 from harness.capability import TaskScore
 from harness.rules import is_regression
@@ -135,3 +140,204 @@ def capability_rows(
             ),
         ]
     return rows
+
+
+# --------------------------------------------------------------------------- per-prompt table
+
+PROMPT_KEYS = ["variant", "seed", "cluster", "prompt_id"]
+
+
+def prompt_table(
+    samples: pd.DataFrame, reference: pd.DataFrame, judge: str, tie_eps: float = 1e-6
+) -> pd.DataFrame:
+    """One row per (variant, seed, prompt) of ``judge``'s scores: ``variant, seed, cluster,
+    prompt_id, win, reward``.
+
+    ``win`` is the prompt's win probability over all k x k' (policy sample, reference sample)
+    pairs, ``(wins + ties / 2) / (k k')``, a tie being ``|diff| <= tie_eps`` (as ``outcomes``);
+    ``reward`` is the mean policy score over the prompt's samples. ``samples`` has columns
+    ``variant, seed, prompt_id, cluster, sample, judge, score``; ``reference`` has ``prompt_id,
+    cluster, sample, judge, score`` (the base policy's samples, the same for every run).
+    """
+    policy = samples.loc[samples["judge"] == judge, [*PROMPT_KEYS, "score"]]
+    ref = reference.loc[reference["judge"] == judge, ["prompt_id", "score"]]
+    if policy.empty or ref.empty:
+        side = "samples" if policy.empty else "reference"
+        judges = sorted(set((samples if policy.empty else reference)["judge"]))
+        raise ValueError(f"no {side} scored by judge '{judge}' (judges there: {judges})")
+    unmatched = set(policy["prompt_id"]) - set(ref["prompt_id"])
+    if unmatched:
+        raise ValueError(
+            f"{len(unmatched)} prompts have no reference samples: {sorted(unmatched)[:5]}"
+        )
+    # one row per (policy sample, reference sample) of a prompt
+    pairs = policy.merge(ref, on="prompt_id", suffixes=("", "_ref"))
+    diff = (pairs["score"] - pairs["score_ref"]).to_numpy()
+    pairs["outcome"] = np.where(diff > tie_eps, 1.0, np.where(diff < -tie_eps, 0.0, 0.5))
+    win = pairs.groupby(PROMPT_KEYS)["outcome"].mean().rename("win")
+    reward = policy.groupby(PROMPT_KEYS)["score"].mean().rename("reward")
+    out = pd.concat([win, reward], axis=1).reset_index()
+    return out.sort_values(["variant", "seed", "prompt_id"], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- seed x prompt tables
+
+
+@dataclass(frozen=True)
+class SeedPromptGrid:
+    """Each variant's seed x prompt values on the prompts that every (variant, seed) has, with
+    the prompt columns grouped by cluster (``sizes [C]`` prompts per cluster, in column order)."""
+
+    sizes: np.ndarray  # [C]
+    seeds: dict[str, tuple[int, ...]]  # variant -> its seeds, ascending (the rows of its table)
+    values: dict[str, np.ndarray]  # variant -> [S, P]
+
+
+def seed_prompt_grid(tbl: pd.DataFrame, value: str) -> SeedPromptGrid:
+    """The table (columns ``variant, seed, cluster, prompt_id, <value>``) as a ``SeedPromptGrid``;
+    prompts that some (variant, seed) lacks are left out (the design must be crossed)."""
+    missing = {"variant", "seed", "cluster", "prompt_id", value} - set(tbl.columns)
+    if missing:
+        raise ValueError(f"the prompt table lacks columns {sorted(missing)}")
+    variant_idx, variants = pd.factorize(tbl["variant"])  # order of first appearance
+    prompt_idx, prompt_ids = pd.factorize(tbl["prompt_id"])
+    cluster_idx, cluster_names = pd.factorize(tbl["cluster"])
+    runs, run_idx = np.unique(
+        np.stack([variant_idx, tbl["seed"].to_numpy()]), axis=1, return_inverse=True
+    )  # [2, runs]: (variant, seed), sorted
+    cell = run_idx * prompt_ids.size + prompt_idx
+    if np.bincount(cell).max() > 1:
+        raise ValueError("the prompt table has more than one row for a (variant, seed, prompt)")
+    cluster_of = np.zeros(prompt_ids.size, dtype=np.int64)
+    cluster_of[prompt_idx] = cluster_idx
+    if (cluster_of[prompt_idx] != cluster_idx).any():
+        raise ValueError("a prompt is in two clusters")
+    values = np.full(runs.shape[1] * prompt_ids.size, np.nan)
+    values[cell] = tbl[value].to_numpy(dtype=np.float64)
+    values = values.reshape(runs.shape[1], prompt_ids.size)  # [runs, P]
+    columns = pd.DataFrame({"cluster": cluster_names[cluster_of], "prompt_id": prompt_ids})
+    columns = columns[~np.isnan(values).any(0)]  # a crossed design: the prompts every run has
+    if columns.empty:
+        raise ValueError("no prompt has a value in every (variant, seed)")
+    columns = columns.sort_values(["cluster", "prompt_id"])
+    values = values[:, columns.index.to_numpy()]
+    seeds = {str(v): tuple(int(s) for s in runs[1, runs[0] == i]) for i, v in enumerate(variants)}
+    return SeedPromptGrid(
+        sizes=columns.groupby("cluster", sort=True).size().to_numpy(),
+        seeds=seeds,
+        values={str(v): values[runs[0] == i] for i, v in enumerate(variants)},
+    )
+
+
+# --------------------------------------------------------------------------- power
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """Variance components of one value (win or reward) of a prompt table, pooled over variants,
+    in the model ``x[v, s, p] = mu_v + a_{v,s} + b_p + (vb)_{v,p} + e_{v,s,p}``: ``seed`` is
+    ``var(a)`` (between training runs), ``noise`` is ``var(e)`` (a prompt's value in one run
+    around its mean over runs: sampling and run-to-run noise), ``interaction`` is ``var(vb)``
+    (the part of a prompt's paired difference that every seed repeats; 0 with one variant).
+    Prompt effects ``b`` cancel in paired differences and are not needed."""
+
+    seed: float
+    noise: float
+    interaction: float
+    n_seeds: int  # the fewest seeds of a variant
+    n_prompts: int
+
+    def min_detectable(self, n_seeds: int, n_prompts: int, alpha: float, power: float) -> float:
+        """Smallest true difference of two variants that ``n_seeds`` x ``n_prompts`` detects with
+        ``power`` at two-sided level ``alpha`` (normal approximation)::
+
+            V_seed = 2 (seed + noise / P) / S      (what the seed level of the bootstrap sees)
+            V_prompt = 2 interaction / P           (what the cluster/prompt levels add)
+            SE(q) = sqrt((t_{S-1}(q) / z(q))^2 V_seed + V_prompt)
+            MDD = z(1 - alpha/2) SE(1 - alpha/2) + z(power) SE(power)
+
+        that is ``(z_{1-alpha/2} + z_{power}) SE_diff`` with the seed part's quantiles from t with
+        S - 1 degrees of freedom (as the bootstrap's seed level; with few seeds a z-only formula
+        promises power the test does not have). Assumes independent prompts (no cluster effect
+        on the difference), the same seeds on both sides, the variances as estimated; one
+        comparison, not the Holm-adjusted family.
+        """
+        if n_seeds < 2:
+            raise ValueError("a difference between seeds needs at least 2 seeds")
+        seed_var = 2 * (self.seed + self.noise / n_prompts) / n_seeds
+        prompt_var = 2 * self.interaction / n_prompts
+
+        def quantile_times_se(q: float) -> float:  # z(q) SE(q)
+            z, t = float(sps.norm.ppf(q)), float(sps.t.ppf(q, n_seeds - 1))
+            return math.sqrt(t**2 * seed_var + z**2 * prompt_var)
+
+        return quantile_times_se(1 - alpha / 2) + quantile_times_se(power)
+
+
+def variance_components(prompt_tbl: pd.DataFrame, value: str) -> VarianceComponents:
+    """``VarianceComponents`` estimated from the table by two-way ANOVA moments: ``noise`` from
+    the seed x prompt residuals of each variant, ``seed`` from the variance of its per-seed means
+    less ``noise / P``, ``interaction`` from the variant x prompt residuals of the seed-averaged
+    values less ``noise / S``; negative estimates become 0. Needs a variant with 2 seeds."""
+    grid = seed_prompt_grid(prompt_tbl, value)
+    seed_ss = seed_df = noise_ss = noise_df = 0.0
+    for x in grid.values.values():  # [S, P]
+        n_seeds, n_prompts = x.shape
+        if n_seeds < 2:
+            continue
+        rows, cols, mean = x.mean(1), x.mean(0), x.mean()
+        seed_ss, seed_df = seed_ss + rows.var(ddof=1) * (n_seeds - 1), seed_df + n_seeds - 1
+        resid = x - rows[:, None] - cols[None, :] + mean
+        noise_ss, noise_df = noise_ss + (resid**2).sum(), noise_df + (n_seeds - 1) * (n_prompts - 1)
+    if seed_df == 0:
+        raise ValueError("the variance between seeds needs a variant with at least 2 seeds")
+    n_prompts = int(grid.sizes.sum())
+    n_seeds = min(len(s) for s in grid.seeds.values())
+    noise = noise_ss / noise_df if noise_df else 0.0
+    cols = np.stack([x.mean(0) for x in grid.values.values()])  # [V, P]
+    interaction = 0.0
+    if cols.shape[0] > 1 and n_prompts > 1:
+        resid = cols - cols.mean(1, keepdims=True) - cols.mean(0, keepdims=True) + cols.mean()
+        spread = (resid**2).sum() / ((cols.shape[0] - 1) * (n_prompts - 1))
+        interaction = max(spread - noise / n_seeds, 0.0)
+    seed = max(seed_ss / seed_df - noise / n_prompts, 0.0)
+    return VarianceComponents(float(seed), float(noise), float(interaction), n_seeds, n_prompts)
+
+
+def min_detectable_difference(
+    prompt_tbl: pd.DataFrame, value: str, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest paired difference between two variants that this design (its seeds and
+    prompts) detects with ``power`` at level ``alpha``: ``VarianceComponents.min_detectable``
+    on the components estimated from the table itself."""
+    vc = variance_components(prompt_tbl, value)
+    return vc.min_detectable(vc.n_seeds, vc.n_prompts, alpha, power)
+
+
+def needed_for(
+    prompt_tbl: pd.DataFrame,
+    value: str,
+    delta: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_seeds: int = 100,
+    max_prompts: int = 10**6,
+) -> dict[str, int | None]:
+    """How many seeds (at the table's prompts) and how many prompts (at its seeds) detect a
+    difference ``delta`` with ``power`` (``VarianceComponents.min_detectable``): ``{"seeds": S,
+    "prompts": P}``, None where no number up to ``max_seeds`` / ``max_prompts`` does (e.g. more
+    prompts cannot remove the variance between seeds)."""
+    vc = variance_components(prompt_tbl, value)
+
+    def detects(n_seeds: int, n_prompts: int) -> bool:
+        return vc.min_detectable(n_seeds, n_prompts, alpha, power) <= delta
+
+    seeds = next((s for s in range(2, max_seeds + 1) if detects(s, vc.n_prompts)), None)
+    prompts: int | None = None
+    if vc.n_seeds >= 2 and detects(vc.n_seeds, max_prompts):
+        low, high = 1, max_prompts  # detects(high); the MDD falls with P
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (low, mid) if detects(vc.n_seeds, mid) else (mid + 1, high)
+        prompts = high
+    return {"seeds": seeds, "prompts": prompts}
