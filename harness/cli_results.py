@@ -1,8 +1,11 @@
 """The ``harness leaderboard`` and ``harness check`` commands (``register(app)`` adds them).
 
-Exit codes: ``leaderboard``: 0 written, 2 bad input, 1 an internal error. ``check``: 0 no
-regression, 1 a regression (or a metric missing from the candidate), 2 bad input or no verdict.
-Results go to stdout, errors to stderr as one line; tracebacks only with ``--debug``.
+Exit codes: ``leaderboard``: 0 written, 2 bad input, 1 an internal error. ``check``: 0 pass,
+1 a regression (or a metric missing from the candidate), 3 inconclusive (an interval too wide to
+decide at the tolerance), 2 bad input or no verdict (``harness.gate`` has the rule).
+Results go to stdout (the gate's provenance warning too, under its verdict table), errors to
+stderr as one line; tracebacks only with ``--debug``. Tables are rich tables on a terminal and
+plain aligned lines elsewhere, so that no number is ever wrapped or cut.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -30,7 +34,14 @@ from harness.rules import DEFAULT_TOLERANCE
 if TYPE_CHECKING:
     from harness.gate import Verdict
 
-STATUS_STYLE = {"ok": "green", "regression": "bold red", "missing": "bold yellow"}
+STATUS_STYLE = {
+    "pass": "bold green",
+    "regression": "bold red",
+    "missing": "bold red",
+    "inconclusive": "bold yellow",
+}
+INCONCLUSIVE = 3
+CHECK_EXIT = {"pass": 0, "regression": REGRESSION, "inconclusive": INCONCLUSIVE}
 
 
 # --- leaderboard ------------------------------------------------------------------------------
@@ -62,7 +73,8 @@ def leaderboard(
 
 def _leaderboard(results_dir: Path) -> None:
     # deferred: pandas and matplotlib (~1.5 s), which no other command needs
-    from harness.leaderboard import summarise, table_cells, write_leaderboard
+    from harness.compare import write_comparisons
+    from harness.leaderboard import summarise_dir, table_cells, write_leaderboard
     from harness.results import (
         ResultsError,
         load_results,
@@ -80,17 +92,14 @@ def _leaderboard(results_dir: Path) -> None:
         if not results:
             raise ResultsError(f"{results_dir / 'runs'}: no readable run files")
         written += write_tables(results_dir, results, info).values()
+    else:  # tables only: the comparisons from the samples on disk
+        written += write_comparisons(results_dir).values()
     long_df, runs_df = read_table(results_dir)
-    written += write_leaderboard(results_dir, long_df, runs_df, info)
-    summary = summarise(long_df, runs_df, info)
-    headers, rows = table_cells(summary)
-    table = Table(title=f"Leaderboard (ranked by {summary.attrs['primary_judge']} win-rate)")
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i in (1, 2) else "right")
-    for row in rows:
-        table.add_row(*map(escape, row))
+    summary = summarise_dir(results_dir, long_df, runs_df, info)
+    written += write_leaderboard(results_dir, long_df, runs_df, info, summary)
+    title = f"Leaderboard (ranked by {summary.attrs['primary_judge']} win-rate)"
     out = stdout()
-    out.print(table)
+    print_table(out, title, *table_cells(summary), left={1, 2})
     failed = int(summary["failed"].sum())
     if failed:
         out.print(f"[bold yellow]{failed} failed run(s)[/]: listed in leaderboard.md")
@@ -103,7 +112,8 @@ def _leaderboard(results_dir: Path) -> None:
 
 def check(
     baseline: Annotated[
-        Path, typer.Option(help="Baseline: a results dir or a table (.parquet/.csv).")
+        Path,
+        typer.Option(help="Baseline: a results dir (its samples when it has them) or a table."),
     ],
     candidate: Annotated[
         Path | None,
@@ -121,12 +131,14 @@ def check(
     tolerance: Annotated[
         float | None,
         typer.Option(
-            help=f"Largest accepted drop (default: the suite's, else {DEFAULT_TOLERANCE})."
+            help="Largest accepted drop (default: the baseline suite's, else"
+            f" {DEFAULT_TOLERANCE}; never the candidate's)."
         ),
     ] = None,
     debug: Debug = False,
 ) -> None:
-    """Compare a candidate with a baseline: exit 1 on a regression, 0 if none, 2 on bad input."""
+    """Decide candidate - baseline per metric: exit 0 pass, 1 regression (or a metric missing),
+    3 inconclusive (the interval is too wide to decide at the tolerance), 2 bad input."""
     from harness.gate import GateInputError  # deferred: pandas, only for this command
     from harness.gate import check as run_check
 
@@ -141,32 +153,72 @@ def check(
             raise
         fail(f"no verdict: {type(exc).__name__}: {exc} (--debug shows the traceback)", BAD_INPUT)
     _print_verdict(verdict)
-    if not verdict.passed:
-        raise typer.Exit(REGRESSION)
+    raise typer.Exit(CHECK_EXIT[verdict.overall])
+
+
+def print_table(
+    out: Console, title: str, headers: list[str], rows: list[list[str]], left: set[int]
+) -> None:
+    """A rich table on a terminal; elsewhere (a pipe, a file, CI logs) plain aligned lines that
+    never wrap or cut a cell. ``rows`` are plain text; ``left``: left-aligned columns."""
+    if out.is_terminal:
+        table = Table(title=title)
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="left" if i in left else "right")
+        for row in rows:
+            table.add_row(*map(escape, row))
+        out.print(table)
+        return
+    widths = [max(len(c) for c in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    out.print(title, markup=False)
+    for cells in (headers, *rows):
+        out.print(line(cells), markup=False)
 
 
 def _print_verdict(verdict: Verdict) -> None:
     title = f"Regression check (tolerance {verdict.tolerance:.3f} from {verdict.tolerance_source})"
-    table = Table(title=title)
-    for header in ("variant", "metric", "baseline", "candidate", "cand. 95% hi", "drop", "status"):
-        right = header not in ("variant", "metric")
-        table.add_column(header, no_wrap=True, justify="right" if right else "left")
+    headers = ["variant", "metric", "baseline", "candidate", "diff", "95% interval", "basis"]
+    rows = []
     for row in verdict.rows:
-        pair = row.variant if row.variant == row.against else f"{row.variant} vs {row.against}"
-        values = (row.baseline, row.candidate, row.candidate_high, row.drop)
-        numbers = ["-" if math.isnan(x) else f"{x:.3f}" for x in values]
-        status = f"[{STATUS_STYLE[row.status]}]{row.status}[/]"
-        table.add_row(escape(pair), escape(row.metric), *numbers, status)
+        numbers = [_fmt(row.baseline), _fmt(row.candidate), _fmt(row.diff, sign=True)]
+        interval = "-" if math.isnan(row.ci_low) else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+        rows.append([row.pair, row.metric, *numbers, interval, row.basis, row.status])
     out = stdout()
-    out.print(table)
-    for row in verdict.regressions:
-        out.print(f"[bold red]REGRESSION[/] {escape(row.reason())}")
-    for row in verdict.missing:
-        out.print(f"[bold yellow]MISSING[/] {escape(row.reason())}")
-    if verdict.passed:
-        variants = len({(r.variant, r.against) for r in verdict.rows})
-        counts = f"{len(verdict.rows)} comparisons over {variants} variant(s)"
-        out.print(f"[bold green]ok:[/] no regression beyond {verdict.tolerance:.3f} in {counts}")
+    print_table(out, title, [*headers, "verdict"], rows, {0, 1, 6, 7})
+    if verdict.differences:
+        out.print(
+            f"[bold yellow]warning:[/] the two sides were made differently"
+            f" ({escape('; '.join(verdict.differences))}): part of any difference may come from"
+            " that, not the method; gate within one suite run instead (harness check --baseline"
+            " RESULTS_DIR --variant NEW --against OLD)"
+        )
+    for status, label in (("regression", "REGRESSION"), ("missing", "MISSING")):
+        for row in verdict.with_status(status):
+            out.print(f"[{STATUS_STYLE[status]}]{label}[/] {escape(row.reason())}")
+    for row in verdict.inconclusive:
+        out.print(f"[{STATUS_STYLE['inconclusive']}]INCONCLUSIVE[/] {escape(row.reason())}")
+    pairs = len({(r.variant, r.against) for r in verdict.rows})
+    counts = f"{len(verdict.rows)} comparisons over {pairs} variant(s)"
+    style = STATUS_STYLE[verdict.overall]
+    summary = {
+        "pass": f"no drop beyond {verdict.tolerance:.3f}",
+        "regression": "a drop beyond the tolerance (or a missing metric)",
+        "inconclusive": "no regression shown, but not every drop beyond"
+        f" {verdict.tolerance:.3f} is ruled out",
+    }[verdict.overall]
+    out.print(f"[{style}]{verdict.overall}:[/] {summary} in {counts}")
+
+
+def _fmt(x: float, sign: bool = False) -> str:
+    return "-" if math.isnan(x) else (f"{x:+.3f}" if sign else f"{x:.3f}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare import SampleSummary, load_samples, read_comparisons, sample_summary
 from harness.files import write_atomic
 from harness.plots import plots
 from harness.results import SuiteInfo, aggregate, suite_hash
@@ -77,7 +78,10 @@ def _variant_methods(
 
 
 def summarise(
-    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, suite_info: SuiteLike
+    long_df: pd.DataFrame,
+    runs_df: pd.DataFrame | None,
+    suite_info: SuiteLike,
+    samples: SampleSummary | None = None,
 ) -> pd.DataFrame:
     """One row per variant, ranked (``rank`` 1 = best) by the primary judge's win-rate.
 
@@ -86,8 +90,14 @@ def summarise(
     kl, length, distinct_1, distinct_2, ``regression.<task>`` (bool) per task, then the median
     costs. ``regression.<task>`` is the gate's rule (``harness.rules.is_regression``) on the mean
     delta over seeds and the upper end of its interval, against the base model's delta of 0.
-    ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds. ``suite_info`` is a
-    ``SuiteInfo``, the ``suite.json`` mapping, or None.
+    ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds, samples (the
+    ``SampleSummary`` or None). ``suite_info`` is a ``SuiteInfo``, the ``suite.json`` mapping, or
+    None.
+
+    With ``samples`` (``harness.compare.sample_summary`` of the judged samples), every
+    ``winrate.<judge>`` and its interval is the hierarchical bootstrap's over seeds, clusters and
+    prompts, ``reward.<judge>`` is added beside it, and ``group`` (letters: variants sharing one
+    are tied at 95%) and ``rank_best``/``rank_worst`` (the 95% rank interval) are filled.
     """
     suite_info = SuiteInfo.of(suite_info)
     judges, tasks = judges_of(long_df, suite_info), _suffixes(long_df, "capability_delta.")
@@ -99,6 +109,8 @@ def summarise(
     ]
     df = pd.DataFrame(rows)
     primary = primary_judge(judges, suite_info)
+    if samples is not None and len(df):
+        df = df.assign(**samples.columns(list(df["variant"]), judges))
     if primary is not None and len(df):
         df = df.sort_values(
             f"winrate.{primary}", ascending=False, kind="stable", na_position="last"
@@ -110,6 +122,7 @@ def summarise(
     df.attrs["tolerance"] = tolerance
     df.attrs["suites"] = sorted({str(s) for f in frames for s in f["suite"]})
     df.attrs["seeds"] = sorted({int(s) for f in frames for s in f["seed"]})
+    df.attrs["samples"] = samples
     return df
 
 
@@ -168,19 +181,30 @@ def _interval(row: pd.Series, key: str) -> str:
     return text
 
 
+def _ranks(row: pd.Series) -> str:
+    best, worst = int(row["rank_best"]), int(row["rank_worst"])
+    return "-" if best == 0 else (str(best) if best == worst else f"{best}-{worst}")
+
+
 def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of the ranked table (shared by the markdown and the HTML)."""
     judges, primary = summary.attrs["judges"], summary.attrs["primary_judge"]
     judges = [primary, *[j for j in judges if j != primary]] if primary else judges
-    tasks = summary.attrs["tasks"]
+    tasks, sampled = summary.attrs["tasks"], summary.attrs.get("samples") is not None
     headers = ["rank", "variant", "method", "seeds"]
-    headers += [f"win-rate {j}" + (" (primary)" if j == primary else "") for j in judges]
+    headers += ["rank interval", "group"] if sampled else []
+    for j in judges:
+        headers.append(f"win-rate {j}" + (" (primary)" if j == primary else ""))
+        headers += [f"reward {j}"] if sampled else []
     headers += [*QUALITY.values(), *[f"Δ {t}" for t in tasks], *COSTS.values()]
     rows = []
     for _, row in summary.iterrows():
         seeds = str(row["seeds"]) + (f" (+{row['failed']} failed)" if row["failed"] else "")
         cells = [str(row["rank"]), row["variant"], row["method"], seeds]
-        cells += [_interval(row, f"winrate.{j}") for j in judges]
+        cells += [_ranks(row), row["group"]] if sampled else []
+        for j in judges:
+            cells.append(_interval(row, f"winrate.{j}"))
+            cells += [_num(row[f"reward.{j}"])] if sampled else []
         cells += [_num(row["kl"]), _num(row["length"], 1)]
         cells += [_num(row["distinct_1"]), _num(row["distinct_2"])]
         for task in tasks:
@@ -211,12 +235,11 @@ def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo |
     described = [f"{j} (primary: ranks the table)" if j == primary else j for j in judges]
     if PROXY in judges:
         described = [d + (" (the training reward model)" if d == PROXY else "") for d in described]
-    seeds = summary.attrs["seeds"]
+    seeds, samples = summary.attrs["seeds"], summary.attrs.get("samples")
     out = [
         f"Judges: {', '.join(described) or 'none'}",
         f"Seeds: {', '.join(map(str, seeds)) or 'unknown'}",
-        "Win-rate: (wins + ties/2) / n against the reference policy on held-out prompts; mean over"
-        " seeds with a 95% t-interval over seeds (one seed: its bootstrap interval)",
+        *(samples.notes() if samples is not None else _seed_notes()),
         "KL: Monte-Carlo KL(policy ‖ reference) per response; length: mean response tokens;"
         " distinct-n: distinct n-grams / all n-grams",
         f"Capability: Δ = lm-eval accuracy minus the base model's, mean over seeds; tolerance"
@@ -230,6 +253,16 @@ def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo |
         devices = sorted(set(runs_df["device_name"].dropna())) or ["unknown"]
         out.append(f"Provenance: git commit `{'`, `'.join(commits)}`; device {', '.join(devices)}")
     return out
+
+
+def _seed_notes() -> list[str]:
+    return [
+        "Win-rate: (wins + ties/2) / n against the reference policy on held-out prompts; mean over"
+        " seeds with a 95% t-interval over seeds (one seed: its bootstrap interval)",
+        "No judged samples (`samples.parquet`, `reference_samples.parquet`) with this table:"
+        " intervals are over seeds only; groups, rank intervals, pairwise comparisons and the"
+        " power line need the samples",
+    ]
 
 
 def title(summary: pd.DataFrame, info: SuiteInfo | None) -> str:
@@ -306,6 +339,11 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def _matrix(summary: pd.DataFrame) -> pd.DataFrame | None:
+    samples: SampleSummary | None = summary.attrs.get("samples")
+    return None if samples is None else samples.pairs(samples.judge, "win")
+
+
 def html_page(
     summary: pd.DataFrame,
     long_df: pd.DataFrame,
@@ -323,7 +361,7 @@ def html_page(
     headers = ["variant", "seed", "run_id", "attempts", "error"]
     parts.append(_html_table(headers, failed, {0, 2, 4}) if failed else "<p>None.</p>")
     parts.append("<h2>Plots</h2>")
-    for caption, png in plots(summary, long_df):
+    for caption, png in plots(summary, long_df, _matrix(summary)):
         parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -340,10 +378,13 @@ def write_leaderboard(
     long_df: pd.DataFrame,
     runs_df: pd.DataFrame | None,
     suite_info: SuiteLike,
+    summary: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically)."""
+    """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically), from
+    ``summary`` when given, else from ``summarise_dir``'s."""
     suite_info = SuiteInfo.of(suite_info)
-    summary = summarise(long_df, runs_df, suite_info)
+    if summary is None:
+        summary = summarise_dir(results_dir, long_df, runs_df, suite_info)
     md_path, html_path = (
         Path(results_dir) / "leaderboard.md",
         Path(results_dir) / "leaderboard.html",
@@ -351,3 +392,18 @@ def write_leaderboard(
     write_atomic(md_path, markdown(summary, runs_df, suite_info))
     write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info))
     return md_path, html_path
+
+
+def summarise_dir(
+    results_dir: Path, long_df: pd.DataFrame, runs_df: pd.DataFrame | None, suite_info: SuiteLike
+) -> pd.DataFrame:
+    """``summarise`` with the judged samples of ``results_dir`` when it has them (and its
+    ``comparisons.parquet`` when that is up to date, else computed afresh)."""
+    suite_info = SuiteInfo.of(suite_info)
+    samples = load_samples(Path(results_dir))
+    if samples is None:
+        return summarise(long_df, runs_df, suite_info)
+    judges = judges_of(long_df, suite_info)
+    primary = primary_judge(judges, suite_info)
+    stats = sample_summary(samples, primary, read_comparisons(Path(results_dir)))
+    return summarise(long_df, runs_df, suite_info, stats)

@@ -1,6 +1,7 @@
-"""The leaderboard's three plots, drawn from its summary frame (``harness.leaderboard.summarise``):
-win-rate per variant and judge, win-rate against KL per seed, capability delta per task. Each is
-a PNG as base64 text, for an ``<img>`` of the self-contained HTML page.
+"""The leaderboard's plots, drawn from its summary frame (``harness.leaderboard.summarise``):
+win-rate per variant and judge, win-rate against KL per seed, capability delta per task, and
+(when the judged samples are there) the pairwise matrix of win-rate differences. Each is a PNG as
+base64 text, for an ``<img>`` of the self-contained HTML page.
 
 Drawn on matplotlib's Agg canvas through ``Figure``: no pyplot state, no display.
 """
@@ -91,9 +92,54 @@ def _capability_plot(summary: pd.DataFrame) -> Figure:
     return fig
 
 
-def plots(summary: pd.DataFrame, long_df: pd.DataFrame) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) of the three leaderboard plots."""
+def difference_matrix(comparisons: pd.DataFrame, order: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """([V, V] differences row minus column, [V, V] separated) of one metric's comparisons
+    (rows ``a, b, diff, separated``: ``diff`` is a minus b), variants in ``order``; NaN and
+    False where a pair was not compared."""
+    at = {v: i for i, v in enumerate(order)}
+    diff = np.full((len(order), len(order)), np.nan)
+    separated = np.zeros((len(order), len(order)), dtype=bool)
+    for a, b, d, s in comparisons[["a", "b", "diff", "separated"]].itertuples(index=False):
+        if a in at and b in at:
+            i, j = at[a], at[b]
+            diff[i, j], diff[j, i] = d, -d
+            separated[i, j] = separated[j, i] = bool(s)
+    return diff, separated
+
+
+def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
+    order = list(summary["variant"])
+    diff, separated = difference_matrix(comparisons, order)
+    size = max(4.5, 0.6 * len(order) + 2.5)
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
+    reach = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+    image = ax.imshow(diff, cmap="RdBu", vmin=-reach, vmax=reach)
+    for i, j in np.ndindex(diff.shape):
+        if np.isfinite(diff[i, j]):
+            mark = "*" if separated[i, j] else ""
+            ax.text(j, i, f"{diff[i, j]:+.2f}{mark}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+    ax.set_yticks(range(len(order)), order)
+    fig.colorbar(image, ax=ax, label="win-rate difference, row minus column")
+    return fig
+
+
+def plots(
+    summary: pd.DataFrame, long_df: pd.DataFrame, comparisons: pd.DataFrame | None = None
+) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) of the leaderboard plots: three, and the pairwise matrix of one
+    judge's win-rate when ``comparisons`` (that judge's win-rate rows of ``comparisons.parquet``)
+    are given."""
     primary, tolerance = summary.attrs["primary_judge"], summary.attrs["tolerance"]
+    matrix = []
+    if comparisons is not None and len(comparisons):
+        judge = comparisons["judge"].iloc[0]
+        caption = (
+            f"Pairwise differences of the {judge} win-rate, row minus column, paired on the"
+            " same seeds and prompts; * = separated (Holm-adjusted p < 0.05 over every pair)."
+        )
+        matrix = [(caption, _png(_matrix_plot(summary, comparisons)))]
     return [
         (
             "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
@@ -106,4 +152,5 @@ def plots(summary: pd.DataFrame, long_df: pd.DataFrame) -> list[tuple[str, str]]
             f" tolerance, {tolerance:.3f}).",
             _png(_capability_plot(summary)),
         ),
+        *matrix,
     ]

@@ -2,7 +2,8 @@
 
 A results directory (written by ``harness run``) holds ``runs/<run_id>.json`` (one ``RunResult``
 each) and ``suite.json`` (the resolved suite); ``harness leaderboard`` adds the long table and the
-run table (``table.*``, ``runs.*``; their columns and files are ``harness.tables``'). This module
+run table (``table.*``, ``runs.*``; their columns and files are ``harness.tables``'), the judged
+samples (``harness.samples``) and the comparisons of variants (``harness.compare``). This module
 loads the run files (skipping unreadable and stale ones), writes the two tables from them, reads
 the tables back from a directory or a table file, and ``aggregate`` turns the long table into one
 mean per (variant, metric) with an interval over seeds, used by the leaderboard and the gate.
@@ -20,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare import write_comparisons
 from harness.runs import RunResult
 from harness.samples import load_reference, write_samples
 from harness.tables import (
@@ -164,9 +166,10 @@ def _current(
 def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
-    """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically, and every judged sample
-    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``); return their
-    paths."""
+    """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically, every judged sample
+    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``) and, when both of
+    those are there, every pair of variants compared (``comparisons.parquet``:
+    ``harness.compare``); return their paths."""
     results_dir = Path(results_dir)
     info = info or load_suite_info(results_dir)
     order = info.variant_order if info else None
@@ -177,7 +180,8 @@ def write_tables(
             path = results_dir / f"{name}.{ext}"
             write_frame(df, path)
             paths[f"{name}.{ext}"] = path
-    return {**paths, **write_samples(results_dir, results, load_reference(results_dir))}
+    paths.update(write_samples(results_dir, results, load_reference(results_dir)))
+    return {**paths, **write_comparisons(results_dir)}
 
 
 def read_table(path_or_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:

@@ -1,4 +1,6 @@
-"""The regression gate: the rule by hand, `harness check` exit codes and messages."""
+"""The regression gate: the rule by hand on seed means, the paired rule on samples, `harness
+check` exit codes (0 pass, 1 regression, 3 inconclusive, 2 bad input), its messages and its
+provenance warning."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from harness.cli_results import register
 from harness.gate import GateInputError, check
 from harness.results import write_tables
 from harness.tables import long_table
+from tests.sampled import PROVENANCE, write_sampled_dir
 from tests.test_results import SUITE_JSON, load_results, make_results, write_results_dir
 
 
@@ -42,7 +45,7 @@ def _worse(baseline: Path, tmp_path: Path, variant: str, metric: str, by: float)
     return path
 
 
-# --- the rule ---------------------------------------------------------------------------------
+# --- the rule (seed means: each side's mean over seeds and its interval) -----------------------
 
 
 def _table(rows: list[tuple[str, int, str, float, float, float]], suite: str = "s") -> pd.DataFrame:
@@ -51,54 +54,94 @@ def _table(rows: list[tuple[str, int, str, float, float, float]], suite: str = "
     return df.assign(suite=suite, run_id=df["variant"] + df["seed"].astype(str), method="m", n=100)
 
 
-def test_drop_beyond_tolerance_that_the_interval_supports_is_a_regression() -> None:
-    base = _table([("a", 0, "winrate.gold", 0.70, 0.62, 0.78)])
-    # drop 0.10 > 0.05 and the candidate's upper bound 0.68 < 0.70
-    verdict = check(base, _table([("a", 0, "winrate.gold", 0.60, 0.52, 0.68)]))
-    assert [r.status for r in verdict.rows] == ["regression"]
-    assert verdict.rows[0].drop == pytest.approx(0.10) and not verdict.passed
-    # same drop, but the candidate's interval reaches the baseline mean: not supported
-    verdict = check(base, _table([("a", 0, "winrate.gold", 0.60, 0.45, 0.75)]))
-    assert [r.status for r in verdict.rows] == ["ok"] and verdict.passed
-    # a drop within the tolerance is fine however tight the interval
-    verdict = check(base, _table([("a", 0, "winrate.gold", 0.66, 0.655, 0.665)]))
-    assert verdict.passed and verdict.tolerance == 0.05 and verdict.tolerance_source == "default"
+def _one(base: tuple[float, float, float], cand: tuple[float, float, float], **kw: float):
+    """The one verdict row of winrate.gold, one seed a side."""
+    verdict = check(
+        _table([("a", 0, "winrate.gold", *base)]), _table([("a", 0, "winrate.gold", *cand)]), **kw
+    )
+    assert len(verdict.rows) == 1
+    return verdict, verdict.rows[0]
+
+
+def test_the_difference_carries_both_sides_uncertainty() -> None:
+    # d = 0.60 - 0.70; low = d - hypot(cand 0.08 down, base 0.08 up), high = d + hypot(0.08, 0.08)
+    verdict, row = _one((0.70, 0.62, 0.78), (0.60, 0.52, 0.68))
+    assert (row.diff, row.ci_low, row.ci_high) == pytest.approx(
+        (-0.10, -0.21314, 0.01314), abs=1e-5
+    )
+    assert row.basis == "seed means"
+    # a drop of 0.10 is beyond the tolerance, but the interval reaches above 0: undecided, and
+    # an interval of half-width below 0.10 would make it a regression
+    assert row.status == "inconclusive" and row.decides_at == pytest.approx(0.10)
+    assert verdict.overall == "inconclusive" and not verdict.passed
+    # asymmetric intervals: each end takes the candidate's own side and the baseline's other side
+    _, row = _one((0.70, 0.60, 0.72), (0.60, 0.59, 0.70))
+    assert row.ci_low == pytest.approx(-0.10 - math.hypot(0.01, 0.02))
+    assert row.ci_high == pytest.approx(-0.10 + math.hypot(0.10, 0.10))
+
+
+def test_pass_regression_and_inconclusive() -> None:
+    # regression: drop 0.10 > 0.05 and high = -0.10 + 0.0141 < 0
+    verdict, row = _one((0.70, 0.69, 0.71), (0.60, 0.59, 0.61))
+    assert row.status == "regression" and verdict.overall == "regression"
+    assert "dropped 0.100, beyond the tolerance 0.050" in row.reason()
+    # pass: d = -0.02, low = -0.0341 >= -0.05: a drop beyond the tolerance is ruled out
+    verdict, row = _one((0.70, 0.69, 0.71), (0.68, 0.67, 0.69))
+    assert row.status == "pass" and verdict.overall == "pass" and verdict.passed
+    # inconclusive: d = -0.02, low = -0.0766; a half-width of 0.03 (d + tolerance) would pass it
+    verdict, row = _one((0.70, 0.66, 0.74), (0.68, 0.64, 0.72))
+    assert row.status == "inconclusive" and row.decides_at == pytest.approx(0.03)
+    assert "a half-width of 0.030 would decide it" in row.reason()
+    # a gain passes when its interval rules out a drop beyond the tolerance, not otherwise
+    assert _one((0.70, 0.69, 0.71), (0.90, 0.85, 0.95))[1].status == "pass"
+    assert _one((0.70, 0.69, 0.71), (0.90, 0.50, 0.99))[1].status == "inconclusive"
 
 
 def test_a_drop_exactly_at_the_tolerance_passes_despite_float_error() -> None:
-    base = _table([("a", 0, "winrate.gold", 0.80, 0.72, 0.88)])
-    cand = _table([("a", 0, "winrate.gold", 0.70, 0.69, 0.71)])
+    base, cand = (0.80, 0.80, 0.80), (0.70, 0.70, 0.70)
     assert 0.80 - 0.70 > 0.1  # 0.10000000000000009 in floats
-    verdict = check(base, cand, tolerance_override=0.1)
-    assert verdict.passed and [r.status for r in verdict.rows] == ["ok"]
-    assert not check(base, cand, tolerance_override=0.0999).passed
+    assert _one(base, cand, tolerance_override=0.1)[1].status == "pass"
+    assert _one(base, cand, tolerance_override=0.0999)[1].status == "regression"
 
 
 def test_tolerance_override_and_missing_metrics() -> None:
-    base = _table([("a", 0, "winrate.gold", 0.70, 0.62, 0.78), ("a", 0, "kl", 3.0, 2.0, 4.0)])
+    base = _table([("a", 0, "winrate.gold", 0.70, 0.69, 0.71), ("a", 0, "kl", 3.0, 2.0, 4.0)])
     base = pd.concat([base, _table([("a", 0, "capability_delta.x", -0.01, -0.05, 0.03)])])
-    cand = _table([("a", 0, "winrate.gold", 0.60, 0.52, 0.68), ("a", 0, "kl", 9.0, 8.0, 10.0)])
+    cand = _table([("a", 0, "winrate.gold", 0.60, 0.59, 0.61), ("a", 0, "kl", 9.0, 8.0, 10.0)])
     verdict = check(base, cand, tolerance_override=0.2)
     statuses = {r.metric: r.status for r in verdict.rows}
-    assert statuses == {"winrate.gold": "ok", "capability_delta.x": "missing"}  # kl is not gated
+    assert statuses == {"winrate.gold": "pass", "capability_delta.x": "missing"}  # kl: not gated
     assert [r.metric for r in verdict.rows] == ["winrate.gold", "capability_delta.x"]
-    assert not verdict.passed and math.isnan(verdict.missing[0].candidate)
+    assert verdict.overall == "regression" and math.isnan(verdict.missing[0].candidate)
     assert verdict.tolerance_source == "--tolerance"
 
 
-def test_tolerance_comes_from_the_suite(baseline: Path, tmp_path: Path) -> None:
+def test_tolerance_comes_from_the_baseline_never_the_candidate(
+    baseline: Path, tmp_path: Path
+) -> None:
     suite = {**SUITE_JSON, "eval": {**SUITE_JSON["eval"], "lm_eval": {"tolerance": 0.3}}}
     (baseline.parent / "suite.json").write_text(json.dumps(suite))
     verdict = check(baseline, _worse(baseline, tmp_path, "dpo", "winrate.gold", 0.2))
-    assert verdict.passed and verdict.tolerance == 0.3
-    assert verdict.tolerance_source == "baseline suite.json"
+    assert verdict.tolerance == 0.3 and verdict.tolerance_source == "baseline suite.json"
+    assert "regression" not in {r.status for r in verdict.rows}
+    # the candidate's suite.json (beside its table) is not asked
+    cand = tmp_path / "cand" / "table.parquet"
+    cand.parent.mkdir()
+    cand.write_bytes(baseline.read_bytes())
+    (cand.parent / "suite.json").write_text(json.dumps(suite))
+    plain = tmp_path / "plain.parquet"
+    plain.write_bytes(baseline.read_bytes())
+    verdict = check(plain, cand)
+    assert (verdict.tolerance, verdict.tolerance_source) == (0.05, "default")
 
 
 def test_frame_of_the_verdict(baseline: Path) -> None:
     frame = check(baseline, baseline).to_frame()
     assert list(frame.columns)[:3] == ["variant", "against", "metric"]
-    assert set(frame["status"]) == {"ok"} and set(frame["variant"]) == {"sft", "dpo", "ppo"}
+    assert {"diff", "ci_low", "ci_high", "status", "basis"} <= set(frame.columns)
+    assert set(frame["variant"]) == {"sft", "dpo", "ppo"}
     assert len(frame) == 3 * (3 + 2)  # 3 variants x (3 judges + 2 tasks)
+    assert set(frame["basis"]) == {"seed means"} and (frame["diff"] == 0).all()
 
 
 def test_bad_arguments() -> None:
@@ -111,14 +154,19 @@ def test_bad_arguments() -> None:
         check(base, base, tolerance_override=-1)
 
 
-# --- harness check ----------------------------------------------------------------------------
+# --- harness check on tables (seed means) ---------------------------------------------------
 
 
-def test_check_baseline_against_itself_exits_0(baseline: Path) -> None:
+def test_check_baseline_against_itself_is_inconclusive_on_seed_means(baseline: Path) -> None:
+    # the same numbers on both sides, but two runs' seed means cannot rule out a drop of 0.05
+    # when each side's interval is +-0.13: the gate says it cannot tell (exit 3)
     result = invoke("check", "--baseline", str(baseline), "--candidate", str(baseline))
-    assert result.exit_code == 0, result.output
-    assert "ok: no regression beyond 0.050 in 15 comparisons over 3 variant(s)" in result.stdout
+    assert result.exit_code == 3, result.output
     assert "tolerance 0.050 from baseline suite.json" in result.stdout
+    assert "inconclusive: no regression shown" in result.stdout
+    assert "INCONCLUSIVE dpo: winrate.gold +0.000 (0.650 -> 0.650)" in result.stdout
+    assert "a half-width of 0.050 would decide it" in result.stdout
+    assert "warning" not in result.stdout  # same provenance
 
 
 def test_check_worse_candidate_exits_1_naming_the_metric(baseline: Path, tmp_path: Path) -> None:
@@ -127,8 +175,10 @@ def test_check_worse_candidate_exits_1_naming_the_metric(baseline: Path, tmp_pat
     assert result.exit_code == 1, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("REGRESSION")]
     assert len(lines) == 1
-    assert "dpo: winrate.gold dropped 0.200 (0.650 -> 0.450)" in lines[0]
-    assert "beyond the tolerance 0.050" in lines[0]
+    # d = -0.2; high = -0.2 + hypot(0.127, 0.127) = -0.020
+    assert "dpo: winrate.gold -0.200 (0.650 -> 0.450), 95% interval [-0.380, -0.020]" in lines[0]
+    assert "dropped 0.200, beyond the tolerance 0.050" in lines[0]
+    assert result.stdout.splitlines()[-1].startswith("regression:")
 
 
 def test_check_results_dir_and_csv_inputs(baseline: Path, tmp_path: Path) -> None:
@@ -138,19 +188,21 @@ def test_check_results_dir_and_csv_inputs(baseline: Path, tmp_path: Path) -> Non
         "check", "--baseline", str(baseline.parent), "--candidate", str(tmp_path / "candidate.csv")
     )
     assert result.exit_code == 1, result.output
-    assert "ppo: capability_delta.tiny_facts dropped 0.100" in result.stdout
+    assert "REGRESSION ppo: capability_delta.tiny_facts -0.100" in result.stdout
 
 
 def test_check_variant_against_another_within_one_table(baseline: Path) -> None:
     args = ["check", "--baseline", str(baseline)]
     result = invoke(*args, "--variant", "sft", "--against", "dpo")
     assert result.exit_code == 1, result.output
-    # proxy: 0.720 -> 0.510, sft's interval [0.383, 0.637] lies below 0.720: a regression
-    assert "REGRESSION sft vs dpo: winrate.proxy dropped 0.210" in result.stdout
-    # gold: 0.650 -> 0.495 is beyond the tolerance, but sft's interval reaches 0.686: not shown
-    assert "winrate.gold dropped" not in result.stdout
+    # heldout: 0.650 -> 0.495, d = -0.155, high = -0.155 + hypot(0.064, 0.127) = -0.013 < 0
+    assert "REGRESSION sft vs dpo: winrate.heldout -0.155 (0.650 -> 0.495)" in result.stdout
+    # proxy: 0.720 -> 0.510, d = -0.210, high = -0.21 + hypot(0.127, 0.254) = 0.074: both
+    # sides' intervals together reach above 0, so the drop is not shown, nor ruled out
+    assert "INCONCLUSIVE sft vs dpo: winrate.proxy -0.210 (0.720 -> 0.510)" in result.stdout
+    assert "a half-width of 0.210 would decide it" in result.stdout
     result = invoke(*args, "--variant", "dpo", "--against", "sft")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # gains, but intervals too wide to rule out drops
 
 
 def test_check_fails_when_the_candidate_variant_failed(baseline: Path, tmp_path: Path) -> None:
@@ -161,6 +213,22 @@ def test_check_fails_when_the_candidate_variant_failed(baseline: Path, tmp_path:
     assert "MISSING ppo: winrate.gold is in the baseline but missing from the candidate" in (
         result.stdout
     )
+
+
+def test_output_to_a_pipe_is_plain_lines_that_never_cut_a_number(baseline: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    args = ["check", "--baseline", str(baseline), "--variant", "sft", "--against", "dpo"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "40"})  # a narrow "terminal"
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("variant"))
+    assert header.split() == [
+        "variant", "metric", "baseline", "candidate", "diff", "95%", "interval", "basis", "verdict"
+    ]  # fmt: skip
+    assert "sft vs dpo  winrate.proxy" in result.stdout
+    assert "[-0.494, +0.074]" in result.stdout  # whole, on one line
+    assert "…" not in result.stdout and "─" not in result.stdout
 
 
 def _bad_inputs(baseline: Path, tmp_path: Path) -> dict[str, tuple[list[str], str]]:
@@ -214,5 +282,94 @@ def test_check_across_suites_with_variant_and_against(baseline: Path, tmp_path: 
     renamed = pd.read_parquet(baseline).assign(suite="hh")
     renamed.to_parquet(tmp_path / "hh.parquet", index=False)
     args = ["--baseline", str(baseline), "--candidate", str(tmp_path / "hh.parquet")]
-    result = invoke("check", *args, "--variant", "dpo", "--against", "dpo")
+    result = invoke("check", *args, "--variant", "dpo", "--against", "dpo", "--tolerance", "0.5")
     assert result.exit_code == 0, result.output
+    assert "pass: no drop beyond 0.500 in 5 comparisons over 1 variant(s)" in result.stdout
+
+
+# --- harness check on samples (paired, hierarchical) -----------------------------------------
+
+# 3 seeds x 200 prompts x 4 samples; "same" is drawn like "base", "worse" is shifted down by
+# 0.6 score units (about -0.17 in win-rate against the reference)
+DESIGN = {"seeds": (0, 1, 2), "n_prompts": 200, "n_clusters": 10, "k": 4, "seed_sd": 0.0}
+SHIFTS = {"base": 0.0, "same": 0.0, "worse": -0.6}
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sampled_dir(tmp_path_factory.mktemp("gate"), SHIFTS, **DESIGN)
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    """metric -> the cells of its verdict line (plain output)."""
+    return {
+        line.split()[1 if " vs " not in line else 3]: line.split()
+        for line in out.splitlines()
+        if "winrate." in line and not line.startswith(("REGRESSION", "INCONCLUSIVE"))
+    }
+
+
+def test_samples_pass_exits_0(sampled: Path) -> None:
+    result = invoke("check", "--baseline", str(sampled), "--variant", "same", "--against", "base")
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert set(rows) == {"winrate.proxy", "winrate.gold"}
+    assert all(" ".join(r[-3:-1]) == "paired samples" and r[-1] == "pass" for r in rows.values())
+    assert "capability_delta.t" in result.stdout  # still on seed means: no samples for it
+    verdict = check(sampled, None, "same", "base")
+    gold = next(r for r in verdict.rows if r.metric == "winrate.gold")
+    assert gold.ci_low > -0.05 and gold.ci_high - gold.ci_low < 0.08
+
+
+def test_samples_regression_exits_1(sampled: Path) -> None:
+    result = invoke("check", "--baseline", str(sampled), "--variant", "worse", "--against", "base")
+    assert result.exit_code == 1, result.output
+    regressions = [line for line in result.stdout.splitlines() if line.startswith("REGRESSION")]
+    assert len(regressions) == 2 and all("(paired samples)" in line for line in regressions)
+    verdict = check(sampled, None, "worse", "base")
+    for row in verdict.regressions:
+        assert -0.25 < row.diff < -0.1 and row.ci_high < 0
+
+
+def test_samples_inconclusive_exits_3_with_the_half_width_that_decides(sampled: Path) -> None:
+    # the same comparison as the pass, at a tolerance its interval is too wide for
+    args = ["--baseline", str(sampled), "--variant", "same", "--against", "base"]
+    result = invoke("check", *args, "--tolerance", "0.005")
+    assert result.exit_code == 3, result.output
+    verdict = check(sampled, None, "same", "base", tolerance_override=0.005)
+    undecided = verdict.inconclusive
+    assert undecided and not verdict.regressions
+    for row in undecided:
+        assert row.ci_low < -0.005 < row.ci_high
+        assert f"a half-width of {row.diff + 0.005:.3f} would decide it" in result.stdout
+
+
+def test_two_results_dirs_with_one_reference_are_paired(sampled: Path, tmp_path: Path) -> None:
+    # another suite run of the same world (same reference samples): "base" is the new "same"
+    other = write_sampled_dir(tmp_path, {"base": 0.0}, rng_seed=0, **DESIGN)
+    verdict = check(sampled, other)
+    wins = [r for r in verdict.rows if r.metric.startswith("winrate.")]
+    assert {r.basis for r in wins} == {"paired samples"}
+    # a dir drawn from another reference is compared unpaired (two bootstraps)
+    unrelated = write_sampled_dir(tmp_path / "u", {"base": 0.0}, rng_seed=5, **DESIGN)
+    verdict = check(sampled, unrelated)
+    assert {r.basis for r in verdict.rows if r.metric.startswith("winrate.")} == {"samples"}
+    # a table file on either side: seed means
+    verdict = check(sampled / "table.parquet", other)
+    assert {r.basis for r in verdict.rows} == {"seed means"}
+
+
+def test_provenance_that_differs_is_named_under_the_verdict(sampled: Path, tmp_path: Path) -> None:
+    packages = {"torch": "2.11", "transformers": "5.0"}  # transformers as in the baseline
+    elsewhere = {**PROVENANCE, "host": "other-box", "packages": packages}
+    other = write_sampled_dir(tmp_path, {"base": 0.0}, provenance=elsewhere, **DESIGN)
+    result = invoke("check", "--baseline", str(sampled), "--candidate", str(other))
+    lines = result.stdout.splitlines()
+    warning = next(i for i, line in enumerate(lines) if line.startswith("warning:"))
+    assert lines[warning - 1].rstrip().endswith(("pass", "inconclusive", "regression"))
+    text = " ".join(lines[warning:])
+    assert "host box vs other-box" in text and "torch 2.10 vs 2.11" in text
+    assert "transformers" not in text and "device" not in text  # the same on both sides
+    assert "--variant NEW --against OLD" in text
+    same = invoke("check", "--baseline", str(sampled), "--variant", "same", "--against", "base")
+    assert "warning" not in same.stdout

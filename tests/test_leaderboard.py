@@ -24,6 +24,7 @@ from harness.gate import check
 from harness.leaderboard import markdown, primary_judge, summarise, write_leaderboard
 from harness.results import SuiteInfo, load_suite_info, read_table
 from harness.tables import long_table
+from tests.sampled import write_sampled_dir
 from tests.test_results import SUITE_JSON, make_results, write_results_dir
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
@@ -241,3 +242,66 @@ def test_cli_bad_input_exits_2(tmp_path: Path, case: str) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+# --- with every judged sample -----------------------------------------------------------------
+
+# "a" and "b" drawn alike, "c" shifted up (tests/test_compare.py has the same planted difference)
+SHIFTS = {"a": 0.0, "b": 0.0, "c": 0.6}
+DESIGN = {"seeds": (0, 1, 2, 3), "n_prompts": 96, "n_clusters": 12, "k": 4, "seed_sd": 0.02}
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sampled_dir(tmp_path_factory.mktemp("sampled"), SHIFTS, **DESIGN)
+
+
+def _ranking(text: str) -> dict[str, list[str]]:
+    """variant -> its cells in the markdown ranking."""
+    lines = text.split("## Ranking")[1].split("## Failed")[0].strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[1]: row for row in rows} | {"header": header}
+
+
+def test_leaderboard_with_samples_groups_ranks_and_power(sampled: Path) -> None:
+    result = invoke("leaderboard", str(sampled))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {sampled / 'comparisons.parquet'}" in result.stdout
+    text = (sampled / "leaderboard.md").read_text()
+    table = _ranking(text)
+    assert table["header"][:8] == [
+        "rank", "variant", "method", "seeds", "rank interval", "group",
+        "win-rate gold (primary)", "reward gold",
+    ]  # fmt: skip
+    assert table["c"][:6] == ["1", "c", "dpo", "4", "1", "A"]  # alone at the top
+    assert table["a"][4:6] == table["b"][4:6] == ["2-3", "B"]  # tied below it
+    assert re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", table["c"][6])
+    assert "Group (gold win-rate): variants sharing a letter are tied at 95%" in text
+    assert "Rank interval (gold win-rate): the 95% range" in text
+    power = re.search(r"Power: the smallest difference this run detects at 80% power: (0\.\d{3})"
+                      r" \(gold win-rate\); a difference of 0\.03 would need", text)  # fmt: skip
+    assert power is not None and 0 < float(power.group(1)) < 0.2
+    assert "hierarchical bootstrap" in text and "No judged samples" not in text
+    page = (sampled / "leaderboard.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 4 and "Pairwise differences of the gold win-rate" in page
+
+
+def test_leaderboard_of_tables_recomputes_comparisons_from_disk(
+    sampled: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sampled, copy)
+    shutil.rmtree(copy / "runs")
+    (copy / "comparisons.parquet").unlink()
+    result = invoke("leaderboard", str(copy))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {copy / 'comparisons.parquet'}" in result.stdout
+    assert "| 1 | c | dpo | 4 | 1 | A |" in (copy / "leaderboard.md").read_text()
+
+
+def test_a_table_file_has_no_samples_and_says_so(sampled: Path) -> None:
+    long_df, runs_df = read_table(sampled / "table.parquet")
+    text = markdown(summarise(long_df, runs_df, None), runs_df, None)
+    assert "No judged samples" in text and "| group |" not in text

@@ -215,7 +215,8 @@ def test_tables_round_trip_through_parquet_and_csv(tmp_path: Path) -> None:
     out = write_results_dir(tmp_path)
     results = load_results(out)
     paths = write_tables(out, results)
-    assert sorted(paths) == ["runs.csv", "runs.parquet", "table.csv", "table.parquet"]
+    tables = ["runs.csv", "runs.parquet", "samples.parquet", "table.csv", "table.parquet"]
+    assert sorted(paths) == tables  # no reference side saved: no comparisons
     assert not list(out.glob(".*.tmp"))
     long_df = long_table(results, ["sft", "dpo", "ppo"])
     runs_df = run_table(results, ["sft", "dpo", "ppo"])
@@ -312,3 +313,14 @@ def test_aggregate_one_row_per_variant_and_metric() -> None:
     assert row["ci_high"] == pytest.approx(0.65 + 0.12706)
     ppo = agg[(agg["variant"] == "ppo") & (agg["metric"] == "winrate.gold")].iloc[0]
     assert (ppo["seeds"], ppo["ci_low"]) == (1, pytest.approx(0.62))
+
+
+def test_comparisons_are_written_beside_the_samples(tmp_path: Path) -> None:
+    from tests.sampled import write_sampled_dir
+
+    out = write_sampled_dir(tmp_path, {"a": 0.0, "b": 0.5}, seeds=(0, 1), n_prompts=8, k=2)
+    paths = write_tables(out, load_results(out))
+    assert {"samples.parquet", "reference_samples.parquet", "comparisons.parquet"} <= set(paths)
+    comparisons = pd.read_parquet(paths["comparisons.parquet"])
+    assert set(comparisons["judge"]) == {"proxy", "gold"} and len(comparisons) == 2 * 2
+    assert not list(out.glob(".*.tmp"))

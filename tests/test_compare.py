@@ -1,0 +1,83 @@
+"""Comparisons of variants from the judged samples: a planted difference comes out separated and
+in another group, two equal variants tied; ``comparisons.parquet`` written with the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.compare import (
+    COMPARISON_COLUMNS,
+    COMPARISONS_FILE,
+    comparisons,
+    load_samples,
+    read_comparisons,
+    sample_summary,
+    write_comparisons,
+)
+from tests.sampled import JUDGES, write_sampled_dir
+
+# "a" and "b" are drawn alike (the reference's own distribution); "c" is shifted up by 0.6 score
+# units: a win-rate about 0.17 higher. 4 seeds x 96 prompts (12 clusters) x 4 samples.
+SHIFTS = {"a": 0.0, "b": 0.0, "c": 0.6}
+DESIGN = {"seeds": (0, 1, 2, 3), "n_prompts": 96, "n_clusters": 12, "k": 4, "seed_sd": 0.02}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sampled_dir(tmp_path_factory.mktemp("compare"), SHIFTS, **DESIGN)
+
+
+def test_comparisons_are_written_with_the_tables(planted: Path) -> None:
+    table = pd.read_parquet(planted / COMPARISONS_FILE)
+    assert list(table.columns) == COMPARISON_COLUMNS
+    # every judge x metric x pair of variants
+    assert len(table) == len(JUDGES) * 2 * 3
+    assert set(zip(table["a"], table["b"], strict=True)) == {("a", "b"), ("a", "c"), ("b", "c")}
+    assert (table["p_holm"] >= table["p_value"]).all()
+    assert (table["ci_low"] <= table["diff"]).all() and (table["diff"] <= table["ci_high"]).all()
+    assert table["diff"].to_numpy() == pytest.approx((table["mean_a"] - table["mean_b"]).to_numpy())
+    assert not list(planted.glob(".*.tmp"))
+    # what the leaderboard reads back is what was written
+    pd.testing.assert_frame_equal(read_comparisons(planted), table)
+
+
+def test_a_planted_difference_is_separated_and_equal_variants_are_not(planted: Path) -> None:
+    samples = load_samples(planted)
+    assert samples is not None and samples.judges == list(JUDGES)
+    table = comparisons(samples).set_index(["judge", "metric", "a", "b"])
+    for judge in JUDGES:
+        for metric in ("win", "reward"):
+            assert not table.at[(judge, metric, "a", "b"), "separated"]
+            for other in ("a", "b"):
+                row = table.loc[(judge, metric, other, "c")]
+                assert row["separated"] and row["ci_high"] < 0  # c is higher
+    gold = table.loc[("gold", "win", "a", "c")]
+    assert -0.25 < gold["diff"] < -0.08
+
+
+def test_groups_and_rank_intervals_of_the_planted_difference(planted: Path) -> None:
+    samples = load_samples(planted)
+    assert samples is not None
+    summary = sample_summary(samples, "gold", read_comparisons(planted))
+    assert summary.groups["a"] == summary.groups["b"] != summary.groups["c"]
+    assert summary.groups["c"] == "A"  # the best group first
+    assert summary.ranks["c"] == (1, 1)
+    assert summary.ranks["a"] == summary.ranks["b"] == (2, 3)
+    wins = summary.estimates.query("judge == 'gold' and metric == 'win'").set_index("variant")
+    assert wins.at["c", "value"] > wins.at["a", "value"]
+    assert (wins["ci_low"] < wins["value"]).all() and (wins["value"] < wins["ci_high"]).all()
+    assert summary.power is not None and 0 < summary.power.mdd < 0.5
+    assert summary.power.delta == 0.03
+
+
+def test_no_samples_no_comparisons(tmp_path: Path, planted: Path) -> None:
+    assert load_samples(tmp_path) is None
+    (tmp_path / COMPARISONS_FILE).write_bytes((planted / COMPARISONS_FILE).read_bytes())
+    assert write_comparisons(tmp_path) == {}
+    assert not (tmp_path / COMPARISONS_FILE).exists()  # of samples that are gone
+    # results written before samples were kept: an empty samples.parquet, no reference
+    pd.DataFrame({"variant": []}).to_parquet(tmp_path / "samples.parquet")
+    assert load_samples(tmp_path) is None and read_comparisons(tmp_path) is None
