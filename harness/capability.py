@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class TaskScore:
     acc: float
     stderr: float
     n: int
+    items: list[float] = field(default_factory=list)  # [n] each item's accuracy, by doc id
 
 
 class CapabilityError(RuntimeError):
@@ -69,7 +70,7 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         task_manager=manager,
         batch_size=args.batch_size,
         limit=args.limit,
-        log_samples=False,
+        log_samples=True,  # each item's accuracy: base and policy are compared item by item
         verbosity="ERROR",
     )
     assert out is not None
@@ -78,11 +79,13 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         res = out["results"][task]
         n = out.get("n-samples", {}).get(task, {}).get("effective", 0)
         stderr = res.get("acc_stderr,none")
+        items = sorted(out.get("samples", {}).get(task, []), key=lambda s: s["doc_id"])
         scores[task] = {
             "task": task,
             "acc": float(res["acc,none"]),
             "stderr": float(stderr) if isinstance(stderr, int | float) else float("nan"),
             "n": int(n),
+            "items": [float(s["acc"]) for s in items],
         }
     return scores
 

@@ -110,12 +110,23 @@ def kl_estimate(
     return mean_with_ci(per_response, n_boot, seed)
 
 
+def capability_delta_se(base: TaskScore, policy: TaskScore) -> float:
+    """Standard error of ``acc_p - acc_b``. Paired per item when both scored the same items
+    (``items``: base and policy answer the same questions, so their errors are correlated):
+    ``std(p_i - b_i) / sqrt(n)``, which is 0 when no answer changed. Otherwise, as if the two
+    were independent: ``sqrt(se_p^2 + se_b^2)``."""
+    if base.items and len(base.items) == len(policy.items):
+        diff = np.asarray(policy.items, dtype=np.float64) - np.asarray(base.items)  # [n]
+        return float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else 0.0
+    return math.sqrt(policy.stderr**2 + base.stderr**2)
+
+
 def capability_rows(
     base: dict[str, TaskScore], policy: dict[str, TaskScore], tolerance: float
 ) -> list[MetricRow]:
     """Per task of ``policy``: ``capability.<task>`` (acc +- 1.96 stderr),
-    ``capability_delta.<task>`` (``acc_p - acc_b`` +- 1.96 ``sqrt(se_p^2 + se_b^2)``) and
-    ``regression.<task>`` (1.0 or 0.0).
+    ``capability_delta.<task>`` (``acc_p - acc_b`` +- 1.96 ``capability_delta_se``, paired per
+    item where the items are known) and ``regression.<task>`` (1.0 or 0.0).
 
     Regression (``harness.rules.is_regression``, the rule of the leaderboard and the gate): the
     drop ``-delta`` is larger than the tolerance and the delta's interval lies below 0.
@@ -126,7 +137,7 @@ def capability_rows(
             raise ValueError(f"no base score for task '{task}' (base has {', '.join(base)})")
         b = base[task]
         delta = p.acc - b.acc
-        se = math.sqrt(p.stderr**2 + b.stderr**2)
+        se = capability_delta_se(b, p)
         acc = Estimate(p.acc, p.acc - Z95 * p.stderr, p.acc + Z95 * p.stderr, p.n)
         rows += [
             acc.row(f"capability.{task}"),

@@ -145,6 +145,24 @@ def test_capability_rows_flag_drops_beyond_tolerance() -> None:
         capability_rows({}, policy, 0.05)
 
 
+def test_capability_delta_is_paired_per_item() -> None:
+    """Base and policy answer the same items: the delta's interval comes from the per-item
+    differences, so an unchanged model has delta 0 with interval [0, 0] (independent samples
+    would give it +-1.96 sqrt(2) se), and one flipped answer out of 36 has a wide one."""
+    items = [1.0] * 30 + [0.0] * 6
+    base = {"arith": TaskScore("arith", 30 / 36, 0.063, 36, items)}
+    same = capability_rows(base, base, 0.05)
+    delta = next(r for r in same if r.metric == "capability_delta.arith")
+    assert (delta.value, delta.ci_low, delta.ci_high) == (0.0, 0.0, 0.0)
+    flipped = [0.0, 0.0, *items[2:]]  # two right answers lost: drop 2/36 = 0.056 > 0.05
+    policy = {"arith": TaskScore("arith", 28 / 36, 0.07, 36, flipped)}
+    rows = {r.metric: r for r in capability_rows(base, policy, 0.05)}
+    d = np.array(flipped) - np.array(items)
+    se = d.std(ddof=1) / 6
+    assert rows["capability_delta.arith"].ci_high == pytest.approx(-2 / 36 + 1.96 * se)
+    assert rows["regression.arith"].value == 0.0  # two items: the interval reaches above 0
+
+
 def test_reference_eval_round_trips(tmp_path: Path) -> None:
     ref = ReferenceEval(
         ["\n\nHuman: hi\n\nAssistant:"],
