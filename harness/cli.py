@@ -2,7 +2,8 @@
 ``leaderboard`` and ``check`` from ``harness.cli_results``; ``bench`` from ``harness.cli_bench``.
 
 Exit codes: 0 success, 2 bad input (a suite that does not validate, a bad option), 1 an internal
-error. Results go to stdout, errors to stderr; tracebacks only with ``--debug``.
+error (``harness run``: some run failed; ``harness check``: a regression), 3 inconclusive
+(``harness check``). Results go to stdout, errors to stderr; tracebacks only with ``--debug``.
 """
 
 from __future__ import annotations

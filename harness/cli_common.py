@@ -1,7 +1,8 @@
 """What every ``harness`` command shares: exit codes, the two consoles, one-line errors and
 warnings, and the ``--debug`` option.
 
-Exit codes: 0 success, 2 bad input, 1 an internal error (or, for ``harness check``, a regression).
+Exit codes: 0 success, 2 bad input, 1 an internal error (or, for ``harness check``, a
+regression), 3 inconclusive (``harness check``: the interval too wide to decide).
 Results go to stdout, errors and warnings to stderr; tracebacks only with ``--debug``.
 """
 
@@ -16,6 +17,7 @@ from rich.markup import escape
 BAD_INPUT = 2
 INTERNAL_ERROR = 1
 REGRESSION = 1
+INCONCLUSIVE = 3
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 

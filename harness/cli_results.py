@@ -21,6 +21,7 @@ from rich.table import Table
 
 from harness.cli_common import (
     BAD_INPUT,
+    INCONCLUSIVE,
     INTERNAL_ERROR,
     REGRESSION,
     Debug,
@@ -40,7 +41,6 @@ STATUS_STYLE = {
     "missing": "bold red",
     "inconclusive": "bold yellow",
 }
-INCONCLUSIVE = 3
 CHECK_EXIT = {"pass": 0, "regression": REGRESSION, "inconclusive": INCONCLUSIVE}
 
 

@@ -21,8 +21,17 @@ import pandas as pd
 from harness.compare import SampleSummary, load_samples, read_comparisons, sample_summary
 from harness.files import write_atomic
 from harness.plots import plots
-from harness.results import SuiteInfo, aggregate, suite_hash
-from harness.rules import DEFAULT_TOLERANCE, PROXY, default_primary_judge, is_regression
+from harness.results import (
+    SuiteInfo,
+    aggregate,
+    judges_of,
+    metric_suffixes,
+    primary_judge,
+    suite_hash,
+    tolerance_of,
+    variant_methods,
+)
+from harness.rules import PROXY, is_regression
 
 QUALITY = {"kl": "KL", "length": "length", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
 COSTS = {
@@ -34,44 +43,6 @@ COSTS = {
 }
 REGRESSION_MARK = "⚠"
 SuiteLike = SuiteInfo | dict[str, Any] | None
-
-
-# --- what is in the table ---------------------------------------------------------------------
-
-
-def _suffixes(long_df: pd.DataFrame, prefix: str) -> list[str]:
-    names = long_df["metric"][long_df["metric"].str.startswith(prefix)].str.removeprefix(prefix)
-    return sorted(set(names))
-
-
-def judges_of(long_df: pd.DataFrame, info: SuiteInfo | None) -> list[str]:
-    """Judges with win-rates in the table: the suite's order first, then any others by name."""
-    found = _suffixes(long_df, "winrate.")
-    listed = [j for j in (info.judges if info else ()) if j in found]
-    return listed + [j for j in found if j not in listed]
-
-
-def primary_judge(judges: list[str], info: SuiteInfo | None) -> str | None:
-    """The suite's primary judge when the table has it, else ``default_primary_judge``'s."""
-    if info and info.primary_judge in judges:
-        return info.primary_judge
-    return default_primary_judge(judges)
-
-
-def tolerance_of(info: SuiteInfo | None) -> float:
-    """The suite's tolerance, else ``DEFAULT_TOLERANCE``."""
-    return info.tolerance if info and info.tolerance is not None else DEFAULT_TOLERANCE
-
-
-def _variant_methods(
-    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None
-) -> dict[str, str]:
-    """variant -> method for every variant in the tables: the suite's order, then by name."""
-    frames = [df for df in (long_df, runs_df) if df is not None]
-    methods = {v: m for df in frames for v, m in zip(df["variant"], df["method"], strict=True)}
-    order = [v for v in (info.variant_order if info else []) if v in methods]
-    order += sorted(v for v in methods if v not in order)
-    return {v: methods[v] for v in order}
 
 
 # --- the summary ------------------------------------------------------------------------------
@@ -100,9 +71,9 @@ def summarise(
     are tied at 95%) and ``rank_best``/``rank_worst`` (the 95% rank interval) are filled.
     """
     suite_info = SuiteInfo.of(suite_info)
-    judges, tasks = judges_of(long_df, suite_info), _suffixes(long_df, "capability_delta.")
+    judges, tasks = judges_of(long_df, suite_info), metric_suffixes(long_df, "capability_delta.")
     agg = aggregate(long_df).set_index(["variant", "metric"])
-    variants = _variant_methods(long_df, runs_df, suite_info)
+    variants = variant_methods(long_df, runs_df, suite_info)
     tolerance = tolerance_of(suite_info)
     rows = [
         _row(v, m, long_df, runs_df, agg, judges, tasks, tolerance) for v, m in variants.items()

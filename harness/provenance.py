@@ -40,6 +40,18 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor elsewhere): floating-point
+    results differ between CPU models, so a number is only comparable to one made on the same."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(suite_hash: str, gpus_requested: float, device: torch.device) -> dict[str, Any]:
     """Where and with what a run ran: code, packages, host, process, device and threads."""
     return {
@@ -48,6 +60,7 @@ def provenance(suite_hash: str, gpus_requested: float, device: torch.device) -> 
         "packages": package_versions(),
         "python": platform.python_version(),
         "host": platform.node(),
+        "cpu_model": cpu_model(),
         "pid": os.getpid(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import write_comparisons
+from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
 from harness.runs import RunResult
 from harness.samples import load_reference, write_samples
 from harness.tables import (
@@ -276,3 +277,41 @@ def aggregate(long_df: pd.DataFrame) -> pd.DataFrame:
         rows.append((variant, method, metric, seeds, mean, low, high))
     columns = ["variant", "method", "metric", "seeds", "mean", "ci_low", "ci_high"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# --- what is in a table ------------------------------------------------------------------------
+
+
+def metric_suffixes(long_df: pd.DataFrame, prefix: str) -> list[str]:
+    names = long_df["metric"][long_df["metric"].str.startswith(prefix)].str.removeprefix(prefix)
+    return sorted(set(names))
+
+
+def judges_of(long_df: pd.DataFrame, info: SuiteInfo | None) -> list[str]:
+    """Judges with win-rates in the table: the suite's order first, then any others by name."""
+    found = metric_suffixes(long_df, "winrate.")
+    listed = [j for j in (info.judges if info else ()) if j in found]
+    return listed + [j for j in found if j not in listed]
+
+
+def primary_judge(judges: list[str], info: SuiteInfo | None) -> str | None:
+    """The suite's primary judge when the table has it, else ``default_primary_judge``'s."""
+    if info and info.primary_judge in judges:
+        return info.primary_judge
+    return default_primary_judge(judges)
+
+
+def tolerance_of(info: SuiteInfo | None) -> float:
+    """The suite's tolerance, else ``DEFAULT_TOLERANCE``."""
+    return info.tolerance if info and info.tolerance is not None else DEFAULT_TOLERANCE
+
+
+def variant_methods(
+    long_df: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None
+) -> dict[str, str]:
+    """variant -> method for every variant in the tables: the suite's order, then by name."""
+    frames = [df for df in (long_df, runs_df) if df is not None]
+    methods = {v: m for df in frames for v, m in zip(df["variant"], df["method"], strict=True)}
+    order = [v for v in (info.variant_order if info else []) if v in methods]
+    order += sorted(v for v in methods if v not in order)
+    return {v: methods[v] for v in order}

@@ -53,6 +53,7 @@ PROVENANCE_COLUMNS = [
     "git_commit",
     "python",
     "host",
+    "cpu_model",
     "device",
     "device_name",
     "torch_threads",

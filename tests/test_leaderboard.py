@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from harness.cli_results import register
 from harness.gate import check
-from harness.leaderboard import markdown, primary_judge, summarise, write_leaderboard
-from harness.results import SuiteInfo, load_suite_info, read_table
+from harness.leaderboard import markdown, summarise, write_leaderboard
+from harness.results import SuiteInfo, load_suite_info, primary_judge, read_table
 from harness.tables import long_table
 from tests.sampled import write_sampled_dir
 from tests.test_results import SUITE_JSON, make_results, write_results_dir
