@@ -224,21 +224,36 @@ def world_build(
         Path | None,
         typer.Option(help="Cache root (default: $HARNESS_CACHE or ~/.cache/alignment-harness)."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Build here even if cached or shipped.")
+    ] = False,
 ) -> None:
-    """Build (or find in the cache) the tiny world and print its card."""
-    from harness.world.build import build_world  # deferred: transformers' models (~4 s)
+    """Install (the shipped default world), find in the cache, or build the tiny world; print its
+    card. With --force the world is built on this machine and compared with the shipped one."""
+    from harness.world import store  # deferred: transformers' models (~4 s)
+    from harness.world.build import build_world, ensure_world
 
     if seed < 0:
         fail(f"--seed must be >= 0, got {seed}", BAD_INPUT)
     config = WorldConfig(seed=seed)
     path = world_dir(config, cache_dir)
     out = stdout()
-    if force or not (path / "card.json").exists():
+    shipped = store.shipped(config)
+    if force:
         out.print(f"building the tiny world (seed {seed}) into {path}")
         build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
+        built = store.recorded_hash(path)
+        if shipped is not None:
+            same = built == store.recorded_hash(shipped)
+            verdict = "the same as" if same else "different from"
+            out.print(f"content hash {built}: {verdict} the world this package ships")
+        else:
+            out.print(f"content hash {built} (this package ships no world for this config)")
     else:
-        out.print(f"cached: {path}")
+        cached = path.exists() and store.verify(path) is None
+        ensure_world(config, cache_dir, log=lambda line: out.print(f"  {escape(line)}"))
+        how = "cached" if cached else ("installed from the package" if shipped else "built")
+        out.print(f"{how}: {path}")
     out.print(card_markdown(load_card(path)))
 
 

@@ -11,6 +11,8 @@ import json
 import random
 from pathlib import Path
 
+from harness.files import write_atomic
+
 TASKS = ("tiny_facts", "tiny_arith")
 FACTS = 20
 FACT_REPEATS = 30
@@ -103,9 +105,16 @@ metadata:
 
 
 def write(folder: Path, seed: int) -> None:
-    """Write each task's JSONL and lm-eval YAML (absolute data path) into ``folder``."""
+    """Write each task's JSONL and lm-eval YAML into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for task, docs in _docs(seed).items():
+        (folder / f"{task}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    write_yaml(folder)
+
+
+def write_yaml(folder: Path) -> None:
+    """Each task's lm-eval YAML, naming the absolute path of its JSONL in ``folder`` (written
+    whole: another process may be reading it)."""
+    for task in TASKS:
         data = (folder / f"{task}.jsonl").resolve()
-        data.write_text("".join(json.dumps(d) + "\n" for d in docs))
-        (folder / f"{task}.yaml").write_text(_YAML.format(task=task, data=json.dumps(str(data))))
+        write_atomic(folder / f"{task}.yaml", _YAML.format(task=task, data=json.dumps(str(data))))

@@ -76,10 +76,12 @@ def write(
     rm_stats: dict[str, Any],
     measured: dict[str, Any],
     timings: dict[str, float],
+    content_hash: str,
 ) -> dict[str, Any]:
     card = {
         "world": cfg.model_dump(),
         "key": cfg.key(),
+        "content_hash": content_hash,
         "reward_models": rm_stats,
         **measured,
         "build_seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -98,6 +100,9 @@ def markdown(card: dict[str, Any]) -> str:
     base = card["base_policy"]
     lines = [
         f"# Tiny world `{card['key']}` (seed {card['world']['seed']})",
+        "",
+        f"Content hash `{card['content_hash']}`. The offline preference pairs are the proxy "
+        "reward model's training pairs.",
         "",
         "| measure | value |",
         "| --- | --- |",

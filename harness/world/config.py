@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-WORLD_VERSION = 3  # bump when the builder changes what a config produces
+WORLD_VERSION = 4  # bump when the builder changes what a config produces
 
 
 class WorldConfig(BaseModel):
@@ -20,16 +20,35 @@ class WorldConfig(BaseModel):
 
     name: Literal["tiny"] = Field("tiny", description="The only embedded world.")
     seed: int = Field(0, ge=0, description="Seed of every random choice in the build.")
-    sft_dialogues: int = Field(4000, ge=100, description="Dialogues in the base policy's corpus.")
-    train_prompts: int = Field(1024, ge=8, description="Prompts methods train on.")
-    eval_prompts: int = Field(256, ge=8, description="Held-out evaluation prompts.")
-    preference_pairs: int = Field(1024, ge=8, description="Offline preference pairs (DPO...).")
+    sft_dialogues: int = Field(8000, ge=100, description="Dialogues in the base policy's corpus.")
+    train_prompts: int = Field(2048, ge=8, description="Prompts methods train on.")
+    eval_prompts: int = Field(1024, ge=8, description="Held-out evaluation prompts.")
+    preference_pairs: int = Field(
+        1024, ge=8, description="Offline preference pairs (DPO...): the first of the proxy RM's."
+    )
     rm_pairs: int = Field(1600, ge=100, description="Gold-labelled pairs per reward model.")
     rm_label_noise: float = Field(0.1, ge=0, lt=0.5, description="Share of flipped RM labels.")
     vocab_size: int = Field(1024, ge=300, description="BPE vocabulary of the tokenizer.")
     hidden_size: int = Field(64, ge=16, description="Width of the Llama models.")
     layers: int = Field(2, ge=1, description="Transformer layers of the Llama models.")
     heads: int = Field(4, ge=1, description="Attention heads.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> WorldConfig:
+        from harness.world.dialogues import all_requests
+
+        if self.preference_pairs > self.rm_pairs:
+            raise ValueError(
+                f"preference_pairs ({self.preference_pairs}) are the proxy reward model's "
+                f"training pairs: at most rm_pairs ({self.rm_pairs})"
+            )
+        available = len(all_requests())
+        if self.train_prompts + self.eval_prompts > available:
+            raise ValueError(
+                f"train_prompts + eval_prompts ({self.train_prompts + self.eval_prompts}) exceed "
+                f"the world's {available} distinct requests"
+            )
+        return self
 
     def key(self) -> str:
         blob = json.dumps({"v": WORLD_VERSION, **self.model_dump()}, sort_keys=True)

@@ -11,9 +11,14 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.world.build import build_world
+from harness.resolve import resolve
+from harness.suite_file import load_suite
+from harness.world import store
+from harness.world.build import build_world, ensure_world, reward_model_pairs, split_requests
 from harness.world.capability_tasks import TASKS
 from harness.world.config import WorldConfig
+
+TINY = Path(__file__).resolve().parents[2] / "suites" / "tiny.yaml"
 
 
 def test_default_world_card_meets_the_bar(tiny_world: Path) -> None:
@@ -48,9 +53,45 @@ def test_world_build_command_reuses_the_cache(tiny_world: Path, cache_root: Path
     assert "cached" in result.output and "pairwise accuracy" in result.output
 
 
+def test_the_default_world_is_the_shipped_one(tiny_world: Path) -> None:
+    """What the default suite loads is byte for byte the world the package ships."""
+    source = store.shipped(WorldConfig())
+    assert source is not None, "the package ships no default world"
+    recorded = store.recorded_hash(source)
+    assert recorded and store.content_hash(source) == recorded
+    assert store.content_hash(tiny_world) == recorded
+    assert store.verify(resolve(load_suite(TINY)).world_dir) is None  # type: ignore[arg-type]
+
+
+def test_a_damaged_cached_world_is_replaced(tmp_path: Path) -> None:
+    path = ensure_world(WorldConfig(), tmp_path, log=lambda line: None)
+    weights = path / "proxy_rm" / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0x01  # one flipped bit
+    weights.write_bytes(bytes(blob))
+    assert "hash" in (store.verify(path) or "")
+    lines: list[str] = []
+    ensure_world(WorldConfig(), tmp_path, log=lines.append)
+    assert store.verify(path) is None
+    assert any("not intact" in line for line in lines)
+    (path / "data" / "eval_prompts.jsonl").write_text("{}\n")  # cut short
+    ensure_world(WorldConfig(), tmp_path, log=lambda line: None)
+    assert store.verify(path) is None
+
+
 @pytest.mark.slow
 def test_same_seed_same_world(tmp_path: Path) -> None:
-    small = WorldConfig(seed=3, sft_dialogues=300, rm_pairs=200, vocab_size=400, hidden_size=32)
+    """Two builds of one config give the same content hash (and the same card)."""
+    small = WorldConfig(
+        seed=3,
+        sft_dialogues=300,
+        train_prompts=64,
+        eval_prompts=32,
+        preference_pairs=100,
+        rm_pairs=200,
+        vocab_size=400,
+        hidden_size=32,
+    )
     a = build_world(small, tmp_path / "a", log=lambda line: None)
     b = build_world(small, tmp_path / "b", log=lambda line: None)
 
@@ -60,11 +101,20 @@ def test_same_seed_same_world(tmp_path: Path) -> None:
         return card
 
     assert measured(a) == measured(b)
+    assert store.content_hash(a) == store.content_hash(b) == measured(a)["content_hash"]
+    assert store.verify(a) is None
     for model in ("policy", "proxy_rm", "heldout_rm"):
         wa, wb = (
             load_file(a / model / "model.safetensors"),
             load_file(b / model / "model.safetensors"),
         )
         assert all((wa[k] == wb[k]).all() for k in wa), model
-    for f in ("train_prompts", "eval_prompts", "preferences"):
-        assert (a / "data" / f"{f}.jsonl").read_bytes() == (b / "data" / f"{f}.jsonl").read_bytes()
+    # DPO's pairs are the proxy reward model's: the first of its training pairs
+    prefs = [json.loads(line) for line in (a / "data/preferences.jsonl").read_text().splitlines()]
+    train_pool, _ = split_requests(small)
+    proxy_pairs = reward_model_pairs(small, train_pool)["proxy_rm"]
+    assert len(prefs) == small.preference_pairs
+    assert prefs == [
+        {"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]}
+        for p in proxy_pairs[: small.preference_pairs]
+    ]
