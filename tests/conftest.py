@@ -27,7 +27,7 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_world(cache_root: Path) -> Path:
-    """The default tiny world, built once per session (about two minutes on one core)."""
+    """The default tiny world, installed once per session from the copy the package ships."""
     from harness.world.build import ensure_world
     from harness.world.config import WorldConfig
 
