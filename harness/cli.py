@@ -18,7 +18,7 @@ from rich.table import Table
 import harness
 from harness import cli_bench, cli_results
 from harness.cli_common import BAD_INPUT, Debug, fail, stderr, stdout
-from harness.preflight import PreflightError
+from harness.preflight import PreflightError, decide_offline
 from harness.preflight import check as preflight_check
 from harness.runs import expand
 from harness.spec import Suite
@@ -152,14 +152,14 @@ def run(
 
     Exit 0 when every run succeeded, 1 when some failed, 2 on bad input.
     """
-    from harness.runner import run_suite  # deferred: Ray and transformers' models (~5 s)
-
     loaded = load_or_exit(suite, override, debug)
     try:
         expand(loaded, only)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     _preflight(loaded, debug)
+    from harness.runner import run_suite  # deferred past the checks: Ray, transformers (~5 s)
+
     out_console = stdout()
     try:
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
@@ -181,9 +181,11 @@ def run(
 
 
 def _preflight(suite: Suite, debug: bool) -> None:
-    """Fail fast, before any training, when a model or dataset the suite names cannot be had."""
+    """Fail fast, before any training, when a model or dataset the suite names cannot be had.
+    Whether the hub is there is decided first, by the environment or one short probe."""
+    offline_because = decide_offline(suite)
     try:
-        preflight_check(suite)
+        preflight_check(suite, offline_because)
     except PreflightError as exc:
         if debug:
             raise
