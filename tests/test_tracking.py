@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,44 +145,3 @@ def test_tracking_changes_no_run_id_nor_the_suite_hash() -> None:
     tracked = load_suite(TINY, ["tracking.backend=mlflow", "tracking.experiment=x"])
     assert plain.hash() == tracked.hash()
     assert [s.run_id for s in expand(plain)] == [s.run_id for s in expand(tracked)]
-
-
-QUICK = [
-    "eval.lm_eval.tasks=[]",
-    "eval.num_prompts=8",
-    "eval.bootstrap=100",
-    "budget.rounds=2",
-    "budget.prompts_per_round=4",
-    "budget.samples_per_prompt=2",
-    "budget.max_new_tokens=12",
-    "seeds=[0]",
-]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed")
-def test_run_with_mlflow_is_quiet_and_tracks_every_run(tiny_world: Path, tmp_path: Path) -> None:
-    """`harness run` as a user runs it (its own local Ray pool, output to a file) prints no
-    warning line, and with `tracking: {backend: mlflow}` leaves one MLflow run per variant x seed
-    in the local store, with per-round training statistics."""
-    from mlflow import MlflowClient
-
-    args = [arg for o in [*QUICK, "tracking.backend=mlflow"] for arg in ("-o", o)]
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(TINY), *args, "--out", str(tmp_path)]
-    cmd += ["--only", "sft", "--only", "raft"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    output = done.stdout + done.stderr
-    warnings = [line for line in output.splitlines() if "warn" in line.lower()]
-    assert warnings == [], output
-    assert done.stderr == ""
-    client = MlflowClient(tracking.default_mlflow_uri(tmp_path / "tiny"))
-    experiment = client.get_experiment_by_name("tiny")
-    assert experiment is not None
-    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert sorted(runs) == ["raft/seed0", "sft/seed0"]
-    raft = runs["raft/seed0"]
-    assert "winrate.gold" in raft.data.metrics and "params.lr" in raft.data.params
-    losses = client.get_metric_history(raft.info.run_id, "train/loss")
-    assert sorted(m.step for m in losses) == [0, 1]
