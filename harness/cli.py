@@ -17,7 +17,7 @@ from rich.table import Table
 
 import harness
 from harness import cli_bench, cli_results
-from harness.cli_common import BAD_INPUT, Debug, fail, stderr, stdout
+from harness.cli_common import BAD_INPUT, Debug, fail, print_rich_table, stderr, stdout
 from harness.preflight import PreflightError, decide_offline
 from harness.preflight import check as preflight_check
 from harness.runs import expand
@@ -210,7 +210,7 @@ def list_methods() -> None:
         if method.needs_reference:
             trains += " (+ref)"
         table.add_row(name, method.description, trains, escape(params))
-    stdout().print(table)
+    print_rich_table(stdout(), table)
 
 
 # --- world ---------------------------------------------------------------------------------------
