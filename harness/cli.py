@@ -33,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: typer's rich help labels every flag <bool>
 )
 
 
@@ -215,7 +216,9 @@ def list_methods() -> None:
 
 # --- world ---------------------------------------------------------------------------------------
 
-world_app = typer.Typer(help="The embedded tiny world (offline, built on first use).")
+world_app = typer.Typer(
+    help="The embedded tiny world (offline, built on first use).", rich_markup_mode=None
+)
 app.add_typer(world_app, name="world")
 
 
