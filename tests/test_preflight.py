@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server() -> Iterator[callable]:  # type: ignore[valid-type]
+def server() -> Iterator[Callable[[int], str]]:
     started: list[http.server.HTTPServer] = []
 
     def start(code: int) -> str:
@@ -51,7 +51,9 @@ def server() -> Iterator[callable]:  # type: ignore[valid-type]
 
 
 @pytest.mark.parametrize(("code", "reachable"), [(200, True), (401, True), (404, False)])
-def test_probe_counts_only_a_hub_answer(server, code: int, reachable: bool) -> None:  # type: ignore[no-untyped-def]
+def test_probe_counts_only_a_hub_answer(
+    server: Callable[[int], str], code: int, reachable: bool
+) -> None:
     assert preflight.hub_reachable(server(code), timeout=2) is reachable
 
 
