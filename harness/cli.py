@@ -17,8 +17,8 @@ from rich.table import Table
 
 import harness
 from harness import cli_bench, cli_results
-from harness.cli_common import BAD_INPUT, Debug, fail, stderr, stdout
-from harness.preflight import PreflightError
+from harness.cli_common import BAD_INPUT, Debug, fail, print_rich_table, stderr, stdout
+from harness.preflight import PreflightError, decide_offline
 from harness.preflight import check as preflight_check
 from harness.runs import expand
 from harness.spec import Suite
@@ -33,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: typer's rich help labels every flag <bool>
 )
 
 
@@ -152,14 +153,14 @@ def run(
 
     Exit 0 when every run succeeded, 1 when some failed, 2 on bad input.
     """
-    from harness.runner import run_suite  # deferred: Ray and transformers' models (~5 s)
-
     loaded = load_or_exit(suite, override, debug)
     try:
         expand(loaded, only)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     _preflight(loaded, debug)
+    from harness.runner import run_suite  # deferred past the checks: Ray, transformers (~5 s)
+
     out_console = stdout()
     try:
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
@@ -181,9 +182,11 @@ def run(
 
 
 def _preflight(suite: Suite, debug: bool) -> None:
-    """Fail fast, before any training, when a model or dataset the suite names cannot be had."""
+    """Fail fast, before any training, when a model or dataset the suite names cannot be had.
+    Whether the hub is there is decided first, by the environment or one short probe."""
+    offline_because = decide_offline(suite)
     try:
-        preflight_check(suite)
+        preflight_check(suite, offline_because)
     except PreflightError as exc:
         if debug:
             raise
@@ -208,12 +211,14 @@ def list_methods() -> None:
         if method.needs_reference:
             trains += " (+ref)"
         table.add_row(name, method.description, trains, escape(params))
-    stdout().print(table)
+    print_rich_table(stdout(), table)
 
 
 # --- world ---------------------------------------------------------------------------------------
 
-world_app = typer.Typer(help="The embedded tiny world (offline, built on first use).")
+world_app = typer.Typer(
+    help="The embedded tiny world (offline, built on first use).", rich_markup_mode=None
+)
 app.add_typer(world_app, name="world")
 
 

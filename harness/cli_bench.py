@@ -16,7 +16,15 @@ from rich.table import Table
 
 from harness.bench.core import BenchConfig, BenchInputError, WorkMismatchError
 from harness.bench.report import HEADERS, table_rows, write_report
-from harness.cli_common import BAD_INPUT, INTERNAL_ERROR, Debug, fail, stderr, stdout
+from harness.cli_common import (
+    BAD_INPUT,
+    INTERNAL_ERROR,
+    Debug,
+    fail,
+    print_rich_table,
+    stderr,
+    stdout,
+)
 
 DEFAULT = BenchConfig()
 
@@ -78,9 +86,7 @@ def _print(report: dict[str, Any]) -> None:
     for cells in table_rows(report):
         table.add_row(*(escape(c) for c in cells))
     console = stdout()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)  # a file or pipe: no wrapping of the table
-    console.print(table)
+    print_rich_table(console, table)
     if env["trl_missing"]:
         console.print(f"[yellow]no TRL rows:[/] {escape(env['trl_missing'])}")
 

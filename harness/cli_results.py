@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from harness.cli_common import (
     BAD_INPUT,
@@ -26,6 +24,7 @@ from harness.cli_common import (
     REGRESSION,
     Debug,
     fail,
+    print_table,
     stderr,
     stdout,
     warn,
@@ -99,7 +98,7 @@ def _leaderboard(results_dir: Path) -> None:
     written += write_leaderboard(results_dir, long_df, runs_df, info, summary)
     title = f"Leaderboard (ranked by {summary.attrs['primary_judge']} win-rate)"
     out = stdout()
-    print_table(out, title, *table_cells(summary), left={1, 2})
+    print_table(out, title, *table_cells(summary), left={1, 2}, keys=2)
     failed = int(summary["failed"].sum())
     if failed:
         out.print(f"[bold yellow]{failed} failed run(s)[/]: listed in leaderboard.md")
@@ -156,33 +155,6 @@ def check(
     raise typer.Exit(CHECK_EXIT[verdict.overall])
 
 
-def print_table(
-    out: Console, title: str, headers: list[str], rows: list[list[str]], left: set[int]
-) -> None:
-    """A rich table on a terminal; elsewhere (a pipe, a file, CI logs) plain aligned lines that
-    never wrap or cut a cell. ``rows`` are plain text; ``left``: left-aligned columns."""
-    if out.is_terminal:
-        table = Table(title=title)
-        for i, header in enumerate(headers):
-            table.add_column(header, justify="left" if i in left else "right")
-        for row in rows:
-            table.add_row(*map(escape, row))
-        out.print(table)
-        return
-    widths = [max(len(c) for c in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        padded = [
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(padded).rstrip()
-
-    out.print(title, markup=False)
-    for cells in (headers, *rows):
-        out.print(line(cells), markup=False)
-
-
 def _print_verdict(verdict: Verdict) -> None:
     title = f"Regression check (tolerance {verdict.tolerance:.3f} from {verdict.tolerance_source})"
     headers = ["variant", "metric", "baseline", "candidate", "diff", "95% interval", "basis"]
@@ -192,7 +164,7 @@ def _print_verdict(verdict: Verdict) -> None:
         interval = "-" if math.isnan(row.ci_low) else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
         rows.append([row.pair, row.metric, *numbers, interval, row.basis, row.status])
     out = stdout()
-    print_table(out, title, [*headers, "verdict"], rows, {0, 1, 6, 7})
+    print_table(out, title, [*headers, "verdict"], rows, {0, 1, 6, 7}, keys=2)
     if verdict.differences:
         out.print(
             f"[bold yellow]warning:[/] the two sides were made differently"

@@ -30,6 +30,7 @@ from methods.common import freeze
 from methods.reward import RewardModel
 
 ProgressFn = Callable[[Progress], None]
+PhaseFn = Callable[[str], None]
 
 
 def train_context(
@@ -124,7 +125,12 @@ class RoundLog:
 
 
 def _train_and_evaluate(
-    spec: RunSpec, out_dir: Path, shared: ReferenceEval | None, progress: ProgressFn, costs: Costs
+    spec: RunSpec,
+    out_dir: Path,
+    shared: ReferenceEval | None,
+    progress: ProgressFn,
+    costs: Costs,
+    phase: PhaseFn,
 ) -> tuple[Evaluation, torch.device]:
     suite = Suite.model_validate(spec.suite)
     resolved = resolve(suite)
@@ -134,7 +140,9 @@ def _train_and_evaluate(
     seed_everything(spec.seed)
     ctx, data = train_context(resolved, spec.variant, spec.seed, device, costs, progress)
     if method.train is not None:
+        phase("training")
         method.train(ctx, variant.params)
+    phase("evaluating")
     # judges are loaded after training, so they hold no memory while it runs; judging is the
     # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
     assert isinstance(ctx.reward, RewardModel)
@@ -149,8 +157,11 @@ def execute_run(
     shared: ReferenceEval | None = None,
     progress: ProgressFn = lambda p: None,
     attempt: int = 1,
+    phase: PhaseFn = lambda name: None,
 ) -> RunResult:
-    """Train and evaluate one run; a failure becomes a ``failed`` result, never an exception."""
+    """Train and evaluate one run; a failure becomes a ``failed`` result, never an exception.
+    ``progress`` hears every optimizer step, ``phase`` each phase as it starts (``training``,
+    ``evaluating``)."""
     costs = Costs()
     log = RoundLog()
     last: list[Progress] = []
@@ -167,7 +178,7 @@ def execute_run(
         torch.cuda.reset_peak_memory_stats()
     fields: dict[str, Any] = {}
     try:
-        evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs)
+        evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs, phase)
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
     except Exception as exc:  # a failing run is a result, not a crash of the suite

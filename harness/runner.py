@@ -7,22 +7,22 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from harness import schedule, shared
+from harness.display import Display, summary_line
 from harness.files import write_atomic
 from harness.leaderboard import write_leaderboard
 from harness.resolve import resolve
 from harness.results import load_results, read_table, write_tables
 from harness.runs import RunResult, RunSpec, expand
 from harness.spec import Suite
+from harness.tracking import Tracker, open_tracker, tracked
+from methods import REGISTRY
 
 
 @dataclass
@@ -54,79 +54,6 @@ def finished_runs(out_dir: Path) -> dict[str, RunResult]:
     return done
 
 
-class Display:
-    """A live table on a terminal; plain lines otherwise."""
-
-    def __init__(self, specs: list[RunSpec], console: Console) -> None:
-        self.console = console
-        self.specs = {s.run_id: s for s in specs}
-        self.state: dict[str, dict[str, Any]] = {s.run_id: {"status": "pending"} for s in specs}
-        self.live: Live | None = None
-        self.started = time.time()
-
-    def __enter__(self) -> Display:
-        if self.console.is_terminal:
-            self.live = Live(self.table(), console=self.console, refresh_per_second=2)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.update(self.table())
-            self.live.__exit__(None, None, None)
-
-    def table(self) -> Table:
-        table = Table(title=f"runs ({time.time() - self.started:.0f} s)")
-        for col in ("run", "status", "round", "step", "reward", "elapsed"):
-            table.add_column(col)
-        for run_id, spec in self.specs.items():
-            st = self.state[run_id]
-            elapsed = f"{time.time() - st['started']:.0f} s" if "started" in st else ""
-            if "wall" in st:
-                elapsed = f"{st['wall']:.0f} s"
-            reward = f"{st['reward']:.3f}" if st.get("reward") is not None else ""
-            table.add_row(
-                spec.label,
-                st["status"],
-                str(st.get("round", "")),
-                str(st.get("step", "")),
-                reward,
-                elapsed,
-            )
-        return table
-
-    def update(self, run_id: str, state: dict[str, Any]) -> None:
-        if run_id not in self.state or self.state[run_id]["status"] in ("done", "failed"):
-            return
-        before = self.state[run_id].get("status")
-        self.state[run_id].update(state)
-        if self.live is not None:
-            self.live.update(self.table())
-        elif state.get("status") != before and state.get("status") == "running":
-            self.console.print(f"started  {self.specs[run_id].label}")
-
-    def finished(self, result: RunResult, summary: str) -> None:
-        self.state[result.run_id].update(
-            status=result.status, wall=result.costs.get("wall_seconds", 0)
-        )
-        if self.live is not None:
-            self.live.update(self.table())
-            self.live.console.print(summary)
-        else:
-            self.console.print(summary)
-
-
-def summary_line(result: RunResult) -> str:
-    """One line per finished run: its status, primary numbers and cost."""
-    label = f"{result.variant}/seed{result.seed}"
-    if result.status != "done":
-        return f"FAILED   {label}: {result.error}"
-    rates = [m for m in result.metrics if m.metric.startswith("winrate.")]
-    parts = [f"{m.metric.removeprefix('winrate.')} {m.value:.3f}" for m in rates]
-    wall = result.costs.get("wall_seconds", 0.0)
-    return f"done     {label}: win-rate {', '.join(parts) or '-'}; {wall:.0f} s"
-
-
 def run_suite(
     suite: Suite,
     out_root: Path,
@@ -148,25 +75,47 @@ def run_suite(
         console.print(f"resuming: {len(skipped)} run(s) already done, {len(todo)} to run")
     resolve(suite)  # a world suite's world is built once here, before any task needs it
     results = [done[s.run_id] for s in specs if s.run_id in done]
-    res = suite.resources
     if todo:
-        with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
-            console.print(f"pool: {_describe(p.resources)}; {len(todo)} run(s) of {suite.name}")
-            ref_path = shared.shared_path(suite, out_dir)
-            ref = None if fresh else shared.load_or_none(ref_path)
-            if ref is None:
-                console.print("shared: reference generations and base capability (once per suite)")
-                ref = schedule.compute_shared_remote(
-                    spec_dump(suite), res.cpus_per_run, res.gpus_per_run
-                )
-                ref.save(ref_path)
-            with Display(todo, console) as display:
+        results += _run_on_pool(suite, todo, out_dir, fresh, address, console, num_gpus)
+    outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
+    outcome.paths = write_outputs(out_dir, outcome.results)
+    return outcome
 
-                def on_result(result: RunResult) -> None:
-                    schedule.save_result(out_dir, result)
-                    display.finished(result, summary_line(result))
 
-                results += schedule.run_specs(
+def _run_on_pool(
+    suite: Suite,
+    todo: list[RunSpec],
+    out_dir: Path,
+    fresh: bool,
+    address: str | None,
+    console: Console,
+    num_gpus: int | None,
+) -> list[RunResult]:
+    """The runs ``todo`` on a Ray pool, after the suite's shared reference evaluation; each result
+    saved, shown and tracked as it arrives."""
+    res = suite.resources
+    with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
+        console.print(f"pool: {_describe(p.resources)}; {len(todo)} run(s) of {suite.name}")
+        ref_path = shared.shared_path(suite, out_dir)
+        ref = None if fresh else shared.load_or_none(ref_path)
+        if ref is None:
+            console.print("shared: reference generations and base capability (once per suite)")
+            ref = schedule.compute_shared_remote(
+                spec_dump(suite), res.cpus_per_run, res.gpus_per_run
+            )
+            ref.save(ref_path)
+        trains = {v.name for v in suite.methods if REGISTRY[v.method].train is not None}
+        tracker = open_tracker(suite.tracking, suite.name, out_dir)
+        with Display(todo, console, suite.budget.rounds, trains) as display:
+
+            def on_result(result: RunResult) -> None:
+                schedule.save_result(out_dir, result)
+                display.finished(result, summary_line(result))
+                if tracker is not None:
+                    track(tracker, suite, result, console)
+
+            try:
+                return schedule.run_specs(
                     todo,
                     out_dir,
                     ref,
@@ -177,9 +126,20 @@ def run_suite(
                     on_result,
                     board=p.board,
                 )
-    outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
-    outcome.paths = write_outputs(out_dir, outcome.results)
-    return outcome
+            finally:
+                if tracker is not None:
+                    tracker.close()
+
+
+def track(tracker: Tracker, suite: Suite, result: RunResult, console: Console) -> None:
+    """Log ``result`` to the suite's tracker; a tracker that fails costs a line, not the suite
+    (the result is on disk already)."""
+    params = suite.variant(result.variant).params.model_dump(mode="json")
+    budget = suite.budget.model_dump(mode="json")
+    try:
+        tracker.log(tracked(result, params, budget, suite.hash()))
+    except Exception as exc:  # any backend error: reported, the suite goes on
+        console.print(f"tracking: {result.variant}/seed{result.seed} not logged: {exc}")
 
 
 def spec_dump(suite: Suite) -> dict[str, Any]:

@@ -92,8 +92,9 @@ class RunResult:
 
 
 def _run_content(suite: Suite, variant: str, seed: int) -> dict[str, Any]:
-    """What determines a run's outcome: everything but the other variants, seeds and resources."""
-    dump = suite.model_dump(mode="json")
+    """What determines a run's outcome: everything but the other variants, seeds, resources and
+    tracking."""
+    dump = suite.model_dump(mode="json", exclude={"tracking"})
     dump.pop("resources")
     dump.pop("seeds")
     dump["methods"] = [m for m in dump["methods"] if m["name"] == variant]

@@ -8,6 +8,7 @@ dies is retried by Ray up to ``max_retries``; a run that raises is a failed resu
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from methods.base import Progress
 
 PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
 POLL_SECONDS = 0.5
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def _task_setup(num_cpus: float) -> None:
@@ -48,7 +50,11 @@ def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float)
             update = {"round": p.round, "step": p.step, "reward": p.mean_reward}
             board.put_nowait((spec.run_id, update))
 
-    return execute_run(spec, Path(out_dir) / "artifacts" / spec.run_id, shared, progress)
+    def phase(name: str) -> None:
+        board.put_nowait((spec.run_id, {"status": name}))
+
+    artifacts = Path(out_dir) / "artifacts" / spec.run_id
+    return execute_run(spec, artifacts, shared, progress, phase=phase)
 
 
 def _shared_task(suite_dump: dict[str, Any], cpus: float) -> Any:
@@ -78,11 +84,12 @@ def pool(
     if not ray.is_initialized():
         addr = address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False}
-        kwargs["log_to_driver"] = False
+        kwargs.update(log_to_driver=False, logging_level=logging.WARNING)
         if addr:
             ray.init(address=addr, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
+            with _quiet_token_auth_notice():
+                ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
         started = True
     board: Queue | None = None
     try:
@@ -93,6 +100,23 @@ def pool(
             ray.shutdown()
         elif board is not None:
             ray.kill(board.actor)  # type: ignore[arg-type]  # leave nothing on a visited cluster
+
+
+@contextmanager
+def _quiet_token_auth_notice() -> Iterator[None]:
+    """Without the notice Ray logs when it turns token authentication on for a new local pool by
+    itself (on every pool, it says nothing the user must act on); the protection stays, and any
+    other message of that logger (e.g. that authentication is off) still shows."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+    auth_logger = logging.getLogger(RAY_AUTH_LOGGER)
+    auth_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        auth_logger.removeFilter(keep)
 
 
 def progress_board() -> Queue:

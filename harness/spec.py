@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -226,6 +227,43 @@ class Resources(_Strict):
         return gpus
 
 
+# backend -> (the module it imports, the package that installs it)
+TRACKING_PACKAGES = {"mlflow": ("mlflow", "mlflow-skinny"), "wandb": ("wandb", "wandb")}
+
+
+class Tracking(_Strict):
+    """Experiment tracking (off by default): one tracked run per variant x seed, with its params,
+    per-round training statistics and final metrics, tagged with the suite hash."""
+
+    backend: Literal["none", "mlflow", "wandb"] = Field(
+        "none", description="none, mlflow (pip install mlflow-skinny) or wandb (pip install wandb)."
+    )
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default: a file store, mlruns/ in the suite's results.",
+    )
+    experiment: str | None = Field(
+        None, description="MLflow experiment or W&B project; default: the suite's name."
+    )
+    mode: Literal["offline", "online"] = Field(
+        "offline",
+        description="W&B: offline (files under the results; `wandb sync` uploads them) or online.",
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _installed(cls, backend: str) -> str:
+        module, package = TRACKING_PACKAGES.get(backend, (None, None))
+        if module is not None and importlib.util.find_spec(module) is None:
+            raise PydanticCustomError(
+                "tracking",
+                "tracking backend '{backend}' needs '{module}', which is not installed "
+                "(pip install {package})",
+                {"backend": backend, "module": module, "package": package},
+            )
+        return backend
+
+
 # --- the suite -----------------------------------------------------------------------------------
 
 
@@ -240,6 +278,7 @@ class Suite(_Strict):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     eval: Eval
     resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -269,8 +308,10 @@ class Suite(_Strict):
         raise KeyError(f"no variant '{name}'; variants: {', '.join(v.name for v in self.methods)}")
 
     def hash(self) -> str:
-        """Stable sha256 of the resolved content (defaults filled, file paths absolute)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Stable sha256 of the resolved content (defaults filled, file paths absolute); where
+        the runs are tracked is not content."""
+        dump = self.model_dump(mode="json", exclude={"tracking"})
+        blob = json.dumps(dump, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -179,8 +179,9 @@ def _generate(
     mask = prompt_mask.clone()  # [B, P + t] grows by one column a step
     pos = positions(mask)
     keep = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}  # no [B, P, V] logits
+    cache_arg = cache_argument(model)
     out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
-    cache, logits = out.past_key_values, out.logits[:, -1, :]
+    cache, logits = getattr(out, cache_arg), out.logits[:, -1, :]
     next_pos = pos[:, -1:] + 1  # [B, 1]
     done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
     tokens, alive = [], []
@@ -198,10 +199,10 @@ def _generate(
             input_ids=token[:, None],
             attention_mask=mask,
             position_ids=next_pos,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_arg: cache},
         )
-        cache, logits, next_pos = out.past_key_values, out.logits[:, -1, :], next_pos + 1
+        cache, logits, next_pos = getattr(out, cache_arg), out.logits[:, -1, :], next_pos + 1
     return torch.stack(tokens, dim=1), torch.stack(alive, dim=1).long()
 
 
@@ -248,3 +249,11 @@ def sample(
 
 def accepts_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def cache_argument(model: Any) -> str:
+    """The name under which ``model`` takes and returns its KV cache: ``cache`` (transformers
+    5.25 on; ``past_key_values`` is deprecated there, to be removed in 5.40), else
+    ``past_key_values`` (earlier releases, and remote code written for them)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"

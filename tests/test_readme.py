@@ -38,7 +38,9 @@ def test_the_two_command_lines_are_in_the_readme_and_ci_runs_the_test_one() -> N
 
 
 @pytest.mark.slow
-def test_gating_a_new_variant_works_as_written(tmp_path: Path, tiny_world: Path) -> None:
+def test_gating_a_new_variant_works_as_written_and_quietly(
+    tmp_path: Path, tiny_world: Path
+) -> None:
     baseline = REPO / "results" / "baselines" / "tiny.parquet"
     assert baseline.exists(), "the committed baseline is missing"
     (tmp_path / "results").mkdir()
@@ -48,6 +50,9 @@ def test_gating_a_new_variant_works_as_written(tmp_path: Path, tiny_world: Path)
     run, check = _block_after("### Gate a new variant")
     done = subprocess.run(run, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    # a run as users start it (its own local Ray pool, lm-eval on) says no warning, anywhere
+    said = (done.stdout + done.stderr).splitlines()
+    assert [line for line in said if "warn" in line.lower()] == [], done.stderr
     gate = subprocess.run(check, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert gate.returncode in (0, 1, 3), gate.stdout + gate.stderr  # a verdict, not bad input
     assert "winrate.gold" in gate.stdout and "rrhf" in gate.stdout

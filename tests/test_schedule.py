@@ -291,3 +291,28 @@ def test_results_are_written_per_run(cluster: str, tmp_path: Path) -> None:
     assert suite["name"] == "tiny"
     for name in ("table.parquet", "table.csv", "leaderboard.md", "leaderboard.html"):
         assert (tmp_path / "tiny" / name).exists(), name
+
+
+def test_tracked_run_logs_one_mlflow_run_per_variant_and_seed(cluster: str, tmp_path: Path) -> None:
+    """`tracking: {backend: mlflow}`: every finished run of `harness run` in the suite's local
+    MLflow store, read back with MLflow's own client, with per-round training statistics."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from harness.tracking import default_mlflow_uri
+
+    small = ["eval.num_prompts=8", "budget.prompts_per_round=4", "seeds=[0,1]"]
+    args = [*QUICK_ARGS, *(a for o in small for a in ("-o", o)), "--only", "raft"]
+    args += ["-o", "tracking.backend=mlflow"]
+    code, output = _run([*args, "--out", str(tmp_path), "--address", cluster])
+    assert code == 0, output
+    client = MlflowClient(default_mlflow_uri(tmp_path / "tiny"))
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["raft/seed0", "raft/seed1"]
+    for run in runs.values():
+        assert "winrate.gold" in run.data.metrics and "params.lr" in run.data.params
+        assert run.data.tags["suite_hash"] == _results(tmp_path)[0].provenance["suite_hash"]
+        (loss,) = client.get_metric_history(run.info.run_id, "train/loss")  # one round
+        assert loss.step == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -91,6 +92,31 @@ def test_sampling_stops_when_all_rows_are_done(policy: Any, tokenizer: Any) -> N
     s = sample(policy, tokenizer, PROMPTS[:1], 1, 8, 0.0, 1.0, None, "cpu", eos_token_id=stop)
     assert s.response_ids.shape[1] == first + 1
     assert torch.equal(s.response_ids[0], greedy.response_ids[0, : first + 1])
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_sampling_uses_no_deprecated_argument(tokenizer: Any, make_model: Any, kind: str) -> None:
+    """Sampling calls the model as the installed transformers wants it: no deprecation warning
+    (e.g. ``past_key_values`` for ``cache``, removed in 5.40) through Python's warnings or
+    transformers' logger, whose once-only memory is cleared first."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.get_logger("transformers").warning_once.cache_clear()  # type: ignore[attr-defined]
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    hf_root = logging.getLogger("transformers")
+    hf_root.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sample(make_model(kind), tokenizer, PROMPTS, 2, 6, 1.0, 1.0, gen(0), "cpu")
+    finally:
+        hf_root.removeHandler(handler)
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in records]
+    assert not [m for m in said if "deprecat" in m.lower()], said
 
 
 @pytest.mark.parametrize("kind", MODELS)
