@@ -171,30 +171,43 @@ def _generate(
     eos: int | None,
     pad: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """KV-cached decoding loop: response ids and mask ``[B, T]`` with T <= max_new_tokens."""
+    """KV-cached decoding loop: response ids and mask ``[B, T]`` with T <= max_new_tokens.
+
+    A row that has emitted EOS leaves the forward pass (its cache rows are dropped), so a step
+    costs what the rows still writing cost; a cache that cannot drop rows keeps them, fed pad."""
     B = prompt_ids.shape[0]
     if B == 0 or max_new_tokens == 0:
         empty = prompt_ids.new_zeros((B, 0))
         return empty, empty
-    mask = prompt_mask.clone()  # [B, P + t] grows by one column a step
+    mask = prompt_mask.clone()  # [b, P + t] grows by one column a step
     pos = positions(mask)
     keep = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}  # no [B, P, V] logits
     cache_arg = cache_argument(model)
     out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
     cache, logits = getattr(out, cache_arg), out.logits[:, -1, :]
-    next_pos = pos[:, -1:] + 1  # [B, 1]
-    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
-    tokens, alive = [], []
+    next_pos = pos[:, -1:] + 1  # [b, 1]
+    droppable = hasattr(cache, "batch_select_indices")
+    live = torch.arange(B, device=prompt_ids.device)  # [b]: the batch rows in the forward pass
+    finished = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)  # [b]: past their EOS
+    tokens = prompt_ids.new_full((B, max_new_tokens), pad)  # [B, T]
+    alive = prompt_ids.new_zeros((B, max_new_tokens))  # [B, T]
+    width = 0
     for step in range(max_new_tokens):
-        token = next_tokens(logits, temperature, top_p, generator)  # [B]
-        token = token.masked_fill(done, pad)
-        tokens.append(token)
-        alive.append(~done)
+        width = step + 1
+        token = next_tokens(logits, temperature, top_p, generator)  # [b]
+        fresh = ~finished  # [b]: rows whose token this step is real
+        token = token.masked_fill(finished, pad)
+        tokens[live, step], alive[live, step] = token, fresh.long()
         if eos is not None:
-            done = done | (token == eos)
-        if bool(done.all()) or step == max_new_tokens - 1:
+            finished = finished | (token == eos)
+        if bool(finished.all()) or step == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, alive[-1].long()[:, None]], dim=1)  # the token fed next
+        mask = torch.cat([mask, fresh.long()[:, None]], dim=1)  # the token fed next
+        if droppable and bool(finished.any()):
+            stay = (~finished).nonzero().squeeze(1)  # [b']
+            cache.batch_select_indices(stay)
+            live, token, mask, next_pos = live[stay], token[stay], mask[stay], next_pos[stay]
+            finished = finished[stay]
         out = model(
             input_ids=token[:, None],
             attention_mask=mask,
@@ -203,7 +216,7 @@ def _generate(
             **{cache_arg: cache},
         )
         cache, logits, next_pos = getattr(out, cache_arg), out.logits[:, -1, :], next_pos + 1
-    return torch.stack(tokens, dim=1), torch.stack(alive, dim=1).long()
+    return tokens[:, :width], alive[:, :width]
 
 
 def sample(
