@@ -62,7 +62,9 @@ class Display:
             return 1.0
         if status == "training":
             return 0.5 * st.get("round", 0) / max(self.rounds, 1)
-        return 0.5 if status == "evaluating" and trains else 0.0
+        if status in ("evaluating", "capability"):
+            return (0.5 if trains else 0.0) + (0.25 if status == "capability" else 0.0)
+        return 0.0
 
     def eta(self) -> str:
         done = self.fraction()

@@ -274,11 +274,13 @@ def evaluate_policy(
     setup: EvalSetup,
     shared: ReferenceEval | None,
     out_dir: Path,
+    phase: Callable[[str], None] = lambda name: None,
 ) -> Evaluation:
     """Every metric row of a finished run (see ``harness/runs.py``), plus ``regression.<task>``,
     and every judged sample.
 
-    ``shared`` is the suite's ``ReferenceEval``; None computes it here (tests, one-off runs)."""
+    ``shared`` is the suite's ``ReferenceEval``; None computes it here (tests, one-off runs).
+    ``phase("capability")`` is called as the lm-eval tasks start."""
     ctx.policy.eval()
     ref = shared if shared is not None else reference_eval(setup)
     n_boot, k = setup.bootstrap, ref.samples_per_prompt
@@ -302,6 +304,8 @@ def evaluate_policy(
         MetricRow("distinct_1", distinct_n(samples.responses, 1), n=len(samples)),
         MetricRow("distinct_2", distinct_n(samples.responses, 2), n=len(samples)),
     ]
+    if setup.lm_eval.tasks:
+        phase("capability")
     rows += _capability(ctx, method, setup, ref.capability, Path(out_dir))
     columns = {
         **sample_index(len(ref.prompts), k, ref.clusters),

@@ -36,3 +36,8 @@ def test_progress_counts_rounds_evaluation_and_finished_runs() -> None:
     rendered = io.StringIO()
     Console(file=rendered, width=120).print(d.render())
     assert "evaluating" in rendered.getvalue() and "0/2 runs done" in rendered.getvalue()
+    d.update("ppo", {"status": "capability"})  # lm-eval after sampling and judging
+    assert d.fraction() == 0.375
+    rendered = io.StringIO()
+    Console(file=rendered, width=120).print(d.render())
+    assert "capability" in rendered.getvalue()
