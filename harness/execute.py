@@ -147,9 +147,7 @@ def _train_and_evaluate(
     # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
     assert isinstance(ctx.reward, RewardModel)
     setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, ctx.reward.uncharged(), data)
-    evaluation = evaluate_policy(
-        ctx, method, variant.params, setup, shared, out_dir, phase
-    )
+    evaluation = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir, phase)
     return evaluation, device
 
 
