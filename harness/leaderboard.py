@@ -162,7 +162,9 @@ def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     judges, primary = summary.attrs["judges"], summary.attrs["primary_judge"]
     judges = [primary, *[j for j in judges if j != primary]] if primary else judges
     tasks, sampled = summary.attrs["tasks"], summary.attrs.get("samples") is not None
-    headers = ["rank", "variant", "method", "seeds"]
+    # the method column only where some variant is not named after its method
+    named = bool((summary["variant"] != summary["method"]).any())
+    headers = ["rank", "variant", *(["method"] if named else []), "seeds"]
     headers += ["rank interval", "group"] if sampled else []
     for j in judges:
         headers.append(f"win-rate {j}" + (" (primary)" if j == primary else ""))
@@ -171,7 +173,7 @@ def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for _, row in summary.iterrows():
         seeds = str(row["seeds"]) + (f" (+{row['failed']} failed)" if row["failed"] else "")
-        cells = [str(row["rank"]), row["variant"], row["method"], seeds]
+        cells = [str(row["rank"]), row["variant"], *([row["method"]] if named else []), seeds]
         cells += [_ranks(row), row["group"]] if sampled else []
         for j in judges:
             cells.append(_interval(row, f"winrate.{j}"))
@@ -249,7 +251,7 @@ def made_by(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo
         counts = "no run table (failed runs unknown)"
     digest = suite_hash(info, runs_df)
     hashed = f" (hash `{digest[:16]}`)" if digest else ""
-    return f"Made by `harness leaderboard` from suite `{title(summary, info)}`{hashed}; {counts}."
+    return f"Suite `{title(summary, info)}`{hashed}; {counts}."
 
 
 # --- markdown and HTML ------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_a_variant_whose_every_run_failed_is_still_listed(tmp_path: Path) -> Non
     out = write_results_dir(tmp_path, results)
     long_df, runs_df = read_table(out)
     text = markdown(summarise(long_df, runs_df, None), runs_df, None)
-    assert "| 3 | ppo | ppo | 0 (+1 failed) | - |" in text
+    assert "| 3 | ppo | 0 (+1 failed) | - |" in text  # no method column: names are defaults
     assert "## Failed runs" in text and "FloatingPointError" in text
 
 
