@@ -8,6 +8,7 @@ error (``harness run``: some run failed; ``harness check``: a regression), 3 inc
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,8 @@ from rich.table import Table
 
 import harness
 from harness import cli_bench, cli_results
-from harness.cli_common import BAD_INPUT, Debug, fail, stderr, stdout
+from harness.cli_common import BAD_INPUT, Debug, fail, fail_on, stderr, stdout
+from harness.errors import InputError
 from harness.preflight import PreflightError
 from harness.preflight import check as preflight_check
 from harness.runs import expand
@@ -157,6 +159,7 @@ def run(
     loaded = load_or_exit(suite, override, debug)
     try:
         expand(loaded, only)
+        check_out(out / loaded.name)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     _preflight(loaded, debug)
@@ -169,7 +172,7 @@ def run(
     except Exception as exc:
         if debug:
             raise
-        fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)")
+        fail_on(exc)
     done = len(outcome.results) - len(outcome.failed)
     out_console.print(
         f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
@@ -178,6 +181,19 @@ def run(
     for name, path in outcome.paths.items():
         out_console.print(f"  {name:<17} {path}")
     raise typer.Exit(outcome.exit_code)
+
+
+def check_out(folder: Path) -> None:
+    """``InputError`` unless ``folder`` (``--out``/<suite>) is, or can be made, a writable
+    directory: a file in the way, a read-only parent."""
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise InputError(f"--out: {part} is a file, not a directory")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise InputError(f"--out: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _preflight(suite: Suite, debug: bool) -> None:
@@ -225,6 +241,7 @@ def world_build(
         typer.Option(help="Cache root (default: $HARNESS_CACHE or ~/.cache/alignment-harness)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Build (or find in the cache) the tiny world and print its card."""
     from harness.world.build import build_world  # deferred: transformers' models (~4 s)
@@ -232,14 +249,23 @@ def world_build(
     if seed < 0:
         fail(f"--seed must be >= 0, got {seed}", BAD_INPUT)
     config = WorldConfig(seed=seed)
-    path = world_dir(config, cache_dir)
     out = stdout()
-    if force or not (path / "card.json").exists():
-        out.print(f"building the tiny world (seed {seed}) into {path}")
-        build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
-    else:
-        out.print(f"cached: {path}")
-    out.print(card_markdown(load_card(path)))
+    try:
+        path = world_dir(config, cache_dir)
+        if force or not (path / "card.json").exists():
+            check_out(path)
+            out.print(f"building the tiny world (seed {seed}) into {path}")
+            build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
+        else:
+            out.print(f"cached: {path}")
+        out.print(card_markdown(load_card(path)))
+    except KeyboardInterrupt:
+        stderr().print("interrupted: the next build resumes where this one stopped")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        fail_on(exc)
 
 
 # --- results and bench: `harness leaderboard`, `harness check`, `harness bench` -----------------

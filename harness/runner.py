@@ -6,6 +6,7 @@ Exit codes: 0 every run done, 1 some run failed, 2 bad input, 130 interrupted (f
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from rich.live import Live
 from rich.table import Table
 
 from harness import schedule, shared
-from harness.files import write_atomic
+from harness.errors import InputError
+from harness.files import folder_lock, write_atomic
 from harness.leaderboard import write_leaderboard
+from harness.models import describe_data
 from harness.resolve import resolve
-from harness.results import load_results, read_table, write_tables
+from harness.results import load_results, merged_suite, read_run_files, read_table, write_tables
 from harness.runs import RunResult, RunSpec, expand
 from harness.spec import Suite
 
@@ -41,17 +44,12 @@ class Outcome:
         return 1 if self.failed else 0
 
 
-def finished_runs(out_dir: Path) -> dict[str, RunResult]:
-    """Results already on disk that finished successfully (a failed run is run again)."""
-    done = {}
-    for path in sorted((out_dir / "runs").glob("*.json")):
-        try:
-            result = RunResult.from_json(path.read_text())
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-        if result.status == "done":
-            done[result.run_id] = result
-    return done
+def finished_runs(out_dir: Path, console: Console) -> dict[str, RunResult]:
+    """Results already on disk that finished successfully (a failed run is run again, and so is
+    one whose file is unreadable: it is set aside in ``runs/corrupt/`` and named)."""
+    warn = lambda message: console.print(f"warning: {message}", markup=False)  # noqa: E731
+    loaded = read_run_files(out_dir / "runs", warn) if (out_dir / "runs").is_dir() else []
+    return {r.run_id: r for _, r in loaded if r.status == "done"}
 
 
 class Display:
@@ -136,21 +134,55 @@ def run_suite(
     console: Console | None = None,
     num_gpus: int | None = None,
 ) -> Outcome:
-    """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard."""
+    """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard.
+
+    ``InputError`` before anything starts when a run fits on no node of the pool, the cluster
+    cannot be reached, another driver holds the results folder, or the folder holds runs of this
+    suite with other settings."""
     console = console or Console()
     out_dir = out_root / suite.name
     specs = expand(suite, only)
-    write_atomic(out_dir / "suite.json", json.dumps(suite.model_dump(mode="json"), indent=1))
-    done = {} if fresh else finished_runs(out_dir)
+    res = suite.resources
+    if not (address or res.address or os.environ.get("RAY_ADDRESS")):
+        problem = schedule.unfit(res.cpus_per_run, res.gpus_per_run, [_local_node(num_gpus)])
+        if problem:
+            raise InputError(f"{problem} (this machine's local pool)")
+    with folder_lock(out_dir):
+        return _run_locked(suite, out_dir, specs, fresh, address, console, num_gpus)
+
+
+def _local_node(num_gpus: int | None) -> dict[str, float]:
+    """What a local pool started here would hold."""
+    import torch
+
+    gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+def _run_locked(
+    suite: Suite,
+    out_dir: Path,
+    specs: list[RunSpec],
+    fresh: bool,
+    address: str | None,
+    console: Console,
+    num_gpus: int | None,
+) -> Outcome:
+    dump = merged_suite(out_dir, suite.model_dump(mode="json"))
+    write_atomic(out_dir / "suite.json", json.dumps(dump, indent=1))
+    done = {} if fresh else finished_runs(out_dir, console)
     todo = [s for s in specs if s.run_id not in done]
     skipped = [s.label for s in specs if s.run_id in done]
     if skipped:
         console.print(f"resuming: {len(skipped)} run(s) already done, {len(todo)} to run")
-    resolve(suite)  # a world suite's world is built once here, before any task needs it
+    resolved = resolve(suite)  # a world suite's world is built once here, before any task
+    for line in describe_data(resolved.data, suite.eval.num_prompts):
+        console.print(line, markup=False)
     results = [done[s.run_id] for s in specs if s.run_id in done]
     res = suite.resources
     if todo:
         with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
+            schedule.check_fits(res.cpus_per_run, res.gpus_per_run)
             console.print(f"pool: {_describe(p.resources)}; {len(todo)} run(s) of {suite.name}")
             ref_path = shared.shared_path(suite, out_dir)
             ref = None if fresh else shared.load_or_none(ref_path)

@@ -9,6 +9,7 @@ dies is retried by Ray up to ``max_retries``; a run that raises is a failed resu
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ import ray
 import torch
 from ray.util.queue import Queue
 
+from harness.errors import InputError
 from harness.execute import execute_run
 from harness.files import write_atomic
 from harness.runs import RunResult, RunSpec
@@ -28,6 +30,7 @@ from methods.base import Progress
 
 PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
 POLL_SECONDS = 0.5
+CONNECT_SECONDS = 5.0  # a cluster address that does not answer within this is unreachable
 
 
 def _task_setup(num_cpus: float) -> None:
@@ -80,6 +83,7 @@ def pool(
         kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False}
         kwargs["log_to_driver"] = False
         if addr:
+            check_reachable(addr)
             ray.init(address=addr, **kwargs)
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
@@ -93,6 +97,50 @@ def pool(
             ray.shutdown()
         elif board is not None:
             ray.kill(board.actor)  # type: ignore[arg-type]  # leave nothing on a visited cluster
+
+
+def check_reachable(address: str) -> None:
+    """``InputError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a connection within
+    ``CONNECT_SECONDS``: Ray itself retries an unreachable head for minutes, deaf to Ctrl-C.
+    ``auto`` and ``local`` are left to Ray (they look for a cluster on this machine)."""
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local"):
+        return
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"Ray address {address!r}: expected HOST:PORT, e.g. 10.0.0.1:6379")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"Ray address {address!r} is unreachable ({reason}, waited {CONNECT_SECONDS:g} s):"
+            " is `ray start --head` running there?"
+        ) from None
+
+
+def unfit(cpus: float, gpus: float, nodes: list[dict[str, float]]) -> str | None:
+    """Why a run of ``cpus`` CPUs and ``gpus`` GPUs can run on none of ``nodes`` (each node's
+    resources), or None when one can hold it: such a task would wait forever."""
+    if any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
+        return None
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if most_cpus < cpus:
+        return f"resources.cpus_per_run is {cpus:g}, but the largest node has {most_cpus:g} CPUs"
+    if most_gpus < gpus:
+        where = "no node has a GPU" if most_gpus == 0 else f"the most on a node is {most_gpus:g}"
+        return f"resources.gpus_per_run is {gpus:g}, but {where}"
+    return f"resources: no node has both {cpus:g} CPUs and {gpus:g} GPUs"
+
+
+def check_fits(cpus: float, gpus: float) -> None:
+    """``InputError`` when no live node of the attached pool can hold one run."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    problem = unfit(cpus, gpus, nodes)
+    if problem:
+        raise InputError(problem)
 
 
 def progress_board() -> Queue:
@@ -110,8 +158,21 @@ Reporter = Callable[[str, dict[str, Any]], None]
 
 
 def compute_shared_remote(suite_dump: dict[str, Any], cpus: float, gpus: float) -> Any:
+    """The suite's shared work as one task; an error inside it is raised here as itself (not
+    Ray's wrapper with the remote traceback)."""
     task = _remote(_shared_task, cpus, gpus, max_retries=1)
-    return ray.get(task.remote(suite_dump, cpus))
+    try:
+        return ray.get(task.remote(suite_dump, cpus))
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
+            raise cause from None
+        raise RuntimeError(f"the shared task failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _remote(fn: Callable[..., Any], cpus: float, gpus: float, max_retries: int) -> Any:
@@ -189,10 +250,12 @@ def _collect(ref: Any, spec: RunSpec, max_retries: int) -> RunResult:
         result: RunResult = ray.get(ref)
         return result
     except ray.exceptions.RayError as exc:  # the worker died, or the task was cancelled
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RunResult.of(
-            spec, "failed", error=f"{type(exc).__name__}: {first}", attempts=max_retries + 1
-        )
+        cause = getattr(exc, "cause", None)
+        raised: BaseException = exc
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
+            raised = cause  # raised inside the task: its own message, not Ray's frames
+        error = f"{type(raised).__name__}: {_first_line(raised)}"
+        return RunResult.of(spec, "failed", error=error, attempts=max_retries + 1)
 
 
 def save_result(out_dir: Path, result: RunResult) -> Path:

@@ -177,7 +177,10 @@ class Method:
 def prompt_rounds(prompts: list[str], budget: Budget, seed: int) -> list[list[str]]:
     """The prompts of each round: ``budget.rounds`` lists of ``prompts_per_round`` prompts, drawn
     without replacement from a seeded shuffle (reshuffled when exhausted). The same for every
-    method under the same seed: the equal-budget contract."""
+    method under the same seed: the equal-budget contract. No prompts: ``ValueError`` (there is
+    nothing to draw from, and waiting would never end)."""
+    if not prompts:
+        raise ValueError("no training prompts: the data's train_prompts yielded none")
     rng = random.Random(seed)
     order: list[str] = []
     rounds = []
