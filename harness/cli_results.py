@@ -135,6 +135,13 @@ def check(
             f" {DEFAULT_TOLERANCE}; never the candidate's)."
         ),
     ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            help="Compare sides made with different settings (budget, data, models, evaluation)"
+            " instead of refusing; the differences are named under the verdict."
+        ),
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Decide candidate - baseline per metric: exit 0 pass, 1 regression (or a metric missing),
@@ -143,7 +150,7 @@ def check(
     from harness.gate import check as run_check
 
     try:
-        verdict = run_check(baseline, candidate, variant, against, tolerance)
+        verdict = run_check(baseline, candidate, variant, against, tolerance, allow_mismatch)
     except GateInputError as exc:
         if debug:
             stderr().print_exception()

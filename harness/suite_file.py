@@ -142,7 +142,9 @@ class _Loader(yaml.SafeLoader):
                 duplicate = key in seen
             except TypeError:  # a list or mapping as a key
                 raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be a plain value, not a list or mapping",
+                    None,
+                    None,
+                    "a key must be a plain value, not a list or mapping",
                     key_node.start_mark,
                 ) from None
             if duplicate:
