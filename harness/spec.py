@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness.capability import TASK_NAME
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
 from harness.world.config import WorldConfig
 from methods import REGISTRY
@@ -46,8 +47,6 @@ WORLD_FORMATS = {"train_prompts": "prompt", "preferences": "hh", "eval_prompts":
 WORLD_JUDGES = ("heldout", "gold")  # reward models that only the embedded world has
 WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith"]
 _SLUG = re.compile(r"[a-z0-9_-]{1,64}")
-# An lm-eval task (or group) name: what lm-eval's registry holds, never an option or a path
-_TASK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 # --- bounds: every count and rate a suite may give, in one place ---------------------------------
 # A value beyond these is a typo or an attack, never a plan: each would run for days or exhaust
@@ -77,7 +76,7 @@ def _slug(value: str) -> str:
 
 
 def _task(value: str) -> str:
-    if not _TASK.fullmatch(value):
+    if not TASK_NAME.fullmatch(value):
         raise PydanticCustomError(
             "task", "should be an lm-eval task name: letters, digits, '_', '.' or '-'"
         )
