@@ -77,6 +77,7 @@ def _leaderboard(results_dir: Path) -> None:
     from harness.leaderboard import summarise_dir, table_cells, write_leaderboard
     from harness.results import (
         ResultsError,
+        corrupt_files,
         load_results,
         load_suite_info,
         read_table,
@@ -89,6 +90,12 @@ def _leaderboard(results_dir: Path) -> None:
     written: list[Path] = []
     if (results_dir / "runs").is_dir():
         results = load_results(results_dir, on_problem=warn)
+        corrupt = corrupt_files(results_dir)
+        if corrupt:
+            warn(
+                f"{len(corrupt)} corrupt run file(s) set aside in {results_dir / 'runs' / 'corrupt'}"
+                " are not in the tables; the next harness run of the suite redoes their runs"
+            )
         if not results:
             raise ResultsError(f"{results_dir / 'runs'}: no readable run files")
         written += write_tables(results_dir, results, info).values()

@@ -143,7 +143,10 @@ def run_suite(
     out_dir = out_root / suite.name
     specs = expand(suite, only)
     res = suite.resources
-    if not (address or res.address or os.environ.get("RAY_ADDRESS")):
+    cluster = address or res.address or os.environ.get("RAY_ADDRESS")
+    if cluster:
+        schedule.check_reachable(cluster)
+    else:
         problem = schedule.unfit(res.cpus_per_run, res.gpus_per_run, [_local_node(num_gpus)])
         if problem:
             raise InputError(f"{problem} (this machine's local pool)")
