@@ -93,7 +93,7 @@ def _leaderboard(results_dir: Path) -> None:
         corrupt = corrupt_files(results_dir)
         if corrupt:
             warn(
-                f"{len(corrupt)} corrupt run file(s) set aside in {results_dir / 'runs' / 'corrupt'}"
+                f"{len(corrupt)} corrupt run file(s) set aside in {corrupt[0].parent}"
                 " are not in the tables; the next harness run of the suite redoes their runs"
             )
         if not results:
