@@ -19,6 +19,7 @@ from rich.table import Table
 import harness
 from harness import cli_bench, cli_results
 from harness.cli_common import BAD_INPUT, Debug, fail, fail_on, stderr, stdout
+from harness.cluster import check_before_start
 from harness.errors import InputError
 from harness.preflight import PreflightError
 from harness.preflight import check as preflight_check
@@ -154,15 +155,16 @@ def run(
 
     Exit 0 when every run succeeded, 1 when some failed, 2 on bad input.
     """
-    from harness.runner import run_suite  # deferred: Ray and transformers' models (~5 s)
-
     loaded = load_or_exit(suite, override, debug)
     try:
         expand(loaded, only)
         check_out(out / loaded.name)
+        check_before_start(loaded.resources, address, num_gpus)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     _preflight(loaded, debug)
+    from harness.runner import run_suite  # deferred: Ray and transformers' models (~5 s)
+
     out_console = stdout()
     try:
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)

@@ -6,7 +6,6 @@ Exit codes: 0 every run done, 1 some run failed, 2 bad input, 130 interrupted (f
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from harness import schedule, shared
-from harness.errors import InputError
+from harness.cluster import check_before_start
 from harness.files import folder_lock, write_atomic
 from harness.leaderboard import write_leaderboard
 from harness.models import describe_data
@@ -142,24 +141,9 @@ def run_suite(
     console = console or Console()
     out_dir = out_root / suite.name
     specs = expand(suite, only)
-    res = suite.resources
-    cluster = address or res.address or os.environ.get("RAY_ADDRESS")
-    if cluster:
-        schedule.check_reachable(cluster)
-    else:
-        problem = schedule.unfit(res.cpus_per_run, res.gpus_per_run, [_local_node(num_gpus)])
-        if problem:
-            raise InputError(f"{problem} (this machine's local pool)")
+    check_before_start(suite.resources, address, num_gpus)
     with folder_lock(out_dir):
         return _run_locked(suite, out_dir, specs, fresh, address, console, num_gpus)
-
-
-def _local_node(num_gpus: int | None) -> dict[str, float]:
-    """What a local pool started here would hold."""
-    import torch
-
-    gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
 
 
 def _run_locked(

@@ -9,7 +9,6 @@ dies is retried by Ray up to ``max_retries``; a run that raises is a failed resu
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import ray
 import torch
 from ray.util.queue import Queue
 
+from harness.cluster import check_reachable, unfit
 from harness.errors import InputError
 from harness.execute import execute_run
 from harness.files import write_atomic
@@ -30,7 +30,6 @@ from methods.base import Progress
 
 PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
 POLL_SECONDS = 0.5
-CONNECT_SECONDS = 5.0  # a cluster address that does not answer within this is unreachable
 
 
 def _task_setup(num_cpus: float) -> None:
@@ -97,42 +96,6 @@ def pool(
             ray.shutdown()
         elif board is not None:
             ray.kill(board.actor)  # type: ignore[arg-type]  # leave nothing on a visited cluster
-
-
-def check_reachable(address: str) -> None:
-    """``InputError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a connection within
-    ``CONNECT_SECONDS``: Ray itself retries an unreachable head for minutes, deaf to Ctrl-C.
-    ``auto`` and ``local`` are left to Ray (they look for a cluster on this machine)."""
-    target = address.removeprefix("ray://")
-    if target in ("auto", "local"):
-        return
-    host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"Ray address {address!r}: expected HOST:PORT, e.g. 10.0.0.1:6379")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise InputError(
-            f"Ray address {address!r} is unreachable ({reason}, waited {CONNECT_SECONDS:g} s):"
-            " is `ray start --head` running there?"
-        ) from None
-
-
-def unfit(cpus: float, gpus: float, nodes: list[dict[str, float]]) -> str | None:
-    """Why a run of ``cpus`` CPUs and ``gpus`` GPUs can run on none of ``nodes`` (each node's
-    resources), or None when one can hold it: such a task would wait forever."""
-    if any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
-        return None
-    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
-    if most_cpus < cpus:
-        return f"resources.cpus_per_run is {cpus:g}, but the largest node has {most_cpus:g} CPUs"
-    if most_gpus < gpus:
-        where = "no node has a GPU" if most_gpus == 0 else f"the most on a node is {most_gpus:g}"
-        return f"resources.gpus_per_run is {gpus:g}, but {where}"
-    return f"resources: no node has both {cpus:g} CPUs and {gpus:g} GPUs"
 
 
 def check_fits(cpus: float, gpus: float) -> None:
