@@ -187,13 +187,12 @@ def run(
 
 def check_out(folder: Path) -> None:
     """``InputError`` unless ``folder`` (``--out``/<suite>) is, or can be made, a writable
-    directory: a file in the way, a read-only parent."""
-    for part in (folder, *folder.parents):
-        if part.exists() and not part.is_dir():
-            raise InputError(f"--out: {part} is a file, not a directory")
+    directory: a file in the way, a read-only parent. Nothing is left behind."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise InputError(f"--out: {existing} is a file, not a directory")
+        tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:
         raise InputError(f"--out: cannot write in {folder} ({exc.strerror})") from None
 

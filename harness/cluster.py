@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 from harness.errors import InputError
 from harness.spec import Resources
@@ -16,7 +17,11 @@ CONNECT_SECONDS = 5.0  # a cluster address that does not answer within this is u
 def check_before_start(res: Resources, address: str | None, num_gpus: int | None) -> None:
     """The cluster (``address``, else the suite's, else ``RAY_ADDRESS``) answers; or, for a local
     pool, one run fits on this machine (``num_gpus``: the GPUs the pool declares, default: those
-    found)."""
+    found). A Ray this process already holds is the pool: ``harness.schedule`` checks its nodes
+    once attached."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return
     cluster = address or res.address or os.environ.get("RAY_ADDRESS")
     if cluster:
         check_reachable(cluster)
