@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ class CapabilityError(RuntimeError):
     """lm-eval failed; the message holds the tail of its output."""
 
 
+# an lm-eval task (or group) name, as the suite schema allows it: never an option or a path
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
 def evaluate(
     model_dir: str | Path,
     tasks: list[str],
@@ -39,16 +44,26 @@ def evaluate(
     batch_size: int = 16,
     device: str = "cpu",
     timeout: float = 3600,
+    trust_remote_code: bool = False,
 ) -> dict[str, TaskScore]:
-    """Accuracy of the model in ``model_dir`` on each of ``tasks`` (lm-eval, in a child process)."""
+    """Accuracy of the model in ``model_dir`` on each of ``tasks`` (lm-eval, in a child process).
+
+    The child's arguments are built from task names that match ``TASK_NAME`` only (``ValueError``
+    otherwise), after a ``--``: no task can be read as an option of the child."""
     if not tasks:
         return {}
-    cmd = [sys.executable, "-m", "harness.capability", str(model_dir), *tasks]
+    bad = [t for t in tasks if not TASK_NAME.fullmatch(t)]
+    if bad:
+        raise ValueError(f"not lm-eval task names: {', '.join(map(repr, bad))}")
+    cmd = [sys.executable, "-m", "harness.capability"]
     cmd += ["--batch-size", str(batch_size), "--device", device]
     if include_path is not None:
         cmd += ["--include-path", str(include_path)]
     if limit is not None:
         cmd += ["--limit", str(limit)]
+    if trust_remote_code:
+        cmd += ["--trust-remote-code"]
+    cmd += ["--", str(model_dir), *tasks]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
@@ -65,7 +80,12 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
     out = lm_eval.simple_evaluate(
         model="hf",
-        model_args={"pretrained": args.model_dir, "dtype": "float32", "device": args.device},
+        model_args={
+            "pretrained": args.model_dir,
+            "dtype": "float32",
+            "device": args.device,
+            "trust_remote_code": args.trust_remote_code,
+        },
         tasks=args.tasks,
         task_manager=manager,
         batch_size=args.batch_size,
@@ -98,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
     print(json.dumps(_run(args)))
 

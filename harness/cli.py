@@ -8,6 +8,7 @@ error (``harness run``: some run failed; ``harness check``: a regression), 3 inc
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,9 @@ from rich.table import Table
 
 import harness
 from harness import cli_bench, cli_results
-from harness.cli_common import BAD_INPUT, Debug, fail, print_rich_table, stderr, stdout
+from harness.cli_common import BAD_INPUT, Debug, fail, fail_on, print_rich_table, stderr, stdout
+from harness.cluster import check_before_start
+from harness.errors import InputError
 from harness.preflight import PreflightError, decide_offline
 from harness.preflight import check as preflight_check
 from harness.runs import expand
@@ -156,6 +159,8 @@ def run(
     loaded = load_or_exit(suite, override, debug)
     try:
         expand(loaded, only)
+        check_out(out / loaded.name)
+        check_before_start(loaded.resources, address, num_gpus)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     _preflight(loaded, debug)
@@ -170,7 +175,7 @@ def run(
     except Exception as exc:
         if debug:
             raise
-        fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)")
+        fail_on(exc)
     done = len(outcome.results) - len(outcome.failed)
     out_console.print(
         f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
@@ -179,6 +184,18 @@ def run(
     for name, path in outcome.paths.items():
         out_console.print(f"  {name:<17} {path}")
     raise typer.Exit(outcome.exit_code)
+
+
+def check_out(folder: Path) -> None:
+    """``InputError`` unless ``folder`` (``--out``/<suite>) is, or can be made, a writable
+    directory: a file in the way, a read-only parent. Nothing is left behind."""
+    try:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise InputError(f"--out: {existing} is a file, not a directory")
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise InputError(f"--out: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _preflight(suite: Suite, debug: bool) -> None:
@@ -232,6 +249,7 @@ def world_build(
     force: Annotated[
         bool, typer.Option("--force", help="Build here even if cached or shipped.")
     ] = False,
+    debug: Debug = False,
 ) -> None:
     """Install (the shipped default world), find in the cache, or build the tiny world; print its
     card. With --force the world is built on this machine and compared with the shipped one."""
@@ -241,25 +259,36 @@ def world_build(
     if seed < 0:
         fail(f"--seed must be >= 0, got {seed}", BAD_INPUT)
     config = WorldConfig(seed=seed)
-    path = world_dir(config, cache_dir)
     out = stdout()
+    path = world_dir(config, cache_dir)
     shipped = store.shipped(config)
-    if force:
-        out.print(f"building the tiny world (seed {seed}) into {path}")
-        build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
-        built = store.recorded_hash(path)
-        if shipped is not None:
-            same = built == store.recorded_hash(shipped)
-            verdict = "the same as" if same else "different from"
-            out.print(f"content hash {built}: {verdict} the world this package ships")
+    try:
+        if force:
+            check_out(path)
+            out.print(f"building the tiny world (seed {seed}) into {path}")
+            build_world(config, path, log=lambda line: out.print(f"  {escape(line)}"))
+            built = store.recorded_hash(path)
+            if shipped is not None:
+                same = built == store.recorded_hash(shipped)
+                verdict = "the same as" if same else "different from"
+                out.print(f"content hash {built}: {verdict} the world this package ships")
+            else:
+                out.print(f"content hash {built} (this package ships no world for this config)")
         else:
-            out.print(f"content hash {built} (this package ships no world for this config)")
-    else:
-        cached = path.exists() and store.verify(path) is None
-        ensure_world(config, cache_dir, log=lambda line: out.print(f"  {escape(line)}"))
-        how = "cached" if cached else ("installed from the package" if shipped else "built")
-        out.print(f"{how}: {path}")
-    out.print(card_markdown(load_card(path)))
+            cached = path.exists() and store.verify(path) is None
+            if not cached:
+                check_out(path)
+            ensure_world(config, cache_dir, log=lambda line: out.print(f"  {escape(line)}"))
+            how = "cached" if cached else ("installed from the package" if shipped else "built")
+            out.print(f"{how}: {path}")
+        out.print(card_markdown(load_card(path)))
+    except KeyboardInterrupt:
+        stderr().print("interrupted: the next build resumes where this one stopped")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        fail_on(exc)
 
 
 # --- results and bench: `harness leaderboard`, `harness check`, `harness bench` -----------------

@@ -41,6 +41,22 @@ def fail(message: str, code: int = INTERNAL_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_on(exc: BaseException) -> NoReturn:
+    """Exit for an exception no command expected by name: bad input (``InputError``, data that
+    cannot be had, a file the system refuses) is exit 2 with its message; anything else an
+    internal error (exit 1), with the first line of its message."""
+    from harness.data import DataUnavailableError  # light: the data module imports no torch
+    from harness.errors import InputError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, InputError | DataUnavailableError):
+        fail(text, BAD_INPUT)
+    if isinstance(exc, PermissionError | IsADirectoryError | NotADirectoryError):
+        fail(f"{exc.filename}: {exc.strerror}", BAD_INPUT)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    fail(f"internal error: {type(exc).__name__}: {first} (--debug shows the traceback)")
+
+
 def warn(message: str) -> None:
     """``warning: <message>`` on stderr."""
     stderr().print(f"[yellow]warning:[/] {escape(message)}")

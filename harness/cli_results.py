@@ -76,6 +76,7 @@ def _leaderboard(results_dir: Path) -> None:
     from harness.leaderboard import summarise_dir, table_cells, write_leaderboard
     from harness.results import (
         ResultsError,
+        corrupt_files,
         load_results,
         load_suite_info,
         read_table,
@@ -88,6 +89,12 @@ def _leaderboard(results_dir: Path) -> None:
     written: list[Path] = []
     if (results_dir / "runs").is_dir():
         results = load_results(results_dir, on_problem=warn)
+        corrupt = corrupt_files(results_dir)
+        if corrupt:
+            warn(
+                f"{len(corrupt)} corrupt run file(s) set aside in {corrupt[0].parent}"
+                " are not in the tables; the next harness run of the suite redoes their runs"
+            )
         if not results:
             raise ResultsError(f"{results_dir / 'runs'}: no readable run files")
         written += write_tables(results_dir, results, info).values()
@@ -134,6 +141,13 @@ def check(
             f" {DEFAULT_TOLERANCE}; never the candidate's)."
         ),
     ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            help="Compare sides made with different settings (budget, data, models, evaluation)"
+            " instead of refusing; the differences are named under the verdict."
+        ),
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Decide candidate - baseline per metric: exit 0 pass, 1 regression (or a metric missing),
@@ -142,7 +156,7 @@ def check(
     from harness.gate import check as run_check
 
     try:
-        verdict = run_check(baseline, candidate, variant, against, tolerance)
+        verdict = run_check(baseline, candidate, variant, against, tolerance, allow_mismatch)
     except GateInputError as exc:
         if debug:
             stderr().print_exception()

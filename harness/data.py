@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class DropReason(str, Enum):
     IDENTICAL_RESPONSES = "identical_responses"  # chosen == rejected (ignoring edge whitespace)
     DUPLICATE_PROMPT = "duplicate_prompt"  # a prompt already kept (prompt loaders, "hh" format)
     EMPTY_PROMPT = "empty_prompt"  # a "prompt" field that is empty or whitespace only
+    TOO_LONG = "too_long"  # a line longer than MAX_RECORD_BYTES (no prompt or pair is that long)
 
 
 class HHFormatError(ValueError):
@@ -52,6 +54,9 @@ class DataUnavailableError(RuntimeError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"data source {name!r} is unavailable: {reason}")
         self.name, self.reason = name, reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt as itself across processes
+        return type(self), (self.name, self.reason)
 
 
 @dataclass
@@ -69,6 +74,10 @@ class LoadReport:
 
     def drop(self, reason: DropReason) -> None:
         self.dropped[reason.value] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"source", "kept", "dropped": {reason: count}}``, for a run's provenance."""
+        return {"source": self.source, "kept": self.kept, "dropped": dict(self.dropped)}
 
     def summary(self) -> str:
         """One line, e.g. ``x.jsonl: kept 2,300 of 2,312 (dropped prompt_mismatch 5, ...)``."""
@@ -141,6 +150,8 @@ def _string_fields(record: object, *names: str) -> tuple[str, ...] | None:
 
 
 def _pair_from_record(record: object) -> PreferencePair | DropReason:
+    if record is _TOO_LONG:
+        return DropReason.TOO_LONG
     fields = _string_fields(record, "chosen", "rejected")
     if fields is None:
         return DropReason.MALFORMED_RECORD
@@ -148,6 +159,8 @@ def _pair_from_record(record: object) -> PreferencePair | DropReason:
 
 
 def _prompt_from_record(record: object, format: PromptFormat) -> str | DropReason:
+    if record is _TOO_LONG:
+        return DropReason.TOO_LONG
     fields = _string_fields(record, "chosen" if format == "hh" else "prompt")
     if fields is None:
         return DropReason.MALFORMED_RECORD
@@ -225,13 +238,17 @@ def _check_format(format: str) -> None:
 # --- local files ------------------------------------------------------------------------------
 
 _MALFORMED = object()  # stands in for a line that is not valid UTF-8 JSON
+_TOO_LONG = object()  # stands in for a line longer than MAX_RECORD_BYTES
+MAX_RECORD_BYTES = 1_000_000  # a line beyond this is dropped unread (a tokenizer would choke)
 
 
 def read_jsonl(path: str | Path) -> Iterator[object]:
     """Decoded JSON values of a ``.jsonl`` or ``.jsonl.gz`` file, one per non-blank line.
 
     A line that is not valid UTF-8 JSON yields a sentinel that every parser counts as
-    ``malformed_record``. Raises :class:`DataUnavailableError` when the file is missing.
+    ``malformed_record``; a line longer than ``MAX_RECORD_BYTES``, one counted as ``too_long``.
+    Raises :class:`DataUnavailableError` when the file is missing or cannot be read to its end
+    (a truncated or corrupt ``.gz``, a read error).
     """
     path = Path(path)
     if not path.name.endswith((".jsonl", ".jsonl.gz")):
@@ -239,10 +256,30 @@ def read_jsonl(path: str | Path) -> Iterator[object]:
     if not path.is_file():
         raise DataUnavailableError(str(path), "no such file")
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as lines:
-        for line in lines:
-            if line.strip():
-                yield _decode_line(line)
+    try:
+        with opener(path, "rb") as lines:
+            for line in _bounded_lines(lines):
+                if line is None:
+                    yield _TOO_LONG
+                elif line.strip():
+                    yield _decode_line(line)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip: BadGzipFile, truncated stream
+        raise DataUnavailableError(str(path), f"unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _bounded_lines(stream: Any) -> Iterator[bytes | None]:
+    """Lines of a binary stream; ``None`` for a line longer than ``MAX_RECORD_BYTES`` (read past
+    in chunks, never held whole)."""
+    while True:
+        line = stream.readline(MAX_RECORD_BYTES + 1)
+        if not line:
+            return
+        if len(line) <= MAX_RECORD_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):  # the rest of the long line
+            line = stream.readline(MAX_RECORD_BYTES)
+        yield None
 
 
 def _decode_line(line: bytes) -> object:

@@ -138,7 +138,13 @@ def run_lm_eval(lm: LmEvalSetup, model_dir: str | Path, device: torch.device) ->
     """lm-eval scores of the model in ``model_dir`` (or a hub id) on the suite's tasks, in a child
     process."""
     return capability.evaluate(
-        model_dir, lm.tasks, lm.include, lm.limit, lm.batch_size, device=str(device)
+        model_dir,
+        lm.tasks,
+        lm.include,
+        lm.limit,
+        lm.batch_size,
+        device=str(device),
+        trust_remote_code=lm.trust_remote_code,
     )
 
 

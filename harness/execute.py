@@ -131,6 +131,7 @@ def _train_and_evaluate(
     progress: ProgressFn,
     costs: Costs,
     phase: PhaseFn,
+    loaded: dict[str, Any],
 ) -> tuple[Evaluation, torch.device]:
     suite = Suite.model_validate(spec.suite)
     resolved = resolve(suite)
@@ -139,9 +140,15 @@ def _train_and_evaluate(
     device = pick_device(suite.resources.gpus_per_run)
     seed_everything(spec.seed)
     ctx, data = train_context(resolved, spec.variant, spec.seed, device, costs, progress)
+    loaded["data"] = {slot: report.as_dict() for slot, report in data.reports.items()}
     if method.train is not None:
         phase("training")
         method.train(ctx, variant.params)
+        if costs.optimizer_steps == 0:  # a result that silently equals the base policy
+            raise RuntimeError(
+                f"{spec.variant} took no optimizer step: nothing in its data or samples to "
+                "train on (check its candidates, pairs and the budget)"
+            )
     phase("evaluating")
     # judges are loaded after training, so they hold no memory while it runs; judging is the
     # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
@@ -177,8 +184,9 @@ def execute_run(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     fields: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}  # what the run's data loads kept and dropped, for provenance
     try:
-        evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs, phase)
+        evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs, phase, loaded)
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
     except Exception as exc:  # a failing run is a result, not a crash of the suite
@@ -196,6 +204,7 @@ def execute_run(
         costs={k: float(v) for k, v in vars(costs).items()},
         provenance={
             **provenance(spec.suite_hash, gpus, device),
+            **loaded,
             "started_at": started_at,
             "finished_at": time.time(),
         },

@@ -1,11 +1,16 @@
-"""Writing files so that a killed process never leaves a half-written one behind."""
+"""Writing files so that a killed process never leaves a half-written one behind, and a lock so
+that two processes never write one results folder at once."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from harness.errors import InputError
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -27,3 +32,31 @@ def write_atomic_with(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` exclusively (``flock``: released by the system when the process
+    ends, even by ``kill -9``); ``InputError`` at once when another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise InputError(
+                f"{folder}: another harness run is writing here ({holder}); wait for it to end"
+                " or give another --out"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

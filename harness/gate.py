@@ -52,11 +52,19 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import pandas as pd
 
 from harness.compare import SampleTables, load_samples, winrate_difference
+from harness.gate_inputs import (
+    GateInputError,
+    check_tolerance,
+    check_values,
+    nan_metric,
+    settings_differences,
+    suite_dump,
+)
 from harness.paired import gate_decision, precision_needed
 from harness.results import (
     ResultsError,
@@ -71,10 +79,6 @@ from harness.tables import normalise_long
 
 GATED = ("winrate.", "capability_delta.")
 Table: TypeAlias = pd.DataFrame | str | Path
-
-
-class GateInputError(ValueError):
-    """Input the gate cannot compare; the message says what and where."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ class _Side:
     variants: list[str]  # in table order; including variants whose every run failed
     info: SuiteInfo | None
     world: object  # suite.json's world config (None: unknown or none)
+    suite: dict[str, Any] | None  # suite.json (None: none beside the table)
     samples: SampleTables | None  # every judged sample, when a results dir has them
 
 
@@ -177,11 +182,14 @@ def check(
     variant: str | None = None,
     against: str | None = None,
     tolerance_override: float | None = None,
+    allow_mismatch: bool = False,
 ) -> Verdict:
     """Compare ``candidate`` to ``baseline`` (long tables, or paths: results dirs or tables).
 
     ``variant`` restricts the comparison to that candidate variant, compared to the baseline's
-    ``against`` (default: the same name); ``candidate`` defaults to the baseline then.
+    ``against`` (default: the same name); ``candidate`` defaults to the baseline then. Sides
+    whose suites differ in a setting (``harness.gate_inputs``) are refused unless
+    ``allow_mismatch``, and then the differences are named in ``Verdict.differences``.
     """
     if against is not None and variant is None:
         raise GateInputError("--against needs --variant (the candidate variant to compare)")
@@ -191,6 +199,12 @@ def check(
     cand = replace(base, name="candidate") if candidate is None else _side(candidate, "candidate")
     pairs = _pairs(base, cand, variant, against)
     tolerance, source = _tolerance(base, tolerance_override)
+    settings = settings_differences(base.suite, cand.suite) if base.suite and cand.suite else []
+    if settings and not allow_mismatch:
+        raise GateInputError(
+            f"the two sides were made with different settings ({'; '.join(settings)}): a"
+            " difference would not be the method's (--allow-mismatch compares them anyway)"
+        )
     rows = [row for pair in pairs for row in _compare(base, cand, *pair, tolerance)]
     if not rows:
         names = ", ".join(old for _, old in pairs)
@@ -198,24 +212,27 @@ def check(
     base_runs = _runs_of(base, [old for _, old in pairs])
     cand_runs = _runs_of(cand, [new for new, _ in pairs])
     differences = provenance_differences(base_runs, cand_runs, base.world, cand.world)
+    differences += [f"setting {s}" for s in settings]
     return Verdict(rows, tolerance, source, differences)
 
 
 def _side(table: Table, name: str) -> _Side:
     try:
+        dump = None
         if isinstance(table, pd.DataFrame):
             long, runs, info, world, samples = normalise_long(table), None, None, None, None
         else:
             path = Path(table)
             long, runs = read_table(path)
-            info, world = load_suite_info(path), suite_world(path)
+            info, world, dump = load_suite_info(path), suite_world(path), suite_dump(path)
             samples = load_samples(path) if path.is_dir() else None
     except ResultsError as exc:
         raise GateInputError(f"{name}: {exc}") from None
+    check_values(long, name if isinstance(table, pd.DataFrame) else f"{name} {table}")
     variants = list(dict.fromkeys(long["variant"]))
     if runs is not None:
         variants += [v for v in dict.fromkeys(runs["variant"]) if v not in variants]
-    return _Side(name, long, runs, variants, info, world, samples)
+    return _Side(name, long, runs, variants, info, world, dump, samples)
 
 
 def _runs_of(side: _Side, variants: list[str]) -> pd.DataFrame | None:
@@ -246,6 +263,12 @@ def _pairs(
             f"no common variants: baseline has {', '.join(base.variants) or 'none'}; candidate"
             f" has {', '.join(cand.variants) or 'none'}"
         )
+    lacking = [v for v in base.variants if v not in cand.variants]
+    if lacking:
+        raise GateInputError(
+            f"the candidate lacks variant(s) {', '.join(lacking)} of the baseline (candidate has"
+            f" {', '.join(cand.variants)}); name the one to gate with --variant"
+        )
     return [(v, v) for v in common]
 
 
@@ -253,9 +276,9 @@ def _tolerance(base: _Side, override: float | None) -> tuple[float, str]:
     if override is not None:
         if not math.isfinite(override) or override < 0:
             raise GateInputError(f"--tolerance must be a number >= 0, got {override}")
-        return override, "--tolerance"
+        return check_tolerance(override, "--tolerance"), "--tolerance"
     if base.info is not None and base.info.tolerance is not None:
-        return base.info.tolerance, "baseline suite.json"
+        return check_tolerance(base.info.tolerance, "baseline suite.json"), "baseline suite.json"
     return DEFAULT_TOLERANCE, "default"
 
 
@@ -286,7 +309,7 @@ def _compare(base: _Side, cand: _Side, new: str, old: str, tolerance: float) -> 
     for metric, b in before.iterrows():
         metric = str(metric)
         if math.isnan(float(b["mean"])):
-            continue
+            raise nan_metric(old, metric)
         if metric not in after.index or pd.isna(after.at[metric, "mean"]):
             nan = math.nan
             values = (float(b["mean"]), nan, nan, nan, nan, tolerance, "missing", "-")

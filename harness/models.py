@@ -199,13 +199,13 @@ class SuiteData:
     train_prompts: list[str]
     preferences: list[PreferencePair]
     eval_prompts: list[str]
-    reports: list[str]  # one LoadReport summary per source
+    reports: dict[str, hh.LoadReport]  # per data slot: what its load kept and dropped, by reason
     # policy-format (chat-templated) prompt -> its HH text, for RMs and judges; empty: no template
     hh_prompts: dict[str, str] = field(default_factory=dict)
     eval_clusters: list[str] = field(default_factory=list)  # [len(eval_prompts)] each's cluster
 
 
-def _load_source(src: DataSource, pairs: bool) -> tuple[list[Any], str]:
+def _load_source(src: DataSource, pairs: bool) -> tuple[list[Any], hh.LoadReport]:
     assert src.path is not None  # resolved: a file or a hub dataset, never the world
     if src.source == "file":
         items, report = (
@@ -221,7 +221,7 @@ def _load_source(src: DataSource, pairs: bool) -> tuple[list[Any], str]:
                 src.path, src.split, format=src.format, data_dir=src.data_dir, limit=src.limit
             )
         )
-    return items, report.summary()
+    return items, report
 
 
 def load_data(
@@ -235,10 +235,9 @@ def load_data(
     train, r1 = _load_source(data.train_prompts, pairs=False)
     evals, r2 = _load_source(data.eval_prompts, pairs=False)
     prefs: list[PreferencePair] = []
-    reports = [r1, r2]
+    reports = {"train_prompts": r1, "eval_prompts": r2}
     if data.preferences is not None:
-        prefs, r3 = _load_source(data.preferences, pairs=True)
-        reports.append(r3)
+        prefs, reports["preferences"] = _load_source(data.preferences, pairs=True)
     evals = evals[:num_eval_prompts]
     clusters = eval_clusters(data.eval_prompts, evals)
     if tokenizer is None:
@@ -263,3 +262,24 @@ def eval_clusters(src: DataSource, prompts: list[str]) -> list[str]:
     (``p<index>``: a prompt no file groups is a cluster of one, as for hub datasets)."""
     named = hh.prompt_clusters(src.path) if src.source == "file" and src.path else {}
     return [named.get(p, f"p{i}") for i, p in enumerate(prompts)]
+
+
+def describe_data(data: Data, num_eval_prompts: int) -> list[str]:
+    """One line per local data file of a resolved suite (world splits are files): what its load
+    kept and dropped, by reason; and a line when the eval prompts are fewer than asked for. Hub
+    sources are left to the runs (nothing is downloaded here)."""
+    sources = {"train_prompts": data.train_prompts, "eval_prompts": data.eval_prompts}
+    if data.preferences is not None:
+        sources["preferences"] = data.preferences
+    lines = []
+    for slot, src in sources.items():
+        if src.source != "file":
+            continue
+        _, report = _load_source(src, pairs=slot == "preferences")
+        lines.append(f"data {slot}: {report.summary()}")
+        if slot == "eval_prompts" and report.kept < num_eval_prompts:
+            lines.append(
+                f"warning: eval.num_prompts is {num_eval_prompts} but eval_prompts has"
+                f" {report.kept}: every run is evaluated on {report.kept}"
+            )
+    return lines

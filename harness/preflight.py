@@ -96,17 +96,21 @@ def _first_line(exc: BaseException) -> str:
 
 
 def check_model(role: str, ref: ModelRef) -> str | None:
-    """None when the model's config (and tokenizer files) resolve; else why not."""
+    """None when the model's config resolves; else why not. The driver never runs a model's own
+    code: a ``trust_remote_code`` model's ``config.json`` is only found, not loaded (its code runs
+    in the runs, as the suite allows)."""
     if Path(ref.path).expanduser().is_dir():
         return None
     if offline_by_env():
         return _check_cached_model(role, ref)
     from transformers import AutoConfig
+    from transformers.utils import cached_file
 
     try:
-        AutoConfig.from_pretrained(
-            ref.path, revision=ref.revision, trust_remote_code=ref.trust_remote_code
-        )
+        if ref.trust_remote_code:
+            cached_file(ref.path, "config.json", revision=ref.revision)
+        else:
+            AutoConfig.from_pretrained(ref.path, revision=ref.revision, trust_remote_code=False)
     except Exception as exc:  # any failure to resolve is reported, with its reason
         return f"{role} model '{ref.path}': {_first_line(exc)}"
     return None

@@ -42,6 +42,7 @@ class LmEvalSetup:
     limit: int | None
     batch_size: int
     tolerance: float
+    trust_remote_code: bool = False  # as the suite says of the policy or reference, never more
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def resolve(suite: Suite) -> Resolved:
             lm.limit,
             lm.batch_size,
             lm.tolerance,
+            policy.trust_remote_code or reference.trust_remote_code,
         ),
         world_dir=world,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import write_comparisons
+from harness.errors import InputError
 from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
 from harness.runs import RunResult
 from harness.samples import load_reference, write_samples
@@ -117,26 +119,91 @@ def suite_hash(info: SuiteInfo | None, runs: pd.DataFrame | None) -> str | None:
 # --- loading run files ------------------------------------------------------------------------
 
 
+CORRUPT = "corrupt"  # runs/corrupt/: run files that could not be read, set aside
+
+
+def read_run_files(runs_dir: Path, report: Problem) -> list[tuple[Path, RunResult]]:
+    """Every ``*.json`` of ``runs_dir`` that holds a run result. One that does not (truncated,
+    ``null``, a field of the wrong type) is moved to ``runs/corrupt/`` and reported by name:
+    its run is then not done, and the next ``harness run`` redoes it."""
+    loaded: list[tuple[Path, RunResult]] = []
+    for file in sorted(runs_dir.glob("*.json")):
+        try:
+            loaded.append((file, RunResult.from_json(file.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            report(f"{file}: unreadable run file ({reason}); {_quarantine(file)}")
+    return loaded
+
+
+def _quarantine(file: Path) -> str:
+    target = file.parent / CORRUPT / file.name
+    try:
+        target.parent.mkdir(exist_ok=True)
+        os.replace(file, target)
+    except OSError as exc:
+        return f"left in place ({exc.strerror})"
+    return f"moved to {target.parent}/ (its run will be redone)"
+
+
+def corrupt_files(results_dir: Path) -> list[Path]:
+    """The run files set aside in ``runs/corrupt/``."""
+    return sorted((Path(results_dir) / "runs" / CORRUPT).glob("*.json"))
+
+
 def load_results(results_dir: Path, on_problem: Problem | None = None) -> list[RunResult]:
     """Every readable ``runs/*.json`` of ``results_dir``.
 
-    An unreadable file is skipped and reported through ``on_problem`` (default: a warning). With a
-    ``suite.json``, runs of variants or seeds no longer in the suite are skipped and reported, and
-    of two runs of one (variant, seed) the newer file is kept (the older was an earlier version of
-    that variant). Raises ``ResultsError`` when there is no ``runs/`` folder.
+    An unreadable file is set aside (``read_run_files``) and reported through ``on_problem``
+    (default: a warning). With a ``suite.json``, runs of variants or seeds no longer in the suite
+    are skipped and reported, and of two runs of one (variant, seed) the newer file is kept (the
+    older was an earlier version of that variant). Raises ``ResultsError`` when there is no
+    ``runs/`` folder.
     """
     report = on_problem or _warn
     runs_dir = Path(results_dir) / "runs"
     if not runs_dir.is_dir():
         raise ResultsError(f"{results_dir}: no runs/ folder (is this a results directory?)")
-    loaded: list[tuple[Path, RunResult]] = []
-    for file in sorted(runs_dir.glob("*.json")):
-        try:
-            loaded.append((file, RunResult.from_json(file.read_text())))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            report(f"skipped {file.name}: unreadable run file ({type(exc).__name__}: {exc})")
+    loaded = read_run_files(runs_dir, report)
     info = load_suite_info(Path(results_dir))
     return _current(loaded, info, report) if info else [r for _, r in loaded]
+
+
+# suite fields a rerun into the same folder may change: which variants and seeds, and the pool
+RERUN_FREE = ("methods", "seeds", "resources")
+
+
+def merged_suite(results_dir: Path, dump: dict[str, Any]) -> dict[str, Any]:
+    """The ``suite.json`` for a run of ``dump`` into ``results_dir``. When the folder already
+    holds runs, its seeds and variants are joined with the new ones (a variant defined anew
+    takes its new definition), so that the tables describe every finished run in the folder;
+    ``InputError`` when the two suites differ in anything else (budget, data, models,
+    evaluation...): their numbers would not be comparable."""
+    file = Path(results_dir) / "suite.json"
+    if not file.exists() or not any((Path(results_dir) / "runs").glob("*.json")):
+        return dump
+    try:
+        old = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(old, dict) or not isinstance(old.get("methods"), list):
+            raise ValueError("not a suite")
+        old_seeds, old_methods = [int(x) for x in old["seeds"]], list(old["methods"])
+        old_names = [m["name"] for m in old_methods]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(
+            f"{file}: unreadable ({type(exc).__name__}: {exc}); move the folder away or give"
+            " another --out"
+        ) from None
+    differs = sorted(k for k in {*old, *dump} if k not in RERUN_FREE and old.get(k) != dump.get(k))
+    if differs:
+        raise InputError(
+            f"{results_dir} holds runs of this suite with another {', '.join(differs)}: their"
+            " numbers would not be comparable with the new ones; give another --out"
+        )
+    new = {m["name"]: m for m in dump["methods"]}
+    methods = [new.get(m["name"], m) for m in old_methods]
+    methods += [m for name, m in new.items() if name not in old_names]
+    seeds = old_seeds + [s for s in dump["seeds"] if s not in old_seeds]
+    return {**dump, "methods": methods, "seeds": seeds}
 
 
 def _current(

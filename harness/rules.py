@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 
 DEFAULT_TOLERANCE = 0.05  # the largest accepted drop (a fraction: win-rate or accuracy)
+MAX_TOLERANCE = 0.5  # beyond, no drop of a fraction in [0, 1] could be a regression: a gate off
 PROXY = "proxy"  # the judge that is the training reward model
 
 

@@ -14,11 +14,13 @@ from typing import Any
 from rich.console import Console
 
 from harness import schedule, shared
+from harness.cluster import check_before_start
 from harness.display import Display, summary_line
-from harness.files import write_atomic
+from harness.files import folder_lock, write_atomic
 from harness.leaderboard import write_leaderboard
+from harness.models import describe_data
 from harness.resolve import resolve
-from harness.results import load_results, read_table, write_tables
+from harness.results import load_results, merged_suite, read_run_files, read_table, write_tables
 from harness.runs import RunResult, RunSpec, expand
 from harness.spec import Suite
 from harness.tracking import Tracker, open_tracker, tracked
@@ -41,17 +43,12 @@ class Outcome:
         return 1 if self.failed else 0
 
 
-def finished_runs(out_dir: Path) -> dict[str, RunResult]:
-    """Results already on disk that finished successfully (a failed run is run again)."""
-    done = {}
-    for path in sorted((out_dir / "runs").glob("*.json")):
-        try:
-            result = RunResult.from_json(path.read_text())
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-        if result.status == "done":
-            done[result.run_id] = result
-    return done
+def finished_runs(out_dir: Path, console: Console) -> dict[str, RunResult]:
+    """Results already on disk that finished successfully (a failed run is run again, and so is
+    one whose file is unreadable: it is set aside in ``runs/corrupt/`` and named)."""
+    warn = lambda message: console.print(f"warning: {message}", markup=False)  # noqa: E731
+    loaded = read_run_files(out_dir / "runs", warn) if (out_dir / "runs").is_dir() else []
+    return {r.run_id: r for _, r in loaded if r.status == "done"}
 
 
 def run_suite(
@@ -63,17 +60,38 @@ def run_suite(
     console: Console | None = None,
     num_gpus: int | None = None,
 ) -> Outcome:
-    """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard."""
+    """Run every (variant, seed) of ``suite`` not yet done; write results, tables, leaderboard.
+
+    ``InputError`` before anything starts when a run fits on no node of the pool, the cluster
+    cannot be reached, another driver holds the results folder, or the folder holds runs of this
+    suite with other settings."""
     console = console or Console()
     out_dir = out_root / suite.name
     specs = expand(suite, only)
-    write_atomic(out_dir / "suite.json", json.dumps(suite.model_dump(mode="json"), indent=1))
-    done = {} if fresh else finished_runs(out_dir)
+    check_before_start(suite.resources, address, num_gpus)
+    with folder_lock(out_dir):
+        return _run_locked(suite, out_dir, specs, fresh, address, console, num_gpus)
+
+
+def _run_locked(
+    suite: Suite,
+    out_dir: Path,
+    specs: list[RunSpec],
+    fresh: bool,
+    address: str | None,
+    console: Console,
+    num_gpus: int | None,
+) -> Outcome:
+    dump = merged_suite(out_dir, suite.model_dump(mode="json"))
+    write_atomic(out_dir / "suite.json", json.dumps(dump, indent=1))
+    done = {} if fresh else finished_runs(out_dir, console)
     todo = [s for s in specs if s.run_id not in done]
     skipped = [s.label for s in specs if s.run_id in done]
     if skipped:
         console.print(f"resuming: {len(skipped)} run(s) already done, {len(todo)} to run")
-    resolve(suite)  # a world suite's world is built once here, before any task needs it
+    resolved = resolve(suite)  # a world suite's world is built once here, before any task
+    for line in describe_data(resolved.data, suite.eval.num_prompts):
+        console.print(line, markup=False)
     results = [done[s.run_id] for s in specs if s.run_id in done]
     if todo:
         results += _run_on_pool(suite, todo, out_dir, fresh, address, console, num_gpus)
@@ -95,6 +113,7 @@ def _run_on_pool(
     saved, shown and tracked as it arrives."""
     res = suite.resources
     with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
+        schedule.check_fits(res.cpus_per_run, res.gpus_per_run)
         console.print(f"pool: {_describe(p.resources)}; {len(todo)} run(s) of {suite.name}")
         ref_path = shared.shared_path(suite, out_dir)
         ref = None if fresh else shared.load_or_none(ref_path)

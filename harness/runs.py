@@ -85,10 +85,28 @@ class RunResult:
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
+        """The result in ``text``; ``ValueError`` naming what is wrong when it is not one."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a run file holds an object, not {type(data).__name__}")
         data.pop("version", None)
-        data["metrics"] = [MetricRow(**m) for m in data.get("metrics", [])]
+        for name, kind in _FIELD_TYPES.items():
+            if not isinstance(data.get(name), kind):
+                raise ValueError(f"field {name!r}: expected {kind.__name__}")
+        if data["status"] not in ("done", "failed"):
+            raise ValueError(f"field 'status': 'done' or 'failed', not {data['status']!r}")
+        metrics = data.get("metrics", [])
+        if not isinstance(metrics, list) or not all(isinstance(m, dict) for m in metrics):
+            raise ValueError("field 'metrics': expected a list of objects")
+        data["metrics"] = [MetricRow(**m) for m in metrics]
+        for row in data["metrics"]:
+            if not isinstance(row.metric, str) or not isinstance(row.value, int | float):
+                raise ValueError(f"metric {row.metric!r}: expected a name and a number")
         return cls(**data)
+
+
+_FIELD_TYPES = {"run_id": str, "suite": str, "variant": str, "method": str, "seed": int}
+_FIELD_TYPES["status"] = str
 
 
 def _run_content(suite: Suite, variant: str, seed: int) -> dict[str, Any]:

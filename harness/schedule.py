@@ -21,6 +21,8 @@ import ray
 import torch
 from ray.util.queue import Queue
 
+from harness.cluster import check_reachable, unfit
+from harness.errors import InputError
 from harness.execute import execute_run
 from harness.files import write_atomic
 from harness.runs import RunResult, RunSpec
@@ -86,6 +88,7 @@ def pool(
         kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False}
         kwargs.update(log_to_driver=False, logging_level=logging.WARNING)
         if addr:
+            check_reachable(addr)
             ray.init(address=addr, **kwargs)
         else:
             with _quiet_token_auth_notice():
@@ -119,6 +122,14 @@ def _quiet_token_auth_notice() -> Iterator[None]:
         auth_logger.removeFilter(keep)
 
 
+def check_fits(cpus: float, gpus: float) -> None:
+    """``InputError`` when no live node of the attached pool can hold one run."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    problem = unfit(cpus, gpus, nodes)
+    if problem:
+        raise InputError(problem)
+
+
 def progress_board() -> Queue:
     """Progress travels through a queue actor (Ray's own: nothing of ours to import). It is made
     once per pool and waited for here: its worker process takes ~0.8 s to start, which every run's
@@ -134,8 +145,21 @@ Reporter = Callable[[str, dict[str, Any]], None]
 
 
 def compute_shared_remote(suite_dump: dict[str, Any], cpus: float, gpus: float) -> Any:
+    """The suite's shared work as one task; an error inside it is raised here as itself (not
+    Ray's wrapper with the remote traceback)."""
     task = _remote(_shared_task, cpus, gpus, max_retries=1)
-    return ray.get(task.remote(suite_dump, cpus))
+    try:
+        return ray.get(task.remote(suite_dump, cpus))
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
+            raise cause from None
+        raise RuntimeError(f"the shared task failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _remote(fn: Callable[..., Any], cpus: float, gpus: float, max_retries: int) -> Any:
@@ -213,10 +237,12 @@ def _collect(ref: Any, spec: RunSpec, max_retries: int) -> RunResult:
         result: RunResult = ray.get(ref)
         return result
     except ray.exceptions.RayError as exc:  # the worker died, or the task was cancelled
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RunResult.of(
-            spec, "failed", error=f"{type(exc).__name__}: {first}", attempts=max_retries + 1
-        )
+        cause = getattr(exc, "cause", None)
+        raised: BaseException = exc
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
+            raised = cause  # raised inside the task: its own message, not Ray's frames
+        error = f"{type(raised).__name__}: {_first_line(raised)}"
+        return RunResult.of(spec, "failed", error=error, attempts=max_retries + 1)
 
 
 def save_result(out_dir: Path, result: RunResult) -> Path:

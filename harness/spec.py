@@ -36,7 +36,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
+from harness.capability import TASK_NAME
+from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
 from harness.world.config import WorldConfig
 from methods import REGISTRY
 from methods.base import MethodParams
@@ -46,21 +47,57 @@ WORLD_SPLITS = {"train_prompts": "train", "preferences": "preferences", "eval_pr
 WORLD_FORMATS = {"train_prompts": "prompt", "preferences": "hh", "eval_prompts": "prompt"}
 WORLD_JUDGES = ("heldout", "gold")  # reward models that only the embedded world has
 WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith"]
-_SLUG = re.compile(r"[a-z0-9_-]+")
+_SLUG = re.compile(r"[a-z0-9_-]{1,64}")
+
+# --- bounds: every count and rate a suite may give, in one place ---------------------------------
+# A value beyond these is a typo or an attack, never a plan: each would run for days or exhaust
+# memory. Every float of the suite is finite (``allow_inf_nan=False`` below).
+MAX_ROUNDS = 10_000
+MAX_PROMPTS = 1_000_000  # prompts per round, eval prompts, records read from a source
+MAX_SAMPLES = 1024  # samples per prompt, training or evaluation
+MAX_TOKENS = 32_768  # new tokens per response
+MAX_PROMPT_TOKENS = 1_048_576
+MAX_SEED = 2**32 - 1
+MAX_SEEDS = 1000
+MAX_VARIANTS = 1000
+MAX_BOOTSTRAP = 100_000
+MAX_RETRIES = 100
+MAX_BATCH = 4096
+TEMPERATURE = (0.01, 100.0)  # below, logits / T overflows; above, sampling is uniform noise
+MIN_CPUS, MAX_CPUS = 0.1, 4096.0  # per run
+MIN_GPUS = 0.01  # per run, when any: a smaller share packs thousands of runs on one card
 
 
 def _slug(value: str) -> str:
     if not _SLUG.fullmatch(value):
-        raise PydanticCustomError("slug", "should be a slug: lowercase letters, digits, '_' or '-'")
+        raise PydanticCustomError(
+            "slug", "should be a slug: 1 to 64 lowercase letters, digits, '_' or '-'"
+        )
+    return value
+
+
+def _task(value: str) -> str:
+    if not TASK_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "task", "should be an lm-eval task name: letters, digits, '_', '.' or '-'"
+        )
     return value
 
 
 Slug = Annotated[str, AfterValidator(_slug)]
-PositiveInt = Annotated[int, Field(gt=0)]
+TaskName = Annotated[str, AfterValidator(_task)]
+
+
+Prompts = Annotated[int, Field(gt=0, le=MAX_PROMPTS)]
+Rounds = Annotated[int, Field(gt=0, le=MAX_ROUNDS)]
+Samples = Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
+PromptTokens = Annotated[int, Field(gt=0, le=MAX_PROMPT_TOKENS)]
+Batch = Annotated[int, Field(gt=0, le=MAX_BATCH)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --- models and data -----------------------------------------------------------------------------
@@ -72,7 +109,7 @@ class ModelRef(_Strict):
     tokenizer: str | None = Field(None, description="Tokenizer path if not the model's own.")
     trust_remote_code: bool = Field(False, description="Run the repository's own model code.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    max_prompt_tokens: PositiveInt = Field(512, description="Prompts are truncated from the left.")
+    max_prompt_tokens: PromptTokens = Field(512, description="Prompts are truncated from the left.")
     chat_template: Literal["auto", "never"] = Field(
         "auto",
         description=(
@@ -103,7 +140,7 @@ class DataSource(_Strict):
     format: Literal["hh", "prompt"] = Field(
         "hh", description="'hh': `chosen`/`rejected` HH text; 'prompt': a `prompt` field."
     )
-    limit: PositiveInt | None = None
+    limit: Prompts | None = None
 
     @field_validator("path")
     @classmethod
@@ -113,13 +150,34 @@ class DataSource(_Strict):
             raise PydanticCustomError("required", "required when source is '{s}'", {"s": source})
         if source != "file" or path is None:
             return path
+        return _data_file(path, Path((info.context or {}).get("base_dir", ".")))
+
+    @model_validator(mode="after")
+    def _world_split(self) -> DataSource:
+        if self.source == "world" and self.split not in WORLD_SPLITS.values():
+            splits = ", ".join(WORLD_SPLITS.values())
+            raise PydanticCustomError(
+                "split", "the world's splits are {s}; got {g!r}", {"s": splits, "g": self.split}
+            )
+        return self
+
+
+def _data_file(path: str, base_dir: Path) -> str:
+    """The absolute path of a data file, which must exist and be ``.jsonl`` / ``.jsonl.gz``."""
+    try:
         resolved = Path(path).expanduser()
         if not resolved.is_absolute():
-            resolved = Path((info.context or {}).get("base_dir", ".")) / resolved
+            resolved = base_dir / resolved
         resolved = resolved.resolve()
-        if not resolved.is_file():
-            raise PydanticCustomError("file_not_found", "file not found: {p}", {"p": str(resolved)})
-        return str(resolved)
+        exists = resolved.is_file()
+    except (OSError, RuntimeError) as exc:  # ~nosuchuser, a symlink loop, a name too long
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise PydanticCustomError("path", "unusable path: {r}", {"r": reason}) from None
+    if not exists:
+        raise PydanticCustomError("file_not_found", "file not found: {p}", {"p": str(resolved)})
+    if not resolved.name.endswith((".jsonl", ".jsonl.gz")):
+        raise PydanticCustomError("file_type", "a data file is .jsonl or .jsonl.gz")
+    return str(resolved)
 
 
 class Data(_Strict):
@@ -165,19 +223,19 @@ else:
 
 
 class Budget(_Strict):
-    prompts_per_round: PositiveInt
-    rounds: PositiveInt
-    samples_per_prompt: PositiveInt
-    max_new_tokens: PositiveInt
+    prompts_per_round: Prompts
+    rounds: Rounds
+    samples_per_prompt: Samples
+    max_new_tokens: Tokens
 
 
 class Decoding(_Strict):
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, ge=TEMPERATURE[0], le=TEMPERATURE[1])
     top_p: float = Field(1.0, gt=0, le=1)
 
 
 class EvalDecoding(Decoding):
-    max_new_tokens: PositiveInt | None = Field(None, description="Default: the budget's.")
+    max_new_tokens: Tokens | None = Field(None, description="Default: the budget's.")
 
 
 class Train(_Strict):
@@ -188,33 +246,39 @@ class Train(_Strict):
 
 
 class LmEval(_Strict):
-    tasks: list[str] = Field(default_factory=list, description="World default: its tiny tasks.")
-    tolerance: float = Field(
-        DEFAULT_TOLERANCE, ge=0, description="Largest accepted capability drop."
+    tasks: list[TaskName] = Field(
+        default_factory=list, max_length=1000, description="World default: its tiny tasks."
     )
-    limit: PositiveInt | None = None
-    batch_size: PositiveInt = 16
+    tolerance: float = Field(
+        DEFAULT_TOLERANCE, ge=0, le=MAX_TOLERANCE, description="Largest accepted capability drop."
+    )
+    limit: Prompts | None = None
+    batch_size: Batch = 16
 
 
 class Eval(_Strict):
     judges: list[str] = Field(min_length=1, description="proxy, gold, heldout or models.judges.")
     primary_judge: str | None = Field(None, description="Default: the first non-proxy judge.")
-    num_prompts: PositiveInt = 128
-    samples_per_prompt: PositiveInt = Field(
+    num_prompts: Prompts = 128
+    samples_per_prompt: Samples = Field(
         1,
         description="Answers per eval prompt from the policy and from the reference: a prompt's "
         "win-rate is over all k x k pairs.",
     )
     decoding: EvalDecoding = Field(default_factory=EvalDecoding)
     lm_eval: LmEval = Field(default_factory=LmEval)
-    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for intervals.")
+    bootstrap: int = Field(
+        1000, ge=100, le=MAX_BOOTSTRAP, description="Bootstrap resamples for intervals."
+    )
 
 
 class Resources(_Strict):
-    cpus_per_run: float = Field(1.0, gt=0)
+    cpus_per_run: float = Field(1.0, ge=MIN_CPUS, le=MAX_CPUS)
     gpus_per_run: float = Field(0.0, ge=0, description="0, a fraction of one, or 1.")
-    address: str | None = Field(None, description="Ray address; default: a local pool.")
-    max_retries: int = Field(1, ge=0)
+    address: str | None = Field(
+        None, min_length=1, max_length=1000, description="Ray address; default: a local pool."
+    )
+    max_retries: int = Field(1, ge=0, le=MAX_RETRIES)
 
     @field_validator("gpus_per_run")
     @classmethod
@@ -223,6 +287,10 @@ class Resources(_Strict):
             raise PydanticCustomError(
                 "gpus",
                 "a run uses one device: at most 1 GPU per run (fractions share a card)",
+            )
+        if 0 < gpus < MIN_GPUS:
+            raise PydanticCustomError(
+                "gpus", "0, or a share of at least {m} of a GPU", {"m": MIN_GPUS}
             )
         return gpus
 
@@ -272,10 +340,12 @@ class Suite(_Strict):
     world: WorldConfig | None = None
     models: Models | None = None
     data: Data
-    methods: list[Variant] = Field(min_length=1)
+    methods: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
     budget: Budget
     train: Train = Field(default_factory=Train)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
+        min_length=1, max_length=MAX_SEEDS
+    )
     eval: Eval
     resources: Resources = Field(default_factory=Resources)
     tracking: Tracking = Field(default_factory=Tracking)

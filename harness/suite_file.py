@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from harness import data
 from harness.spec import VARIANTS, Loc, ModelRef, Suite
 from methods import REGISTRY, did_you_mean
 
@@ -39,8 +41,13 @@ class SuiteError(ValueError):
         self.errors = errors
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 50, 50
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """A bounded repr: a deep or aliased value is never expanded in full."""
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -109,19 +116,74 @@ def _issue(file: str, err: Any) -> SpecIssue:
 # --- loading -------------------------------------------------------------------------------------
 
 
+# Bounds of a YAML document: a suite is a few hundred values. An alias bomb (a billion laughs
+# from a few lines of anchors) and deep nesting are refused before anything is built from them.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+MAX_SUITE_BYTES = 1_000_000
+
+
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects duplicate keys and reads ``1e-4`` as a float (YAML 1.2)."""
+    """``yaml.SafeLoader`` that rejects duplicate keys, unhashable keys, documents that expand
+    beyond ``MAX_YAML_VALUES`` values or ``MAX_YAML_DEPTH`` levels, and reads ``1e-4`` as a float
+    (YAML 1.2). Merge keys (``<<: *defaults``) work as in YAML 1.1."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_size(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # merged keys may be overridden by the mapping's own
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # a list or mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    "a key must be a plain value, not a list or mapping",
+                    key_node.start_mark,
+                ) from None
+            if duplicate:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key '{key}'", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Raise when ``root``, aliases expanded, holds too many values or nests too deeply (counted
+    once per distinct node, so the check itself stays small)."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth), aliases expanded
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        if depth > MAX_YAML_DEPTH:
+            raise _too_big(f"nested deeper than {MAX_YAML_DEPTH} levels", node)
+        if id(node) in sizes:
+            return sizes[id(node)]
+        values, deepest = 1, 0
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        for child in children:
+            n, d = measure(child, depth + 1)
+            values, deepest = values + n, max(deepest, d + 1)
+            if values > MAX_YAML_VALUES:
+                raise _too_big(f"expands to more than {MAX_YAML_VALUES:,} values (aliases?)", node)
+        sizes[id(node)] = (values, deepest)
+        return values, deepest
+
+    measure(root, 0)
+
+
+def _too_big(problem: str, node: yaml.Node) -> yaml.YAMLError:
+    return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
 _Loader.add_implicit_resolver(
@@ -137,16 +199,33 @@ def _parse_yaml(text: str) -> Any:
 
 def _read(path: Path) -> dict[str, Any]:
     file = str(path)
-    if not path.is_file():
-        what = "is a directory, not a suite file" if path.is_dir() else "file not found"
-        raise SuiteError([SpecIssue(file, "(file)", "", what)])
     try:
-        raw = _parse_yaml(path.read_text(encoding="utf-8"))
+        if not path.is_file():
+            what = "is a directory, not a suite file" if path.is_dir() else "file not found"
+            raise SuiteError([SpecIssue(file, "(file)", "", what)])
+        size = path.stat().st_size
+    except OSError as exc:  # a name too long, a symlink loop...
+        raise SuiteError([SpecIssue(file, "(file)", "", f"cannot read: {exc.strerror}")]) from None
+    if size > MAX_SUITE_BYTES:
+        msg = f"{size:,} bytes; a suite file is at most {MAX_SUITE_BYTES:,}"
+        raise SuiteError([SpecIssue(file, "(file)", "", msg)])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.start}"
+        raise SuiteError([SpecIssue(file, where, "", "not UTF-8 text (a suite is YAML)")]) from None
+    except OSError as exc:
+        raise SuiteError([SpecIssue(file, "(file)", "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        raw = _parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
         problem = getattr(exc, "problem", None) or str(exc)
         raise SuiteError([SpecIssue(file, where, "", f"malformed YAML: {problem}")]) from None
+    except RecursionError:
+        msg = f"malformed YAML: nested deeper than {MAX_YAML_DEPTH} levels"
+        raise SuiteError([SpecIssue(file, "(yaml)", "", msg)]) from None
     if not isinstance(raw, dict):
         given = type(raw).__name__ if raw is not None else "an empty file"
         msg = "the top level must be a mapping of suite fields (name, world or models, ...)"
@@ -163,7 +242,9 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     try:
         value = _parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ValueError(f"value is not valid YAML: {exc}") from None
+        raise ValueError(f"value is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ValueError(f"value nested deeper than {MAX_YAML_DEPTH} levels") from None
     node: Any = raw
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth]) or "(top level)"
@@ -214,6 +295,34 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
         suite = Suite.model_validate(raw, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         issues += [_issue(str(path), err) for err in exc.errors()]
+        raise SuiteError(issues) from None
+    issues += data_issues(suite, str(path))
     if issues:
         raise SuiteError(issues)
     return suite
+
+
+def data_issues(suite: Suite, file: str) -> list[SpecIssue]:
+    """Each local data file of the suite read through as the runs will read it: one that cannot
+    be read to its end, or that yields nothing usable, is an issue naming the file and what its
+    records were dropped for."""
+    sources = {"train_prompts": suite.data.train_prompts, "eval_prompts": suite.data.eval_prompts}
+    if suite.data.preferences is not None:
+        sources["preferences"] = suite.data.preferences
+    issues = []
+    for slot, src in sources.items():
+        if src.source != "file" or src.path is None:
+            continue
+        try:
+            if slot == "preferences":
+                _, report = data.load_pairs_file(src.path, src.limit)
+            else:
+                _, report = data.load_prompts_file(src.path, src.format, src.limit)
+        except data.DataUnavailableError as exc:
+            issues.append(SpecIssue(file, f"data.{slot}.path", src.path, exc.reason))
+            continue
+        if report.kept == 0:
+            what = "pairs" if slot == "preferences" else f"'{src.format}' prompts"
+            msg = f"no usable {what} in {src.path}: {report.summary().partition(': ')[2]}"
+            issues.append(SpecIssue(file, f"data.{slot}", "", msg))
+    return issues

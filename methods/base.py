@@ -10,9 +10,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     import torch
@@ -29,11 +30,32 @@ def default_candidates() -> list[Candidate]:
     return ["policy", "reference"]
 
 
+def _ranks_something(candidates: list[Candidate]) -> list[Candidate]:
+    """A ranking needs two candidates per prompt: no empty list, no repeats, and not one dataset
+    response alone (the sampled sources give ``samples_per_prompt`` each)."""
+    if not candidates:
+        raise PydanticCustomError("candidates", "at least one source: a ranking needs candidates")
+    if len(set(candidates)) < len(candidates):
+        raise PydanticCustomError("candidates", "each source at most once")
+    if len(candidates) == 1 and candidates[0] in ("chosen", "rejected"):
+        raise PydanticCustomError("candidates", "one dataset response per prompt ranks nothing")
+    return candidates
+
+
+CandidateList = Annotated[list[Candidate], AfterValidator(_ranks_something)]
+
+# Upper bounds of the methods' counts (a value beyond them is a typo or an attack, never a plan)
+MAX_EPOCHS = 100  # passes over one round's data
+MAX_BATCH = 4096  # items per optimizer step
+MAX_SAMPLES = 1024  # samples drawn per prompt
+
+
 class MethodParams(BaseModel):
     """Base of every method's hyperparameters: strict (``4.0`` is not an int, ``'1e-4'`` not a
-    float), frozen, unknown keys rejected, like the rest of the suite."""
+    float), finite (no ``.inf`` or ``.nan``), frozen, unknown keys rejected, like the rest of
+    the suite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DivergenceError(RuntimeError):
@@ -155,7 +177,10 @@ class Method:
 def prompt_rounds(prompts: list[str], budget: Budget, seed: int) -> list[list[str]]:
     """The prompts of each round: ``budget.rounds`` lists of ``prompts_per_round`` prompts, drawn
     without replacement from a seeded shuffle (reshuffled when exhausted). The same for every
-    method under the same seed: the equal-budget contract."""
+    method under the same seed: the equal-budget contract. No prompts: ``ValueError`` (there is
+    nothing to draw from, and waiting would never end)."""
+    if not prompts:
+        raise ValueError("no training prompts: the data's train_prompts yielded none")
     rng = random.Random(seed)
     order: list[str] = []
     rounds = []

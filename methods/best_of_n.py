@@ -7,12 +7,14 @@ import math
 import torch
 from pydantic import Field
 
-from methods.base import Draw, Method, MethodParams, Responses, TrainContext
+from methods.base import MAX_SAMPLES, Draw, Method, MethodParams, Responses, TrainContext
 from methods.common import charge
 
 
 class BestOfNParams(MethodParams):
-    n: int = Field(8, ge=1, description="Samples drawn per prompt at inference time.")
+    n: int = Field(
+        8, ge=1, le=MAX_SAMPLES, description="Samples drawn per prompt at inference time."
+    )
 
 
 def best_of_n_kl(n: int) -> float:

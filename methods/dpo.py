@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from methods import common
-from methods.base import Method, MethodParams, PreferencePair, TrainContext
+from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, PreferencePair, TrainContext
 from methods.sampling import Samples, pack
 
 
@@ -31,8 +31,8 @@ class DPOParams(MethodParams):
         description="'offline': dataset preference pairs; 'online': best/worst of K policy "
         "samples.",
     )
-    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step.")
-    epochs: int = Field(1, ge=1, description="Passes over each round's pairs.")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Pairs per optimizer step.")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from methods import common
-from methods.base import Method, MethodParams, TrainContext
+from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, TrainContext
 from methods.sampling import Samples
 
 
@@ -25,8 +25,10 @@ class GRPOParams(MethodParams):
     )
     beta: float = Field(0.04, ge=0, description="Coefficient of the k3 KL to the reference.")
     clip: float = Field(0.2, gt=0, description="Ratio clip epsilon.")
-    iterations: int = Field(1, ge=1, description="Optimisation passes per group batch (mu).")
-    mini_batch_size: int = Field(16, ge=1, description="Samples per optimizer step.")
+    iterations: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="Optimisation passes per group batch (mu)."
+    )
+    mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from methods import common
-from methods.base import Method, MethodParams, TrainContext
+from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, TrainContext
 from methods.common import masked_mean
 from methods.sampling import Samples, positions
 
@@ -33,8 +33,10 @@ class PPOParams(MethodParams):
     cliprange: float = Field(0.2, gt=0, description="Policy ratio clip epsilon.")
     cliprange_value: float = Field(0.2, gt=0, description="Value clip range.")
     vf_coef: float = Field(0.1, ge=0, description="Value loss coefficient.")
-    ppo_epochs: int = Field(4, ge=1, description="Optimisation epochs per rollout batch.")
-    mini_batch_size: int = Field(16, ge=1, description="Rollouts per optimizer step.")
+    ppo_epochs: int = Field(
+        4, ge=1, le=MAX_EPOCHS, description="Optimisation epochs per rollout batch."
+    )
+    mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Rollouts per optimizer step.")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 

@@ -14,7 +14,8 @@ from pydantic import Field
 
 from methods import candidates, common
 from methods.base import (
-    Candidate,
+    MAX_EPOCHS,
+    CandidateList,
     Method,
     MethodParams,
     TrainContext,
@@ -32,11 +33,11 @@ class PROParams(MethodParams):
         description="Scale each logit by the reward gap to the k-th candidate (temperature "
         "1/(r_k - r_i), the largest gap for s_k itself), as the official code does.",
     )
-    candidates: list[Candidate] = Field(
+    candidates: CandidateList = Field(
         default_factory=default_candidates,
         description="Generators of the candidates ranked per prompt.",
     )
-    epochs: int = Field(1, ge=1, description="Passes over each round's candidates.")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's candidates.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from methods import common
-from methods.base import Method, MethodParams, TrainContext
+from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, TrainContext
 from methods.sampling import Samples, positions
 
 
@@ -30,8 +30,10 @@ class RAFTParams(MethodParams):
     train_prompt_tokens: bool = Field(
         False, description="Also train on prompt tokens (as LMFlow's fine-tuning does)."
     )
-    epochs: int = Field(1, ge=1, description="Fine-tuning passes over each round's kept samples.")
-    batch_size: int = Field(8, ge=1, description="Samples per optimizer step.")
+    epochs: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="Fine-tuning passes over each round's kept samples."
+    )
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 

@@ -14,7 +14,8 @@ from pydantic import Field
 
 from methods import candidates, common
 from methods.base import (
-    Candidate,
+    MAX_EPOCHS,
+    CandidateList,
     Method,
     MethodParams,
     TrainContext,
@@ -33,11 +34,11 @@ class RRHFParams(MethodParams):
         description="'response': divide by the response length (paper); 'padded': by the padded "
         "length, as the official code does.",
     )
-    candidates: list[Candidate] = Field(
+    candidates: CandidateList = Field(
         default_factory=default_candidates,
         description="Generators of the candidates ranked per prompt.",
     )
-    epochs: int = Field(1, ge=1, description="Passes over each round's candidates.")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's candidates.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 

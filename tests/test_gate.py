@@ -347,15 +347,15 @@ def test_samples_inconclusive_exits_3_with_the_half_width_that_decides(sampled: 
 def test_two_results_dirs_with_one_reference_are_paired(sampled: Path, tmp_path: Path) -> None:
     # another suite run of the same world (same reference samples): "base" is the new "same"
     other = write_sampled_dir(tmp_path, {"base": 0.0}, rng_seed=0, **DESIGN)
-    verdict = check(sampled, other)
+    verdict = check(sampled, other, variant="base")
     wins = [r for r in verdict.rows if r.metric.startswith("winrate.")]
     assert {r.basis for r in wins} == {"paired samples"}
     # a dir drawn from another reference is compared unpaired (two bootstraps)
     unrelated = write_sampled_dir(tmp_path / "u", {"base": 0.0}, rng_seed=5, **DESIGN)
-    verdict = check(sampled, unrelated)
+    verdict = check(sampled, unrelated, variant="base")
     assert {r.basis for r in verdict.rows if r.metric.startswith("winrate.")} == {"samples"}
     # a table file on either side: seed means
-    verdict = check(sampled / "table.parquet", other)
+    verdict = check(sampled / "table.parquet", other, variant="base")
     assert {r.basis for r in verdict.rows} == {"seed means"}
 
 
@@ -363,8 +363,8 @@ def test_provenance_that_differs_is_named_under_the_verdict(sampled: Path, tmp_p
     packages = {"torch": "2.11", "transformers": "5.0"}  # transformers as in the baseline
     elsewhere = {**PROVENANCE, "host": "other-box", "packages": packages}
     other = write_sampled_dir(tmp_path, {"base": 0.0}, provenance=elsewhere, **DESIGN)
-    result = invoke("check", "--baseline", str(sampled), "--candidate", str(other))
-    lines = result.stdout.splitlines()
+    args = ["--baseline", str(sampled), "--candidate", str(other), "--variant", "base"]
+    lines = invoke("check", *args).stdout.splitlines()
     warning = next(i for i, line in enumerate(lines) if line.startswith("warning:"))
     assert lines[warning - 1].rstrip().endswith(("pass", "inconclusive", "regression"))
     text = " ".join(lines[warning:])
