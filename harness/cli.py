@@ -160,10 +160,14 @@ def run(
     try:
         expand(loaded, only)
         check_out(out / loaded.name)
-        check_before_start(loaded.resources, address, num_gpus)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
-    _preflight(loaded, debug)
+    try:  # the pool's problem and the models' are reported together
+        check_before_start(loaded.resources, address, num_gpus)
+        pool_problem = None
+    except ValueError as exc:
+        pool_problem = str(exc)
+    _preflight(loaded, debug, pool_problem)
     from harness.runner import run_suite  # deferred past the checks: Ray, transformers (~5 s)
 
     out_console = stdout()
@@ -198,8 +202,9 @@ def check_out(folder: Path) -> None:
         raise InputError(f"--out: cannot write in {folder} ({exc.strerror})") from None
 
 
-def _preflight(suite: Suite, debug: bool) -> None:
-    """Fail fast, before any training, when a model or dataset the suite names cannot be had.
+def _preflight(suite: Suite, debug: bool, pool_problem: str | None = None) -> None:
+    """Fail fast, before any training, when a model or dataset the suite names cannot be had
+    (or ``pool_problem``, found before, says the pool cannot run it): every problem at once.
     Whether the hub is there is decided first, by the environment or one short probe."""
     offline_because = decide_offline(suite)
     try:
@@ -207,7 +212,9 @@ def _preflight(suite: Suite, debug: bool) -> None:
     except PreflightError as exc:
         if debug:
             raise
-        fail(str(exc), BAD_INPUT)
+        fail("\n".join(p for p in (pool_problem, str(exc)) if p), BAD_INPUT)
+    if pool_problem:
+        fail(pool_problem, BAD_INPUT)
 
 
 # --- methods -------------------------------------------------------------------------------------

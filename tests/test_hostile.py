@@ -118,8 +118,11 @@ def test_preflight_never_runs_remote_code(monkeypatch) -> None:  # type: ignore[
     import transformers
     import transformers.utils
 
+    import harness.preflight
     from harness.preflight import check_model
     from harness.spec import ModelRef
+
+    monkeypatch.setattr(harness.preflight, "offline_by_env", lambda: False)  # the online path
 
     def no_config(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("AutoConfig was called for a remote-code model")
