@@ -31,7 +31,7 @@ from harness.results import (
     tolerance_of,
     variant_methods,
 )
-from harness.rules import PROXY, is_regression
+from harness.rules import PROXY, REGRESSION_MARK, is_regression
 
 QUALITY = {"kl": "KL", "length": "length", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
 COSTS = {
@@ -41,7 +41,6 @@ COSTS = {
     "reward_calls": "RM calls",
     "optimizer_steps": "opt steps",
 }
-REGRESSION_MARK = "⚠"
 SuiteLike = SuiteInfo | dict[str, Any] | None
 
 

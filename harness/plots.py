@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from harness.rules import REGRESSION_MARK
+
 MARKERS = "osD^vPX*<>"
 
 
@@ -78,10 +80,33 @@ def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
 
 
 def _capability_plot(summary: pd.DataFrame) -> Figure:
+    """Each task's capability delta per variant, a bar with its interval; a task whose delta is 0
+    for every variant (no bar to see) says so in the legend; a flagged regression is marked."""
     fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
     ax = fig.add_subplot()
     tasks = summary.attrs["tasks"]
-    _grouped(ax, summary, {t: f"capability_delta.{t}" for t in tasks}, bars=True)
+    keys = {}
+    for t in tasks:
+        mean, errors = _errors(summary, f"capability_delta.{t}")
+        flat = not np.nan_to_num(mean).any() and not errors.any()
+        keys[f"{t} (0 for every variant)" if flat else t] = f"capability_delta.{t}"
+    _grouped(ax, summary, keys, bars=True)
+    x, width = np.arange(len(summary)), 0.8 / max(len(tasks), 1)
+    for i, t in enumerate(tasks):
+        flagged = summary.get(f"regression.{t}", pd.Series(False, index=summary.index))
+        for j in np.flatnonzero(flagged.fillna(False).to_numpy(bool)):
+            low = summary[f"capability_delta.{t}.low"].iloc[j]
+            at = x[j] + (i - (len(tasks) - 1) / 2) * width
+            ax.annotate(
+                REGRESSION_MARK,
+                (at, low),
+                xytext=(0, -6),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=14,
+                color="tab:red",
+            )
     tolerance = summary.attrs["tolerance"]
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
@@ -149,7 +174,8 @@ def plots(
         (f"Win-rate ({primary}) against KL, one point per seed.", _png(_kl_plot(summary, long_df))),
         (
             f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
-            f" tolerance, {tolerance:.3f}).",
+            f" tolerance, {tolerance:.3f}; {REGRESSION_MARK} under a bar: a regression, as in the"
+            " table).",
             _png(_capability_plot(summary)),
         ),
         *matrix,

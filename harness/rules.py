@@ -28,3 +28,6 @@ def is_regression(
     drop = baseline - candidate
     supported = math.isnan(candidate_high) or candidate_high < baseline
     return drop > tolerance + 1e-9 and supported
+
+
+REGRESSION_MARK = "⚠"  # what the leaderboard's table and plots show where ``is_regression`` holds
