@@ -189,6 +189,7 @@ def ensure_world(cfg: WorldConfig, root: Path | None = None, log: Log = print) -
         ):
             problem = "it is not the world this package ships"
         if problem is None:
+            store.relocate(path)
             return path
         log(f"the cached world {path} is not intact ({problem}): replacing it")
         shutil.rmtree(path, ignore_errors=True)

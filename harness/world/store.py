@@ -109,3 +109,14 @@ def publish(partial: Path, target: Path) -> None:
             raise
         shutil.rmtree(partial, ignore_errors=True)
     capability_tasks.write_yaml(target / "tasks")
+
+
+def relocate(world: Path) -> None:
+    """Rewrite the task YAML when it names another folder's items (the world was moved)."""
+    tasks = world / "tasks"
+    for task in capability_tasks.TASKS:
+        data = json.dumps(str((tasks / f"{task}.jsonl").resolve()))
+        yaml = tasks / f"{task}.yaml"
+        if not yaml.exists() or data not in yaml.read_text():
+            capability_tasks.write_yaml(tasks)
+            return

@@ -79,6 +79,16 @@ def test_a_damaged_cached_world_is_replaced(tmp_path: Path) -> None:
     assert store.verify(path) is None
 
 
+def test_a_moved_world_still_names_its_own_task_files(tmp_path: Path) -> None:
+    path = ensure_world(WorldConfig(), tmp_path / "a", log=lambda line: None)
+    moved = tmp_path / "b" / path.relative_to(tmp_path / "a")
+    moved.parent.mkdir(parents=True)
+    path.rename(moved)
+    assert str(moved) not in (moved / "tasks" / "tiny_arith.yaml").read_text()
+    assert ensure_world(WorldConfig(), tmp_path / "b", log=lambda line: None) == moved
+    assert str(moved.resolve()) in (moved / "tasks" / "tiny_arith.yaml").read_text()
+
+
 @pytest.mark.slow
 def test_same_seed_same_world(tmp_path: Path) -> None:
     """Two builds of one config give the same content hash (and the same card)."""
