@@ -198,7 +198,8 @@ def run_context(suite: Any, variant: str) -> tuple[Any, EvalSetup]:
 
 @pytest.fixture(scope="module")
 def suite(suite_of: Callable[..., Any]) -> Any:
-    return suite_of()
+    """The default suite judged on fewer prompts and one answer each (as fast as it was)."""
+    return suite_of("eval.num_prompts=128", "eval.samples_per_prompt=1")
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +267,7 @@ def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path
     assert proxy.ci_low is not None and proxy.ci_low > 0.5
     assert {"winrate.heldout", "winrate.gold"} <= set(rows)
     assert rows["kl"].value == pytest.approx(math.log(8) - 7 / 8)
-    n_samples = 8 * len(reference.prompts)
+    n_samples = 8 * len(reference.prompts) * reference.samples_per_prompt
     assert ctx.costs.samples == n_samples
     assert ctx.costs.reward_calls == n_samples  # the proxy judge's calls are not charged
     assert ctx.costs.generated_tokens > 0
