@@ -17,7 +17,7 @@ from tests.conftest import REPO, load_run
 
 TINY = REPO / "suites" / "tiny.yaml"
 TEMPERED = ["eval.decoding.temperature=0.7", "eval.decoding.top_p=0.9"]
-SMALL = ["seeds=[0]", "eval.num_prompts=8", "eval.lm_eval.tasks=[]"]
+SMALL = ["seeds=[0]", "eval.num_prompts=8", "eval.samples_per_prompt=1", "eval.lm_eval.tasks=[]"]
 
 
 def test_world_suite_resolves_to_local_models_files_and_judges(tiny_world: Path) -> None:
