@@ -25,16 +25,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.world.dialogues import (
-    CLOSERS,
-    CONNECTORS,
-    FILLER,
-    HARMFUL,
-    OPENERS,
-    REFUSALS,
-    RUDE,
-    TOPICS,
-)
+from harness.world.dialogues import CLOSERS, CONNECTORS, FILLER, OPENERS, REFUSALS, RUDE
+from harness.world.topics import HARMFUL, TOPICS
 
 MAX_USEFUL_STEPS = 4
 _SENTENCE = re.compile(r"[^.!?]+[.!?]?")
