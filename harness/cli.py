@@ -18,7 +18,15 @@ from rich.table import Table
 
 import harness
 from harness import cli_bench, cli_results
-from harness.cli_common import BAD_INPUT, Debug, fail, fail_on, print_rich_table, stderr, stdout
+from harness.cli_common import (
+    BAD_INPUT,
+    Debug,
+    fail,
+    print_rich_table,
+    reported,
+    stderr,
+    stdout,
+)
 from harness.cluster import check_before_start
 from harness.errors import InputError
 from harness.preflight import PreflightError, decide_offline
@@ -171,15 +179,8 @@ def run(
     from harness.runner import run_suite  # deferred past the checks: Ray, transformers (~5 s)
 
     out_console = stdout()
-    try:
+    with reported(debug, "interrupted: running tasks cancelled; finished runs are kept"):
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
-    except KeyboardInterrupt:
-        stderr().print("interrupted: running tasks cancelled; finished runs are kept")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if debug:
-            raise
-        fail_on(exc)
     done = len(outcome.results) - len(outcome.failed)
     out_console.print(
         f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
@@ -269,7 +270,7 @@ def world_build(
     out = stdout()
     path = world_dir(config, cache_dir)
     shipped = store.shipped(config)
-    try:
+    with reported(debug, "interrupted: the next build resumes where this one stopped"):
         if force:
             check_out(path)
             out.print(f"building the tiny world (seed {seed}) into {path}")
@@ -289,13 +290,6 @@ def world_build(
             how = "cached" if cached else ("installed from the package" if shipped else "built")
             out.print(f"{how}: {path}")
         out.print(card_markdown(load_card(path)))
-    except KeyboardInterrupt:
-        stderr().print("interrupted: the next build resumes where this one stopped")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if debug:
-            raise
-        fail_on(exc)
 
 
 # --- results and bench: `harness leaderboard`, `harness check`, `harness bench` -----------------

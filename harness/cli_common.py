@@ -9,6 +9,8 @@ never cut a value: on a terminal too wide ones are split by columns, elsewhere p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal, NoReturn
 
 import typer
@@ -135,3 +137,18 @@ def print_rich_table(out: Console, table: Table) -> None:
         natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
         out.width = max(out.width, natural)
     out.print(table)
+
+
+@contextmanager
+def reported(debug: bool, interrupted: str) -> Iterator[None]:
+    """Ctrl-C inside: ``interrupted`` on stderr, exit 130; any other error: its short message
+    (``fail_on``), the traceback only with ``--debug``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stderr().print(interrupted)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        fail_on(exc)
