@@ -94,13 +94,15 @@ def test_same_seed_same_world(tmp_path: Path) -> None:
     """Two builds of one config give the same content hash (and the same card)."""
     small = WorldConfig(
         seed=3,
-        sft_dialogues=300,
-        train_prompts=64,
-        eval_prompts=32,
-        preference_pairs=100,
-        rm_pairs=200,
-        vocab_size=400,
-        hidden_size=32,
+        sft_dialogues=100,
+        train_prompts=16,
+        eval_prompts=16,
+        preference_pairs=50,
+        rm_pairs=100,
+        vocab_size=300,
+        hidden_size=16,
+        layers=1,
+        heads=2,
     )
     a = build_world(small, tmp_path / "a", log=lambda line: None)
     b = build_world(small, tmp_path / "b", log=lambda line: None)
