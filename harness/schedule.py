@@ -79,8 +79,8 @@ def pool(
     address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None
 ) -> Iterator[Pool]:
     """Attach to ``address`` (or ``RAY_ADDRESS``), reuse a Ray already initialised in this process,
-    or start a local pool sized to the machine (``num_gpus`` logical GPUs may be declared on a CPU
-    machine: that is how the GPU-pool logic is tested)."""
+    or start a new local pool sized to the machine (``num_gpus`` logical GPUs may be declared on a
+    CPU machine: that is how the GPU-pool logic is tested)."""
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     started = False
     if not ray.is_initialized():
@@ -91,8 +91,15 @@ def pool(
             check_reachable(addr)
             ray.init(address=addr, **kwargs)
         else:
+            # "local": a new pool of this process, never a cluster that `ray start` once left
+            # in Ray's temp dir (a dead one there would fail the run, a live one be shared)
             with _quiet_token_auth_notice():
-                ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or os.cpu_count(),
+                    num_gpus=num_gpus,
+                    **kwargs,
+                )
         started = True
     board: Queue | None = None
     try:

@@ -354,3 +354,23 @@ def test_tracked_run_logs_one_mlflow_run_per_variant_and_seed(cluster: str, tmp_
         assert run.data.tags["suite_hash"] == _results(tmp_path)[0].provenance["suite_hash"]
         (loss,) = client.get_metric_history(run.info.run_id, "train/loss")  # one round
         assert loss.step == 0
+
+
+def test_a_local_pool_is_new_whatever_ray_start_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an address the pool is this process's own ("local"): Ray would otherwise join the
+    cluster named in its temp dir by an earlier `ray start`, or fail when that one is dead."""
+    import ray
+
+    from harness import schedule
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(schedule, "progress_board", lambda: None)
+    with schedule.pool(num_cpus=2) as p:
+        assert p.started_here
+    assert [c["address"] for c in calls] == ["local"]
+    assert calls[0]["num_cpus"] == 2
