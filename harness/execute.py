@@ -192,6 +192,7 @@ def execute_run(
         evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs, phase, loaded)
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
+        fields["bon_curve"] = evaluation.bon_curve
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
