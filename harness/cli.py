@@ -117,10 +117,11 @@ def _print_summary(suite: Suite, path: Path) -> None:
     out.print(f"[bold green]valid:[/] {escape(str(path))} - suite [bold]{suite.name}[/]")
     out.print(f"  models:   {escape(_models_line(suite))}")
     out.print(f"  variants: {len(suite.methods)}")
+    width = max(16, *(len(v.name) for v in suite.methods))  # swept names run long
     for variant in suite.methods:
         changed = variant.params.model_dump(exclude_defaults=True)
         params = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
-        out.print(f"    {variant.name:<16} {variant.method:<10} {escape(params)}")
+        out.print(f"    {variant.name:<{width}} {variant.method:<10} {escape(params)}")
     out.print(f"  seeds:    {', '.join(map(str, suite.seeds))}")
     runs = len(suite.methods) * len(suite.seeds)
     out.print(f"  runs:     {len(suite.methods)} variants x {len(suite.seeds)} seeds = {runs}")
