@@ -1,5 +1,6 @@
 """The ``harness`` command line: ``validate``, ``run``, ``methods``, ``world build`` here;
-``leaderboard`` and ``check`` from ``harness.cli_results``; ``bench`` from ``harness.cli_bench``.
+``leaderboard`` and ``check`` from ``harness.cli_results``; ``bench`` from ``harness.cli_bench``;
+``tune`` from ``harness.tune``.
 
 Exit codes: 0 success, 2 bad input (a suite that does not validate, a bad option), 1 an internal
 error (``harness run``: some run failed; ``harness check``: a regression), 3 inconclusive
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import harness
-from harness import cli_bench, cli_results
+from harness import cli_bench, cli_results, tune
 from harness.cli_common import (
     BAD_INPUT,
     Debug,
@@ -297,6 +298,7 @@ def world_build(
 
 cli_results.register(app)
 cli_bench.register(app)
+tune.register(app)
 
 
 if __name__ == "__main__":
