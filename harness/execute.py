@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from harness.compute import ledger, model_sizes
 from harness.device import peak_memory_mb, pick_device
 from harness.evaluate import EvalSetup, Evaluation, ReferenceEval, evaluate_policy
 from harness.models import SuiteData, load_data, load_judges, load_policy, load_reward
@@ -26,7 +27,7 @@ from harness.runs import RunResult, RunSpec
 from harness.spec import Suite
 from methods import REGISTRY
 from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
-from methods.common import freeze
+from methods.common import freeze, metered
 from methods.reward import RewardModel
 
 ProgressFn = Callable[[Progress], None]
@@ -141,9 +142,12 @@ def _train_and_evaluate(
     seed_everything(spec.seed)
     ctx, data = train_context(resolved, spec.variant, spec.seed, device, costs, progress)
     loaded["data"] = {slot: report.as_dict() for slot, report in data.reports.items()}
+    assert isinstance(ctx.reward, RewardModel)
+    loaded["sizes"] = model_sizes(ctx.policy, ctx.reward.model)
     if method.train is not None:
         phase("training")
-        method.train(ctx, variant.params)
+        with metered(ctx):  # every forward pass of the policy and reference, into costs
+            method.train(ctx, variant.params)
         if costs.optimizer_steps == 0:  # a result that silently equals the base policy
             raise RuntimeError(
                 f"{spec.variant} took no optimizer step: nothing in its data or samples to "
@@ -152,7 +156,6 @@ def _train_and_evaluate(
     phase("evaluating")
     # judges are loaded after training, so they hold no memory while it runs; judging is the
     # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
-    assert isinstance(ctx.reward, RewardModel)
     setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, ctx.reward.uncharged(), data)
     evaluation = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir, phase)
     return evaluation, device
@@ -184,11 +187,12 @@ def execute_run(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     fields: dict[str, Any] = {}
-    loaded: dict[str, Any] = {}  # what the run's data loads kept and dropped, for provenance
+    loaded: dict[str, Any] = {}  # the data loads' reports (provenance) and the models' sizes
     try:
         evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs, phase, loaded)
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
+        fields["bon_curve"] = evaluation.bon_curve
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
@@ -198,10 +202,11 @@ def execute_run(
     costs.wall_seconds = time.perf_counter() - start
     costs.peak_memory_mb = peak_memory_mb(device)
     gpus = spec.suite["resources"]["gpus_per_run"]
+    sizes = loaded.pop("sizes", {})
     return RunResult.of(
         spec,
         status,
-        costs={k: float(v) for k, v in vars(costs).items()},
+        costs=ledger(costs, sizes),  # the counters, the parameter counts and the FLOPs
         provenance={
             **provenance(spec.suite_hash, gpus, device),
             **loaded,

@@ -29,6 +29,7 @@ from harness.runs import RunResult
 from harness.samples import load_reference, write_samples
 from harness.tables import (
     ResultsError,
+    bon_table,
     long_table,
     normalise_long,
     normalise_runs,
@@ -231,10 +232,14 @@ def _current(
 # --- the tables of a results directory -------------------------------------------------------
 
 
+BON_FILE = "bon_curve.parquet"
+
+
 def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
-    """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically, every judged sample
+    """Write ``table.parquet/.csv``, ``runs.parquet/.csv`` and ``bon_curve.parquet``
+    (``harness.tables.bon_table``) atomically, every judged sample
     (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``) and, when both of
     those are there, every pair of variants compared (``comparisons.parquet``:
     ``harness.compare``); return their paths."""
@@ -248,6 +253,8 @@ def write_tables(
             path = results_dir / f"{name}.{ext}"
             write_frame(df, path)
             paths[f"{name}.{ext}"] = path
+    paths[BON_FILE] = results_dir / BON_FILE
+    write_frame(bon_table(results, order), paths[BON_FILE])
     paths.update(write_samples(results_dir, results, load_reference(results_dir)))
     return {**paths, **write_comparisons(results_dir)}
 
