@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import SampleSummary, load_samples, read_comparisons, sample_summary
+from harness.curve_plots import curve_plots
+from harness.curve_report import CurveReport, load_report, tables
 from harness.files import write_atomic
 from harness.plots import plots
 from harness.results import (
@@ -263,8 +265,13 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, rows)]
 
 
-def markdown(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> str:
-    """The text of ``leaderboard.md``."""
+def markdown(
+    summary: pd.DataFrame,
+    runs_df: pd.DataFrame | None,
+    info: SuiteInfo | None,
+    curves: CurveReport | None = None,
+) -> str:
+    """The text of ``leaderboard.md``; the curves section when ``curves`` are given."""
     lines = [f"# Leaderboard: {title(summary, info)}", "", made_by(summary, runs_df, info), ""]
     lines += [f"- {note}" for note in notes(summary, runs_df, info)]
     lines += ["", "## Ranking", "", *_md_table(*table_cells(summary)), "", "## Failed runs", ""]
@@ -273,6 +280,8 @@ def markdown(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInf
         lines += _md_table(["variant", "seed", "run_id", "attempts", "error"], failed)
     else:
         lines.append("None." if runs_df is not None else "Unknown (no run table).")
+    for table in tables(curves) if curves is not None else []:
+        lines += ["", f"## {table.title}", "", table.text, "", *_md_table(table.headers, table.rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -321,8 +330,10 @@ def html_page(
     long_df: pd.DataFrame,
     runs_df: pd.DataFrame | None,
     info: SuiteInfo | None,
+    curves: CurveReport | None = None,
 ) -> str:
-    """The text of ``leaderboard.html``: self-contained, no script, no external resource."""
+    """The text of ``leaderboard.html``: self-contained, no script, no external resource; the
+    curves section when ``curves`` are given."""
     name = html.escape(title(summary, info))
     items = "".join(f"<li>{_inline(n)}</li>" for n in notes(summary, runs_df, info))
     parts = [f"<h1>Leaderboard: {name}</h1>", f"<p>{_inline(made_by(summary, runs_df, info))}</p>"]
@@ -332,8 +343,13 @@ def html_page(
     parts.append("<h2>Failed runs</h2>")
     headers = ["variant", "seed", "run_id", "attempts", "error"]
     parts.append(_html_table(headers, failed, {0, 2, 4}) if failed else "<p>None.</p>")
+    figures = plots(summary, long_df, _matrix(summary))
+    for table in tables(curves) if curves is not None else []:
+        parts += [f"<h2>{html.escape(table.title)}</h2>", f"<p>{_inline(table.text)}</p>"]
+        parts.append(_html_table(table.headers, table.rows, set(table.text_columns)))
+    figures += curve_plots(curves) if curves is not None else []
     parts.append("<h2>Plots</h2>")
-    for caption, png in plots(summary, long_df, _matrix(summary)):
+    for caption, png in figures:
         parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -361,8 +377,9 @@ def write_leaderboard(
         Path(results_dir) / "leaderboard.md",
         Path(results_dir) / "leaderboard.html",
     )
-    write_atomic(md_path, markdown(summary, runs_df, suite_info))
-    write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info))
+    curves = load_report(Path(results_dir), summary.attrs["judges"], summary.attrs["primary_judge"])
+    write_atomic(md_path, markdown(summary, runs_df, suite_info, curves))
+    write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info, curves))
     return md_path, html_path
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import write_comparisons
+from harness.curves import write_curves
 from harness.errors import InputError
 from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
 from harness.runs import RunResult
@@ -235,8 +236,9 @@ def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
     """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically, every judged sample
-    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``) and, when both of
-    those are there, every pair of variants compared (``comparisons.parquet``:
+    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``), the checkpoints
+    when there are any (``curves.parquet``, ``curve_answers.parquet``: ``harness.curves``) and,
+    when the samples are there, every pair of variants compared (``comparisons.parquet``:
     ``harness.compare``); return their paths."""
     results_dir = Path(results_dir)
     info = info or load_suite_info(results_dir)
@@ -249,6 +251,7 @@ def write_tables(
             write_frame(df, path)
             paths[f"{name}.{ext}"] = path
     paths.update(write_samples(results_dir, results, load_reference(results_dir)))
+    paths.update(write_curves(results_dir, results, order))
     return {**paths, **write_comparisons(results_dir)}
 
 
