@@ -40,6 +40,7 @@ import torch
 from harness.evaluate import EvalSetup, answer_kl_terms, judge_all, sampler
 from harness.samples import sample_index
 from methods.base import Responses, TrainContext
+from methods.common import uncharged
 
 CHECKPOINT_SEED = 4_000_003  # a run with seed s draws its checkpoint answers with this + s
 SUBSET_SEED = 5_000_003  # which eval prompts the checkpoints judge: the same for every run
@@ -67,12 +68,13 @@ def subset_setup(setup: EvalSetup, k: int) -> tuple[EvalSetup, list[int]]:
 
 @contextmanager
 def kept_state(policy: Any, device: torch.device) -> Iterator[None]:
-    """Inside: the policy in eval mode, no gradients; after: its mode and every global random
-    generator (torch's, the device's, Python's, numpy's) as they were."""
+    """Inside: the policy in eval mode, no gradients, no forward pass charged to the run's costs
+    (``methods.common.uncharged``); after: its mode and every global random generator (torch's,
+    the device's, Python's, numpy's) as they were."""
     py_state, np_state = random.getstate(), np.random.get_state()
     devices = [device] if device.type == "cuda" else []
     was_training = policy.training
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), uncharged():
         policy.eval()
         try:
             yield

@@ -20,12 +20,12 @@ before checkpoints existed have none.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from harness.compute import SIZES, run_flops
 from harness.files import write_atomic_with
 from harness.runs import RunResult
 
@@ -36,8 +36,10 @@ POINT_KEYS = ["round", "step", "kl"]
 
 def point_flops(costs: Mapping[str, float], run_costs: Mapping[str, float]) -> float:
     """FLOPs of a checkpoint's counters ``costs``, priced with the parameter counts of the run's
-    final costs ``run_costs``; NaN where a counter or a count is missing."""
-    return math.nan
+    final costs ``run_costs`` (``harness.compute.run_flops``); NaN where a counter or a count is
+    missing."""
+    sizes = {k: run_costs[k] for k in SIZES if k in run_costs}
+    return run_flops({**costs, **sizes})
 
 
 def curve_table(results: Sequence[RunResult], order: Sequence[str] | None = None) -> pd.DataFrame:

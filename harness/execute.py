@@ -19,6 +19,7 @@ import torch
 
 from harness.checkpoint_spec import checkpoint_rounds
 from harness.checkpoints import CheckpointEval, subset_setup
+from harness.compute import ledger, model_sizes
 from harness.device import peak_memory_mb, pick_device
 from harness.evaluate import EvalSetup, Evaluation, ReferenceEval, evaluate_policy
 from harness.models import SuiteData, load_data, load_judges, load_policy, load_reward
@@ -28,7 +29,7 @@ from harness.runs import RunResult, RunSpec
 from harness.spec import Suite
 from methods import REGISTRY
 from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
-from methods.common import freeze
+from methods.common import freeze, metered
 from methods.reward import RewardModel
 
 ProgressFn = Callable[[Progress], None]
@@ -147,6 +148,7 @@ def _train_and_evaluate(
     # judging is the harness's spend, not the method's: the proxy judge is the RM without its
     # cost counter
     assert isinstance(ctx.reward, RewardModel)
+    loaded["sizes"] = model_sizes(ctx.policy, ctx.reward.model)
     proxy = ctx.reward.uncharged()
     setup = None
     if method.train is not None:
@@ -156,7 +158,8 @@ def _train_and_evaluate(
             subset, ids = subset_setup(setup, suite.eval.checkpoint_prompts)
             ctx.checkpoint = CheckpointEval(ctx, subset, frozenset(wanted), ids, curve)
         phase("training")
-        method.train(ctx, variant.params)
+        with metered(ctx):  # every forward pass of the policy and reference, into costs
+            method.train(ctx, variant.params)
         if costs.optimizer_steps == 0:  # a result that silently equals the base policy
             raise RuntimeError(
                 f"{spec.variant} took no optimizer step: nothing in its data or samples to "
@@ -196,7 +199,7 @@ def execute_run(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     fields: dict[str, Any] = {}
-    loaded: dict[str, Any] = {}  # what the run's data loads kept and dropped, for provenance
+    loaded: dict[str, Any] = {}  # the data loads' reports (provenance) and the models' sizes
     curve: list[dict[str, Any]] = []  # the checkpoints' evaluations (harness.checkpoints)
     try:
         evaluation, device = _train_and_evaluate(
@@ -213,10 +216,11 @@ def execute_run(
     costs.wall_seconds = time.perf_counter() - start
     costs.peak_memory_mb = peak_memory_mb(device)
     gpus = spec.suite["resources"]["gpus_per_run"]
+    sizes = loaded.pop("sizes", {})
     return RunResult.of(
         spec,
         status,
-        costs={k: float(v) for k, v in vars(costs).items()},
+        costs=ledger(costs, sizes),  # the counters, the parameter counts and the FLOPs
         provenance={
             **provenance(spec.suite_hash, gpus, device),
             **loaded,

@@ -3,7 +3,8 @@
 ``summarise`` reduces the long table (and the run table, for costs and failures) to one row per
 variant: per judge the win-rate (mean over seeds, 95% t-interval over seeds; one seed keeps its
 bootstrap interval), KL, length, distinct-1/2, capability deltas (mean over seeds, marked ⚠ where
-``harness check`` against the base model would flag a regression) and median costs.
+``harness check`` against the base model would flag a regression) and median costs (the FLOPs
+estimate of ``harness.compute`` among them).
 ``write_leaderboard`` writes ``leaderboard.md`` (stable text: no timestamps, no absolute paths)
 and a self-contained ``leaderboard.html`` (inline CSS, plots from ``harness.plots`` as base64 PNG;
 no script, no network).
@@ -42,6 +43,7 @@ COSTS = {
     "generated_tokens": "tokens",
     "reward_calls": "RM calls",
     "optimizer_steps": "opt steps",
+    "flops": "TFLOPs",  # the compute ledger's estimate (harness.compute), in 10^12
 }
 SuiteLike = SuiteInfo | dict[str, Any] | None
 
@@ -145,6 +147,20 @@ def _count(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:,.0f}"
 
 
+def _tera(value: float) -> str:
+    """FLOPs in TFLOPs: three significant digits, whole numbers from 1,000 on."""
+    if math.isnan(value):
+        return "-"
+    tera = value / 1e12
+    return f"{tera:,.0f}" if tera >= 1000 else f"{tera:.3g}"
+
+
+def _cost(name: str, value: float) -> str:
+    if name == "wall_seconds":
+        return _num(value, 1)
+    return _tera(value) if name == "flops" else _count(value)
+
+
 def _interval(row: pd.Series, key: str) -> str:
     text = _num(row[key])
     low, high = row[f"{key}.low"], row[f"{key}.high"]
@@ -184,7 +200,7 @@ def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         for task in tasks:
             mark = f" {REGRESSION_MARK}" if row[f"regression.{task}"] else ""
             cells.append(_num(row[f"capability_delta.{task}"], sign=True) + mark)
-        cells += [_num(row["wall_seconds"], 1), *[_count(row[c]) for c in list(COSTS)[1:]]]
+        cells += [_cost(c, row[c]) for c in COSTS]
         rows.append(cells)
     return headers, rows
 
@@ -220,7 +236,9 @@ def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo |
         f" {summary.attrs['tolerance']:.3f}; {REGRESSION_MARK} = a regression as `harness check`"
         " against the base model flags it: the mean dropped beyond the tolerance and its 95%"
         " interval lies below 0",
-        "Costs: median over a variant's finished runs",
+        "Costs: median over a variant's finished runs; TFLOPs: 2·N per token through a forward"
+        " pass or generated, 6·N per token trained, 2·N_rm per token the reward model scores"
+        " (N: parameters a token multiplies by; `harness/compute.py`)",
     ]
     if runs_df is not None:
         commits = sorted({str(c)[:12] for c in runs_df["git_commit"].dropna()}) or ["unknown"]

@@ -7,7 +7,8 @@ and read from and written to ``.parquet`` / ``.csv`` files.
 
   (failed runs have no metrics, hence no rows: they are in the run table);
 - the **run table** (``runs.parquet`` / ``runs.csv``), one row per run: status, error, attempts,
-  every cost, and the provenance flattened (package versions as ``pkg.<name>``).
+  every cost (the compute ledger among them: token counters, parameter counts and ``flops``,
+  ``harness.compute``), and the provenance flattened (package versions as ``pkg.<name>``).
 
 Both are sorted by the suite's variant order, then seed, then metric (then run_id), normalised to
 exact dtypes so that parquet and csv read back equal, and written atomically. ``harness.results``
@@ -46,6 +47,13 @@ COST_COLUMNS = [
     "prompts",
     "wall_seconds",
     "peak_memory_mb",
+    # the compute ledger (harness.compute): token counters, parameter counts, the FLOPs estimate
+    "forward_tokens",
+    "trained_tokens",
+    "reward_tokens",
+    "policy_params",
+    "reward_params",
+    "flops",
 ]
 RUN_COLUMNS = ["run_id", "suite", "method", "variant", "seed", "status", "error", "attempts"]
 PROVENANCE_COLUMNS = [

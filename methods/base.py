@@ -71,9 +71,27 @@ class DivergenceError(RuntimeError):
 
 @dataclass
 class Costs:
-    """What a run spent; every method fills the same counters so budgets can be compared."""
+    """What a run spent; every method fills the same counters so budgets can be compared.
 
+    The token counters are the compute ledger (``harness.compute`` prices them in FLOPs); each is
+    charged in one place, never by a method itself, and counts real tokens (attention-mask ones,
+    not padding):
+
+    - ``forward_tokens``: through a forward pass without gradients: log-probs of the policy (and
+      its value head) and of the reference, and the prompts a generation prefills; charged by
+      ``methods.common.metered`` (a forward hook on the policy and the reference) and, for the
+      prompts, ``methods.common.charge``;
+    - ``trained_tokens``: through a forward pass of the policy with gradients (each one goes
+      backward too); ``methods.common.metered``;
+    - ``generated_tokens``: sampled; ``methods.common.charge``;
+    - ``reward_tokens``: scored by the reward model, in its own tokenization;
+      ``methods.reward.RewardModel``.
+    """
+
+    forward_tokens: int = 0
+    trained_tokens: int = 0
     generated_tokens: int = 0
+    reward_tokens: int = 0
     samples: int = 0
     reward_calls: int = 0
     optimizer_steps: int = 0

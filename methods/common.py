@@ -1,6 +1,7 @@
 """Shared building blocks of every training loop: token log-probs, SFT loss, masked statistics,
-and the two steps every loop takes the same way: drawing samples (and charging their cost) and
-taking an optimizer step (and reporting it).
+the two steps every loop takes the same way: drawing samples (and charging their cost) and
+taking an optimizer step (and reporting it), and the forward meter that charges every other
+forward pass of the policy and the reference (``metered``).
 
 Samples and their layout live in ``methods.sampling``; reward models in ``methods.reward``.
 """
@@ -10,13 +11,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from methods.base import Costs, DivergenceError, Progress, TrainContext, prompt_rounds
-from methods.sampling import Samples, accepts_logits_to_keep, positions, sample
+from methods.sampling import Samples, accepts_logits_to_keep, positions, sample, sampling_now
 
 T = TypeVar("T")
 
@@ -194,9 +197,11 @@ def rounds(ctx: TrainContext) -> Iterator[tuple[int, list[str]]]:
 
 
 def charge(costs: Costs, samples: Samples) -> None:
-    """Charge generated ``samples`` to ``costs``: the samples and their generated tokens."""
+    """Charge generated ``samples`` to ``costs``: the samples, their generated tokens, and their
+    prompts' tokens as forward tokens (each row's prompt is prefilled once)."""
     costs.samples += len(samples)
     costs.generated_tokens += int(samples.lengths.sum())
+    costs.forward_tokens += int(samples.prompt_mask.sum())
 
 
 def generate(
@@ -258,3 +263,61 @@ class OptimizerStep:
         report = {"loss": value, "grad_norm": float(grad_norm), **(stats or {})}
         self.ctx.progress(Progress(round_, self.count, value, mean_reward, report))
         self.count += 1
+
+
+# --------------------------------------------------------------------------- the forward meter
+
+_CHARGING: ContextVar[bool] = ContextVar("charging", default=True)
+
+
+@contextmanager
+def uncharged() -> Iterator[None]:
+    """Forward passes inside are charged to no one, even under ``metered``: the harness's own
+    work inside a training run (e.g. evaluating a checkpoint) is not the method's spend."""
+    token = _CHARGING.set(False)
+    try:
+        yield
+    finally:
+        _CHARGING.reset(token)
+
+
+def _meter(model: Any, costs: Costs) -> Any:
+    """A forward pre-hook on ``model`` charging each pass's real tokens (the attention mask's
+    ones; every input id without a mask) to ``costs``: ``trained_tokens`` when gradients are on
+    and ``model`` has trainable parameters, else ``forward_tokens``. Passes of a generation
+    (``sampling.sample``: ``charge`` counts those) and under ``uncharged`` are skipped."""
+    trainable = any(p.requires_grad for p in model.parameters())
+
+    def count(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if sampling_now() or not _CHARGING.get():
+            return
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if mask is not None:
+            tokens = int(mask.sum())
+        elif ids is not None:
+            tokens = int(ids.numel())
+        else:
+            return
+        if trainable and torch.is_grad_enabled():
+            costs.trained_tokens += tokens
+        else:
+            costs.forward_tokens += tokens
+
+    return model.register_forward_pre_hook(count, with_kwargs=True)
+
+
+@contextmanager
+def metered(ctx: TrainContext) -> Iterator[None]:
+    """While inside, every forward pass of ``ctx.policy`` and ``ctx.reference`` (however a
+    method makes it: ``token_logps``, its own call, a value head's pass) is charged to
+    ``ctx.costs`` as forward or trained tokens (``_meter``); generation is charged by
+    ``generate``/``charge`` and the reward model by itself. The harness trains inside it, so
+    no method charges a forward pass itself."""
+    models = [m for m in (ctx.policy, ctx.reference) if m is not None]
+    handles = [_meter(m, ctx.costs) for m in models]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -28,10 +28,12 @@ def score_text(
     device: torch.device | str,
     batch_size: int = 32,
     max_length: int | None = None,
+    costs: Costs | None = None,
 ) -> torch.Tensor:
     """Reward ``[N]`` (float32, CPU) of each ``prompt + response`` text under a sequence-
     classification RM, re-tokenised with the RM's own tokenizer (right padding; the score is the
-    one at the last non-pad token)."""
+    one at the last non-pad token). The tokens scored (after truncation, padding not counted)
+    go into ``costs.reward_tokens`` when ``costs`` is given."""
     _ensure_pad(reward_model, reward_tokenizer)
     texts = [p + r for p, r in zip(prompts, responses, strict=True)]
     max_length = max_length or context_length(reward_model, reward_tokenizer)
@@ -46,6 +48,8 @@ def score_text(
             max_length=max_length,
             return_tensors="pt",
         ).to(device)
+        if costs is not None:
+            costs.reward_tokens += int(enc["attention_mask"].sum())
         logits = reward_model(
             input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
         ).logits
@@ -66,7 +70,8 @@ def context_length(model: Any, tokenizer: Any) -> int | None:
 
 class RewardModel:
     """A frozen sequence-classification RM scoring text; each scored response is counted in
-    ``costs.reward_calls``. Satisfies ``methods.base.RewardFn``.
+    ``costs.reward_calls`` and its tokens in ``costs.reward_tokens``. Satisfies
+    ``methods.base.RewardFn``.
 
     ``prompt_map`` takes a prompt as the policy sees it (e.g. rendered with its chat template)
     back to the HH text the RM was trained on; a prompt not in it is scored as given."""
@@ -93,7 +98,13 @@ class RewardModel:
         self.costs.reward_calls += len(responses)
         texts = [self.prompt_map.get(p, p) for p in prompts]
         return score_text(
-            self.model, self.tokenizer, texts, responses, self.device, self.batch_size
+            self.model,
+            self.tokenizer,
+            texts,
+            responses,
+            self.device,
+            self.batch_size,
+            costs=self.costs,
         )
 
     def uncharged(self) -> RewardModel:

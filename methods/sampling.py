@@ -10,6 +10,9 @@ one log-prob function serves both.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +125,23 @@ def pack(
 
 
 # --------------------------------------------------------------------------- sampling
+
+_SAMPLING: ContextVar[bool] = ContextVar("sampling", default=False)
+
+
+def sampling_now() -> bool:
+    """True inside ``sample``: a model's forward pass there is a generation step (charged by
+    ``methods.common.charge`` as generated and prompt tokens, not by the forward meter)."""
+    return _SAMPLING.get()
+
+
+@contextmanager
+def _sampling() -> Iterator[None]:
+    token = _SAMPLING.set(True)
+    try:
+        yield
+    finally:
+        _SAMPLING.reset(token)
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:
@@ -247,10 +267,11 @@ def sample(
     was_training = model.training
     model.eval()
     try:
-        chunks = [
-            _generate(model, ids, mask, max_new_tokens, temperature, top_p, generator, eos, pad)
-            for ids, mask in zip(prompt_ids.split(step), prompt_mask.split(step), strict=True)
-        ]
+        with _sampling():
+            chunks = [
+                _generate(model, ids, mask, max_new_tokens, temperature, top_p, generator, eos, pad)
+                for ids, mask in zip(prompt_ids.split(step), prompt_mask.split(step), strict=True)
+            ]
     finally:
         model.train(was_training)
     width = max((c[0].shape[1] for c in chunks), default=0)

@@ -271,6 +271,8 @@ def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path
     assert ctx.costs.samples == n_samples
     assert ctx.costs.reward_calls == n_samples  # the proxy judge's calls are not charged
     assert ctx.costs.generated_tokens > 0
+    assert ctx.costs.reward_tokens > ctx.costs.generated_tokens  # the RM reads the prompts too
+    assert ctx.costs.forward_tokens > 0  # the prompts each sample prefilled
 
 
 def add_noise(sigma: float) -> Callable[[Any, Any], None]:

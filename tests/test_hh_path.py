@@ -23,6 +23,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from harness import compute
 from harness.cli import app
 from harness.data import ASSISTANT, HUMAN, split_hh
 from harness.runs import RunResult, expand
@@ -341,8 +342,16 @@ def test_every_method_runs_one_round_on_hh(world: World, variant: str) -> None:
         assert samples == 0
     if variant == "rrhf":  # every round prompt has a pair: its chosen and rejected are scored too
         assert result.costs["reward_calls"] == samples + 2 * PROMPTS_PER_ROUND
-    # each round's step statistics are kept, one row per round, for every trained method
+    # the compute ledger: each counter moved where the method spends it, priced in FLOPs
     trained = REGISTRY[variant].train is not None
+    costs = result.costs
+    assert (costs["trained_tokens"] > 0) == trained
+    assert (costs["generated_tokens"] > 0) == (samples > 0)
+    assert (costs["reward_tokens"] > 0) == (costs["reward_calls"] > 0)
+    assert (costs["forward_tokens"] > 0) == (samples > 0 or REGISTRY[variant].needs_reference)
+    assert costs["policy_params"] > 0 and costs["reward_params"] > 0
+    assert costs["flops"] == compute.run_flops(costs) and (costs["flops"] > 0) == (variant != "sft")
+    # each round's step statistics are kept, one row per round, for every trained method
     assert [r["round"] for r in result.rounds] == (list(range(ROUNDS)) if trained else [])
     assert sum(r["steps"] for r in result.rounds) == result.costs["optimizer_steps"]
     assert all("loss" in r and "grad_norm" in r for r in result.rounds)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness import compute
 from harness.results import (
     ResultsError,
     SuiteInfo,
@@ -72,6 +73,22 @@ def _metrics(key: tuple[str, int]) -> list[MetricRow]:
     return rows
 
 
+def _ledger(variant: str) -> dict[str, float]:
+    """The compute ledger of a run: its counters, the tiny world's parameter counts, FLOPs."""
+    counters = {
+        "forward_tokens": 20_000.0 * (variant != "sft"),
+        "trained_tokens": {"sft": 0.0, "dpo": 30_000.0, "ppo": 120_000.0}[variant],
+        "reward_tokens": 40_000.0 * (variant != "sft"),
+    }
+    sizes = {"policy_params": 163_904.0, "reward_params": 98_432.0}
+    generated = 6144.0 * (variant != "sft")
+    return {
+        **counters,
+        **sizes,
+        "flops": compute.flops(generated_tokens=generated, **counters, **sizes),
+    }
+
+
 def make_result(variant: str, seed: int) -> RunResult:
     failed = (variant, seed) not in QUALITY
     method = {"sft": "sft", "dpo": "dpo", "ppo": "ppo"}[variant]
@@ -91,6 +108,7 @@ def make_result(variant: str, seed: int) -> RunResult:
             "prompts": 128.0,
             "wall_seconds": 10.0 + 20 * seed + {"sft": 0, "dpo": 50, "ppo": 100}[variant],
             "peak_memory_mb": 900.5,
+            **_ledger(variant),
         },
         provenance={
             "suite_hash": "ab" * 32,
