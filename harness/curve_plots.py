@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from harness.curve_report import CurveReport
@@ -18,15 +19,20 @@ from harness.plots import MARKERS, _png
 COLORS = {"truth": "tab:green", "proxy": "tab:red", "select": "tab:blue"}
 
 
-def _line(ax: object, x: np.ndarray, points: pd.DataFrame, key: str, label: str, color: str) -> None:
+def _line(ax: Axes, x: np.ndarray, points: pd.DataFrame, key: str, label: str, color: str) -> None:
     order = np.argsort(x)
     mean = points[key].to_numpy(float)[order]
-    low, high = points[f"{key}.low"].to_numpy(float)[order], points[f"{key}.high"].to_numpy(float)[order]
-    ax.plot(x[order], mean, marker="o", markersize=3, color=color, label=label)  # type: ignore[attr-defined]
-    ax.fill_between(x[order], low, high, color=color, alpha=0.2, linewidth=0)  # type: ignore[attr-defined]
+    low, high = (
+        points[f"{key}.low"].to_numpy(float)[order],
+        points[f"{key}.high"].to_numpy(float)[order],
+    )
+    ax.plot(x[order], mean, marker="o", markersize=3, color=color, label=label)
+    ax.fill_between(x[order], low, high, color=color, alpha=0.2, linewidth=0)
 
 
-def _fit_curve(ax: object, report: CurveReport, variant: str, judge: str, color: str, reach: float) -> None:
+def _fit_curve(
+    ax: Axes, report: CurveReport, variant: str, judge: str, color: str, reach: float
+) -> None:
     fits = report.fits
     row = fits[(fits["variant"] == variant) & (fits["judge"] == judge)]
     if row.empty or not np.isfinite(row["alpha"].iloc[0]):
@@ -35,7 +41,7 @@ def _fit_curve(ax: object, report: CurveReport, variant: str, judge: str, color:
     fit = GaoFit(r["form"], r["alpha"], r["beta"], r["r2"], int(r["n"]))
     d = np.linspace(0, reach, 100)
     label = f"fit ({judge}): α={fit.alpha:.2f}, β={fit.beta:.2f}, R²={fit.r2:.2f}"
-    ax.plot(d, fit.predict(d), linestyle="--", color=color, linewidth=1, label=label)  # type: ignore[attr-defined]
+    ax.plot(d, fit.predict(d), linestyle="--", color=color, linewidth=1, label=label)
 
 
 def frontier_plot(report: CurveReport) -> Figure:

@@ -52,7 +52,7 @@ class Roles:
     @classmethod
     def of(cls, judges: list[str], primary: str | None) -> Roles:
         truth = GOLD if GOLD in judges else (primary or judges[0])
-        proxy = PROXY if PROXY in judges and PROXY != truth else None
+        proxy = PROXY if PROXY in judges and truth != PROXY else None
         others = [j for j in judges if j not in (truth, proxy)]
         return cls(truth, proxy, others[0] if others else truth)
 
@@ -166,9 +166,7 @@ def _matched(
     return pd.DataFrame(rows), budget
 
 
-def load_report(
-    results_dir: Path, judges: list[str], primary: str | None
-) -> CurveReport | None:
+def load_report(results_dir: Path, judges: list[str], primary: str | None) -> CurveReport | None:
     """``curve_report`` of a results directory's checkpoint tables; None when it has none."""
     loaded = load_curves(results_dir)
     return None if loaded is None else curve_report(*loaded, judges, primary)
@@ -252,7 +250,7 @@ def _fit_table(report: CurveReport) -> Table:
         for j in shown:
             fit = by_judge.loc[j]
             cells += [_f(fit["alpha"]), _f(fit["beta"]), _f(fit["r2"], 2)]
-        rows.append(cells + [str(int(group["n"].iloc[0]))])
+        rows.append([*cells, str(int(group["n"].iloc[0]))])
     text = (
         "Gao et al. 2022's forms fitted by least squares through the origin to every (seed,"
         " checkpoint) point, reward in z (standard deviations of the base policy's answers, from"
@@ -267,9 +265,17 @@ def _peak_table(report: CurveReport) -> Table:
     headers = ["variant", f"peak round ({t})", f"peak {t} z", f"peak {t} mean", "KL at peak"]
     headers += ["last round", f"final {t} z", f"final {p} z", f"final gap {p} − {t} (z)"]
     rows = [
-        [str(r["variant"]), str(r["peak_round"]), _f(r["peak_z"]), _f(r["peak_raw"]),
-         _f(r["peak_kl"]), str(r["last_round"]), _f(r["final_z"]), _f(r["final_proxy_z"]),
-         _f(r["gap"], sign=True)]  # fmt: skip
+        [
+            str(r["variant"]),
+            str(r["peak_round"]),
+            _f(r["peak_z"]),
+            _f(r["peak_raw"]),
+            _f(r["peak_kl"]),
+            str(r["last_round"]),
+            _f(r["final_z"]),
+            _f(r["final_proxy_z"]),
+            _f(r["gap"], sign=True),
+        ]
         for _, r in report.peaks.iterrows()
     ]
     text = (
@@ -305,8 +311,14 @@ def _matched_table(report: CurveReport) -> Table | None:
     s, t = report.roles.select, report.roles.truth
     headers = ["variant", "checkpoint round", "TFLOPs", "KL", f"{s} z (chose it)", f"{t} mean"]
     rows = [
-        [str(r["variant"]), str(r["round"]), _tera(r["flops"]), _f(r["kl"]), _f(r["select"]),
-         f"{_f(r['truth'])} [{_f(r['truth.low'])}, {_f(r['truth.high'])}]"]  # fmt: skip
+        [
+            str(r["variant"]),
+            str(r["round"]),
+            _tera(r["flops"]),
+            _f(r["kl"]),
+            _f(r["select"]),
+            f"{_f(r['truth'])} [{_f(r['truth.low'])}, {_f(r['truth.high'])}]",
+        ]
         for _, r in report.matched.sort_values("truth", ascending=False).iterrows()
     ]
     text = (

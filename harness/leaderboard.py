@@ -299,7 +299,14 @@ def markdown(
     else:
         lines.append("None." if runs_df is not None else "Unknown (no run table).")
     for table in tables(curves) if curves is not None else []:
-        lines += ["", f"## {table.title}", "", table.text, "", *_md_table(table.headers, table.rows)]
+        lines += [
+            "",
+            f"## {table.title}",
+            "",
+            table.text,
+            "",
+            *_md_table(table.headers, table.rows),
+        ]
     return "\n".join(lines) + "\n"
 
 

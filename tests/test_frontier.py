@@ -74,7 +74,7 @@ def test_sqrt_kl_and_standardise() -> None:
 
 
 def test_band_is_a_t_interval_over_seeds_or_a_normal_one_over_answers() -> None:
-    mean, low, high = band([1.0, 2.0, 3.0])
+    mean, _, high = band([1.0, 2.0, 3.0])
     assert mean == 2.0 and high - mean == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
     assert band([0.5], answers_se=0.1) == pytest.approx((0.5, 0.5 - 0.196, 0.5 + 0.196))
     assert all(math.isnan(x) for x in band([np.nan]))
@@ -89,8 +89,9 @@ def _answers(drop: float, rise: float, seeds: int = 3, prompts: int = 60) -> pd.
     for s in range(seeds):
         for r, g in gold_at.items():
             for p in range(prompts):
+                gold, proxy = g + rng.normal(0, 0.5), rise * r + rng.normal(0, 0.5)
                 rows.append({"seed": s, "round": r, "cluster": f"c{p % 6}", "prompt_id": p,
-                             "gold": g + rng.normal(0, 0.5), "proxy": rise * r + rng.normal(0, 0.5)})  # fmt: skip
+                             "gold": gold, "proxy": proxy})  # fmt: skip
     return pd.DataFrame(rows)
 
 
