@@ -227,6 +227,7 @@ class Table:
 def _f(value: float, digits: int = 3, sign: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "-"
+    value = round(value, digits) + 0.0  # no "-0.000"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
