@@ -1,5 +1,6 @@
 """The ``harness`` command line: ``validate``, ``run``, ``methods``, ``world build`` here;
-``leaderboard`` and ``check`` from ``harness.cli_results``; ``bench`` from ``harness.cli_bench``.
+``leaderboard`` and ``check`` from ``harness.cli_results``; ``bench`` from ``harness.cli_bench``;
+``tune`` from ``harness.tune``.
 
 Exit codes: 0 success, 2 bad input (a suite that does not validate, a bad option), 1 an internal
 error (``harness run``: some run failed; ``harness check``: a regression), 3 inconclusive
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import harness
-from harness import cli_bench, cli_results
+from harness import cli_bench, cli_results, tune
 from harness.cli_common import (
     BAD_INPUT,
     Debug,
@@ -117,10 +118,11 @@ def _print_summary(suite: Suite, path: Path) -> None:
     out.print(f"[bold green]valid:[/] {escape(str(path))} - suite [bold]{suite.name}[/]")
     out.print(f"  models:   {escape(_models_line(suite))}")
     out.print(f"  variants: {len(suite.methods)}")
+    width = max(16, *(len(v.name) for v in suite.methods))  # swept names run long
     for variant in suite.methods:
         changed = variant.params.model_dump(exclude_defaults=True)
         params = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
-        out.print(f"    {variant.name:<16} {variant.method:<10} {escape(params)}")
+        out.print(f"    {variant.name:<{width}} {variant.method:<10} {escape(params)}")
     out.print(f"  seeds:    {', '.join(map(str, suite.seeds))}")
     runs = len(suite.methods) * len(suite.seeds)
     out.print(f"  runs:     {len(suite.methods)} variants x {len(suite.seeds)} seeds = {runs}")
@@ -296,6 +298,7 @@ def world_build(
 
 cli_results.register(app)
 cli_bench.register(app)
+tune.register(app)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import capability
+from harness import bon, capability
 from harness.capability import TaskScore
 from harness.files import write_atomic
 from harness.resolve import LmEvalSetup
@@ -266,11 +266,51 @@ def _capability(
 
 @dataclass
 class Evaluation:
-    """A run's evaluation: its metric rows, and every judged sample as columns (one row per
-    eval prompt and sample: ``prompt_id, cluster, sample, length, kl, score.<judge>``)."""
+    """A run's evaluation: its metric rows, every judged sample as columns (one row per eval
+    prompt and sample: ``prompt_id, cluster, sample, length, kl, score.<judge>``), and for a
+    strategy that answers from a pool the best-of-n curve (``harness.bon.curve``'s rows)."""
 
     metrics: list[MetricRow]
     samples: dict[str, list[Any]]
+    bon_curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _judged(
+    setup: EvalSetup, ref: ReferenceEval, answers: Responses, reward: Any
+) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
+    """Every judge's scores of the answers ``[N * k]``, and the best-of-n curve when the
+    answers were picked from a pool: then every sample of the pool is judged (the answers'
+    scores are read off it; a judge that is the training reward model ``reward`` itself takes
+    the pool's proxy scores, already computed) and ``harness.bon.curve`` traces n = 1, 2, 4...
+    from it."""
+    k, pool = ref.samples_per_prompt, answers.pool
+    judged = [p for p in ref.judge_prompts() for _ in range(k)]
+    if pool is None:
+        return judge_all(setup.judges, judged, answers.samples.responses), []
+    pool_prompts = [p for p in judged for _ in range(pool.n)]
+    proxies = {j for j, judge in setup.judges.items() if _same_model(judge, reward)}
+    others = {j: judge for j, judge in setup.judges.items() if j not in proxies}
+    pooled = judge_all(others, pool_prompts, pool.samples.responses)  # judge -> [N * k * n]
+    pooled |= {j: [float(x) for x in pool.proxy] for j in proxies}
+    pooled = {j: pooled[j] for j in setup.judges}  # the suite's order
+    chosen = pool.chosen.tolist()
+    scores = {j: [s[i] for i in chosen] for j, s in pooled.items()}  # judge -> [N * k]
+    P, shape = len(ref.prompts), (len(ref.prompts), k, pool.n)
+    curve = bon.curve(
+        pool.proxy.double().cpu().numpy().reshape(shape),
+        {j: np.asarray(s).reshape(shape) for j, s in pooled.items()},
+        {j: np.asarray(ref.scores[j]).reshape(P, k) for j in pooled},
+        pool.n,
+        setup.bootstrap,
+        BOOTSTRAP_SEED,
+    )
+    return scores, curve
+
+
+def _same_model(judge: Any, reward: Any) -> bool:
+    """Whether ``judge`` scores with the very model of the reward function ``reward``."""
+    model = getattr(judge, "model", None)
+    return model is not None and model is getattr(reward, "model", None)
 
 
 def evaluate_policy(
@@ -292,9 +332,14 @@ def evaluate_policy(
     n_boot, k = setup.bootstrap, ref.samples_per_prompt
     answers = _responses(ctx, method, params, setup, ref.prompts)
     samples = answers.samples  # [N * k]
+<<<<<<< HEAD
     terms, kl = answer_kl_terms(ctx, setup, answers, ref.prompts)
     judged = [p for p in ref.judge_prompts() for _ in range(k)]
     scores = judge_all(setup.judges, judged, samples.responses)  # judge -> [N * k]
+=======
+    terms, kl = _kl_terms(ctx, setup, answers, ref.prompts)
+    scores, curve = _judged(setup, ref, answers, ctx.reward)  # judge -> [N * k]; curve or []
+>>>>>>> issue-16-ledger
     rows = [
         mean_with_ci(prompt_win_rates(scores[j], ref.scores[j], k), n_boot, BOOTSTRAP_SEED).row(
             f"winrate.{j}"
@@ -319,4 +364,4 @@ def evaluate_policy(
         "kl": [float(x) for x in terms] if terms is not None else [float("nan")] * len(samples),
         **{f"score.{j}": s for j, s in scores.items()},
     }
-    return Evaluation(rows, columns)
+    return Evaluation(rows, columns, curve)

@@ -207,6 +207,7 @@ def execute_run(
         )
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
+        fields["bon_curve"] = evaluation.bon_curve
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"

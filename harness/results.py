@@ -30,6 +30,7 @@ from harness.runs import RunResult
 from harness.samples import load_reference, write_samples
 from harness.tables import (
     ResultsError,
+    bon_table,
     long_table,
     normalise_long,
     normalise_runs,
@@ -232,13 +233,17 @@ def _current(
 # --- the tables of a results directory -------------------------------------------------------
 
 
+BON_FILE = "bon_curve.parquet"
+
+
 def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
-    """Write ``table.parquet/.csv`` and ``runs.parquet/.csv`` atomically, every judged sample
-    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``), the checkpoints
-    when there are any (``curves.parquet``, ``curve_answers.parquet``: ``harness.curves``) and,
-    when the samples are there, every pair of variants compared (``comparisons.parquet``:
+    """Write ``table.parquet/.csv``, ``runs.parquet/.csv`` and ``bon_curve.parquet``
+    (``harness.tables.bon_table``) atomically, every judged sample (``samples.parquet``,
+    ``reference_samples.parquet``: ``harness.samples``), the checkpoints when there are any
+    (``curves.parquet``, ``curve_answers.parquet``: ``harness.curves``) and, when the samples
+    are there, every pair of variants compared (``comparisons.parquet``:
     ``harness.compare``); return their paths."""
     results_dir = Path(results_dir)
     info = info or load_suite_info(results_dir)
@@ -250,6 +255,8 @@ def write_tables(
             path = results_dir / f"{name}.{ext}"
             write_frame(df, path)
             paths[f"{name}.{ext}"] = path
+    paths[BON_FILE] = results_dir / BON_FILE
+    write_frame(bon_table(results, order), paths[BON_FILE])
     paths.update(write_samples(results_dir, results, load_reference(results_dir)))
     paths.update(write_curves(results_dir, results, order))
     return {**paths, **write_comparisons(results_dir)}

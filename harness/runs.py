@@ -13,6 +13,10 @@ Metrics of a result are rows of the long table (see ``harness/results.py``)::
     distinct_1, distinct_2   distinct n-grams / all n-grams over the responses
     capability.<task>        lm-eval accuracy, +-1.96 stderr
     capability_delta.<task>  accuracy minus the base model's, +-1.96 combined stderr
+
+A strategy answering from a pool (best-of-n) also has ``bon_curve``: per n = 1, 2, 4... and
+metric (``reward.<judge>``, ``winrate.<judge>``) the expected best-of-n value estimated from the
+pool, with its interval and the KL bound (``harness.bon``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class RunResult:
     samples: dict[str, list[Any]] = field(default_factory=dict)  # every judged sample, columns
     # the policy evaluated during training (harness.checkpoints); absent from older run files
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    bon_curve: list[dict[str, Any]] = field(default_factory=list)  # best-of-n per n (harness.bon)
 
     @classmethod
     def of(cls, spec: RunSpec, status: str, **fields: Any) -> RunResult:

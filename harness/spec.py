@@ -46,6 +46,7 @@ from harness.checkpoint_spec import (
 )
 from harness.checkpoint_spec import cross_checks as checkpoint_checks
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
+from harness.sweep import expand_methods
 from harness.world.config import WorldConfig
 from methods import REGISTRY
 from methods.base import MethodParams
@@ -370,10 +371,11 @@ class Suite(_Strict):
         """Fill the defaults, then report type errors and cross-field errors together."""
         if not isinstance(data, dict):
             return handler(data)
+        data, swept = expand_methods(data, MAX_VARIANTS)  # `sweep:` -> one variant per value
         data = _fill_defaults(data)
         cross = [
             InitErrorDetails(type=PydanticCustomError("suite", msg), loc=loc, input=given)
-            for loc, given, msg in _cross_checks(data)
+            for loc, given, msg in swept + _cross_checks(data)
         ]
         try:
             suite = handler(data)

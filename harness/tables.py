@@ -12,7 +12,8 @@ and read from and written to ``.parquet`` / ``.csv`` files.
 
 Both are sorted by the suite's variant order, then seed, then metric (then run_id), normalised to
 exact dtypes so that parquet and csv read back equal, and written atomically. ``harness.results``
-finds them in a results directory.
+finds them in a results directory. Beside them, ``bon_curve.parquet`` (``bon_table``): the
+best-of-n curve of each run that answers from a pool, one row per (run, n, metric).
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ COST_COLUMNS = [
     "flops",
 ]
 RUN_COLUMNS = ["run_id", "suite", "method", "variant", "seed", "status", "error", "attempts"]
+BON_COLUMNS = [
+    *("suite", "run_id", "method", "variant", "seed"),
+    *("n", "kl_bound", "metric", "value", "ci_low", "ci_high", "prompts"),
+]
 PROVENANCE_COLUMNS = [
     "suite_hash",
     "git_commit",
@@ -107,6 +112,24 @@ def run_table(results: Sequence[RunResult], order: Sequence[str] | None = None) 
     columns = RUN_COLUMNS + COST_COLUMNS + extra_costs + PROVENANCE_COLUMNS + packages
     df = pd.DataFrame(rows, columns=columns)
     return _sorted(normalise_runs(df), order, ["seed", "run_id"])
+
+
+def bon_table(results: Sequence[RunResult], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """The best-of-n curves (``bon_curve.parquet``): one row per (run, n, metric) of every
+    finished run that has one (``harness.bon.curve``)."""
+    rows = [
+        {"suite": r.suite, "run_id": r.run_id, "method": r.method, "variant": r.variant}
+        | {"seed": r.seed, **point}
+        for r in results
+        if r.status == "done"
+        for point in r.bon_curve
+    ]
+    df = pd.DataFrame(rows, columns=BON_COLUMNS)
+    for column in ("suite", "run_id", "method", "variant", "metric"):
+        df[column] = df[column].astype(TEXT)
+    df = df.astype({"seed": "int64", "n": "int64", "prompts": "int64"})
+    df = df.astype({c: "float64" for c in ("kl_bound", "value", "ci_low", "ci_high")})
+    return _sorted(df, order, ["seed", "metric", "n", "run_id"])
 
 
 def _run_row(r: RunResult) -> dict[str, Any]:

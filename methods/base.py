@@ -165,12 +165,27 @@ class TrainContext:
 
 
 @dataclass(frozen=True)
+class Pool:
+    """The samples an inference-time strategy chose its answers from: ``n`` per answer (row
+    ``i * n + j``: the j-th candidate of answer i), the proxy reward it ranked them by, and the
+    row it chose for each answer."""
+
+    samples: Samples  # [N * n]
+    proxy: torch.Tensor  # [N * n] the training reward of each candidate
+    n: int
+    chosen: torch.Tensor  # [N] row of samples answering each
+
+
+@dataclass(frozen=True)
 class Responses:
     """A policy's answers at evaluation, one per prompt, and their KL to the base policy when a
-    strategy knows it in closed form (None: the evaluation estimates it by Monte Carlo)."""
+    strategy knows it in closed form (None: the evaluation estimates it by Monte Carlo). A
+    strategy that picks its answers from a pool of samples hands the pool over too, so the
+    evaluation can trace the curve of smaller pools from it (``harness.bon``)."""
 
     samples: Samples  # [N] one answer per prompt
     kl: float | None = None
+    pool: Pool | None = None
 
 
 Draw = Callable[[Any, list[str], int], "Samples"]

@@ -7,7 +7,7 @@ import math
 import torch
 from pydantic import Field
 
-from methods.base import MAX_SAMPLES, Draw, Method, MethodParams, Responses, TrainContext
+from methods.base import MAX_SAMPLES, Draw, Method, MethodParams, Pool, Responses, TrainContext
 from methods.common import charge
 
 
@@ -26,13 +26,15 @@ def best_of_n_kl(n: int) -> float:
 def respond(ctx: TrainContext, params: BestOfNParams, prompts: list[str], draw: Draw) -> Responses:
     """``n`` samples per prompt from ``ctx.policy``, keeping the one the proxy reward
     ``ctx.reward`` scores highest (the first on ties). This is the method's inference-time spend:
-    all n samples and their tokens go into ``ctx.costs`` (the reward model counts its own calls)."""
+    all n samples and their tokens go into ``ctx.costs`` (the reward model counts its own calls).
+    The n samples of each prompt are handed back as the pool they were chosen from."""
     n = params.n
     samples = draw(ctx.policy, prompts, n)  # [P * n], row i * n + j: prompt i
     charge(ctx.costs, samples)
     rewards = ctx.reward(samples.prompts, samples.responses).reshape(len(prompts), n)  # [P, n]
     best = rewards.argmax(dim=1) + torch.arange(len(prompts), device=rewards.device) * n  # [P]
-    return Responses(samples.select(best), kl=best_of_n_kl(n))
+    pool = Pool(samples, rewards.reshape(-1), n, best)
+    return Responses(samples.select(best), kl=best_of_n_kl(n), pool=pool)
 
 
 METHOD = Method(

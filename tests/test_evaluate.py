@@ -260,9 +260,8 @@ def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path
     ctx, setup = run_context(suite, "best_of_n")
     params = suite.variant("best_of_n").params
     assert params.n == 8
-    rows = by_metric(
-        evaluate_policy(ctx, REGISTRY["best_of_n"], params, setup, reference, tmp_path).metrics
-    )
+    evaluation = evaluate_policy(ctx, REGISTRY["best_of_n"], params, setup, reference, tmp_path)
+    rows = by_metric(evaluation.metrics)
     proxy = rows["winrate.proxy"]
     assert proxy.ci_low is not None and proxy.ci_low > 0.5
     assert {"winrate.heldout", "winrate.gold"} <= set(rows)
@@ -273,6 +272,15 @@ def test_best_of_8_beats_the_base(suite: Any, reference: ReferenceEval, tmp_path
     assert ctx.costs.generated_tokens > 0
     assert ctx.costs.reward_tokens > ctx.costs.generated_tokens  # the RM reads the prompts too
     assert ctx.costs.forward_tokens > 0  # the prompts each sample prefilled
+    # the curve from the same pool: n = 1, 2, 4, 8 under every judge; at n = 8 it is the answers
+    curve = {(p["metric"], p["n"]): p for p in evaluation.bon_curve}
+    metrics = [f"{m}.{j}" for m in ("reward", "winrate") for j in suite.eval.judges]
+    assert sorted(curve) == sorted((m, n) for m in metrics for n in (1, 2, 4, 8))
+    for metric in metrics:
+        assert curve[(metric, 8)]["value"] == pytest.approx(rows[metric].value)
+    proxy_curve = [curve[("reward.proxy", n)]["value"] for n in (1, 2, 4, 8)]
+    assert proxy_curve == sorted(proxy_curve)  # the proxy's own best of more is no worse
+    assert curve[("reward.gold", 2)]["kl_bound"] == pytest.approx(math.log(2) - 1 / 2)
 
 
 def add_noise(sigma: float) -> Callable[[Any, Any], None]:

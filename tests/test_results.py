@@ -236,7 +236,8 @@ def test_tables_round_trip_through_parquet_and_csv(tmp_path: Path) -> None:
     out = write_results_dir(tmp_path)
     results = load_results(out)
     paths = write_tables(out, results)
-    tables = ["runs.csv", "runs.parquet", "samples.parquet", "table.csv", "table.parquet"]
+    tables = ["bon_curve.parquet", "runs.csv", "runs.parquet", "samples.parquet"]
+    tables += ["table.csv", "table.parquet"]
     assert sorted(paths) == tables  # no reference side saved: no comparisons
     assert not list(out.glob(".*.tmp"))
     long_df = long_table(results, ["sft", "dpo", "ppo"])
