@@ -332,14 +332,8 @@ def evaluate_policy(
     n_boot, k = setup.bootstrap, ref.samples_per_prompt
     answers = _responses(ctx, method, params, setup, ref.prompts)
     samples = answers.samples  # [N * k]
-<<<<<<< HEAD
     terms, kl = answer_kl_terms(ctx, setup, answers, ref.prompts)
-    judged = [p for p in ref.judge_prompts() for _ in range(k)]
-    scores = judge_all(setup.judges, judged, samples.responses)  # judge -> [N * k]
-=======
-    terms, kl = _kl_terms(ctx, setup, answers, ref.prompts)
     scores, curve = _judged(setup, ref, answers, ctx.reward)  # judge -> [N * k]; curve or []
->>>>>>> issue-16-ledger
     rows = [
         mean_with_ci(prompt_win_rates(scores[j], ref.scores[j], k), n_boot, BOOTSTRAP_SEED).row(
             f"winrate.{j}"
