@@ -77,7 +77,9 @@ def flops_plot(report: CurveReport) -> Figure:
     ax = fig.add_subplot()
     key = f"z.{report.roles.truth}"
     for i, (variant, pts) in enumerate(report.points.groupby("variant", sort=False)):
-        pts = pts[pts["round"] > 0]  # no FLOPs spent at round 0: off a log axis
+        pts = pts[(pts["round"] > 0) & pts["flops"].notna()]  # round 0 spent none: off a log axis
+        if pts.empty:  # best-of-n: no training
+            continue
         x = pts["flops"].to_numpy(float)
         ax.plot(x, pts[key], marker=MARKERS[i % 10], markersize=4, label=str(variant))
         ax.fill_between(x, pts[f"{key}.low"], pts[f"{key}.high"], alpha=0.15, linewidth=0)
@@ -99,7 +101,8 @@ def curve_plots(report: CurveReport) -> list[tuple[str, str]]:
             f"{roles.proxy or '-'} (red) and {roles.truth} (green) reward against √KL per variant:"
             " each judge's score standardised on the base policy's answers (z), mean over seeds"
             " with its 95% band; dashed: the fitted Gao et al. form (RL: d(α − β·log d);"
-            " best-of-n: d(α − β·d)), R² in the legend.",
+            " best-of-n: d(α − β·d), its points at n = 1, 2, 4... placed at the KL's upper"
+            " bound log n − (n − 1)/n), R² in the legend.",
             _png(frontier_plot(report)),
         )
     ]

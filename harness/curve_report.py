@@ -38,6 +38,7 @@ from harness.frontier import (
     standardise,
 )
 from harness.paired import hierarchical_bootstrap
+from harness.results import BON_FILE
 from harness.rules import PROXY
 
 GOLD = "gold"
@@ -167,9 +168,35 @@ def _matched(
 
 
 def load_report(results_dir: Path, judges: list[str], primary: str | None) -> CurveReport | None:
-    """``curve_report`` of a results directory's checkpoint tables; None when it has none."""
+    """``curve_report`` of a results directory's checkpoint tables, with its best-of-n curves
+    (``bon_curve.parquet``) when it has some; None when it has no checkpoints."""
     loaded = load_curves(results_dir)
-    return None if loaded is None else curve_report(*loaded, judges, primary)
+    if loaded is None:
+        return None
+    bon_file = Path(results_dir) / BON_FILE
+    bon = pd.read_parquet(bon_file) if bon_file.exists() else None
+    return curve_report(*loaded, judges, primary, bon=bon)
+
+
+def _bon_per_seed(bon: pd.DataFrame, base: pd.DataFrame, judges: list[str]) -> pd.DataFrame:
+    """Best-of-n curves (``harness.tables.bon_table``) as per-seed points: ``round`` is n,
+    ``kl`` its upper bound; z from best-of-1 (the base policy's mean on the eval prompts) in
+    SDs of the base policy's checkpoint answers ``base``."""
+    rows = []
+    for (variant, seed, n), group in bon.groupby(["variant", "seed", "n"], sort=False):
+        values = group.set_index("metric")["value"]
+        row: dict[str, Any] = {"variant": variant, "seed": seed, "round": n, "se": math.nan}
+        row |= {"method": group["method"].iloc[0], "kl": group["kl_bound"].iloc[0]}
+        for j in judges:
+            first = bon[(bon["variant"] == variant) & (bon["seed"] == seed) & (bon["n"] == 1)]
+            at_one = first.set_index("metric")["value"].get(f"reward.{j}", math.nan)
+            sd = float(base[f"score.{j}"].std(ddof=1))
+            row[f"mean.{j}"] = values.get(f"reward.{j}", math.nan)
+            row[f"z.{j}"] = (row[f"mean.{j}"] - at_one) / sd
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["sqrt_kl"], out["flops"] = sqrt_kl(out["kl"]), math.nan
+    return out
 
 
 def curve_report(
@@ -178,10 +205,12 @@ def curve_report(
     judges: list[str],
     primary: str | None,
     budget: float | None = None,
+    bon: pd.DataFrame | None = None,
 ) -> CurveReport:
-    """The curves section's numbers from the two checkpoint tables; ``budget`` in FLOPs for the
-    compute-matched table (default: the smallest variant's total, the mean over its seeds of its
-    last checkpoint's FLOPs)."""
+    """The curves section's numbers from the two checkpoint tables (and the best-of-n curves
+    ``bon``, fitted with their own form); ``budget`` in FLOPs for the compute-matched table
+    (default: the smallest trained variant's total, the mean over its seeds of its last
+    checkpoint's FLOPs)."""
     judges = [j for j in judges if f"score.{j}" in answers.columns]
     roles = Roles.of(judges, primary)
     scored = _z_answers(answers, judges)
@@ -193,13 +222,18 @@ def curve_report(
             if group["round"].nunique() >= 3:
                 tests[str(variant)] = peak_drop(group, f"z.{roles.truth}", f"z.{roles.proxy}")
     matched, budget = _matched(points, scored, roles, budget)
+    peaks = _peaks(points, roles)
+    if bon is not None and not bon.empty:
+        bon_seeds = _bon_per_seed(bon, answers[answers["round"] == 0], judges)
+        per_seed = pd.concat([per_seed, bon_seeds], ignore_index=True)
+        points = pd.concat([points, _points(bon_seeds, judges)], ignore_index=True)
     return CurveReport(
         roles=roles,
         judges=judges,
         per_seed=per_seed,
         points=points,
         fits=_fits(per_seed, judges),
-        peaks=_peaks(points, roles),
+        peaks=peaks,
         tests=tests,
         matched=matched,
         budget=budget,

@@ -126,3 +126,25 @@ def test_the_leaderboard_shows_curves_only_when_there_are_some(tmp_path: Path) -
     assert "## Fits" not in markdown(summary, runs_df, info)
     page = html_page(summary, long_df, runs_df, info, report)
     assert page.count("<img") == html_page(summary, long_df, runs_df, info).count("<img") + 2
+
+
+def test_best_of_n_curves_are_fitted_with_their_own_form() -> None:
+    """Best-of-n rows (``bon_curve.parquet``) on R(d) = d(1.2 - 0.4 d) exactly, in units of the
+    base policy's SD: the report fits them with the best-of-n form, alpha and beta recovered."""
+    curves, answers = _tables(results_with_curves())
+    base_sd = float(answers.loc[answers["round"] == 0, "score.gold"].std(ddof=1))
+    rows = []
+    for seed in (0, 1):
+        for n in (1, 2, 4, 8, 16):
+            kl = float(np.log(n) - (n - 1) / n)
+            d = np.sqrt(kl)
+            for j in ("proxy", "heldout", "gold"):
+                value = -1.0 + base_sd * d * (1.2 - 0.4 * d)
+                rows.append({"variant": "best_of_n", "method": "best_of_n", "seed": seed, "n": n,
+                             "kl_bound": kl, "metric": f"reward.{j}", "value": value})  # fmt: skip
+    bon = pd.DataFrame(rows)
+    report = curve_report(curves, answers, ["proxy", "heldout", "gold"], "gold", bon=bon)
+    fit = report.fits.set_index(["variant", "judge"]).loc[("best_of_n", "gold")]
+    assert fit["form"] == "bon" and fit["n"] == 10
+    assert (fit["alpha"], fit["beta"], fit["r2"]) == pytest.approx((1.2, 0.4, 1.0))
+    assert "best_of_n" not in set(report.peaks["variant"]) and report.budget > 0
