@@ -116,7 +116,7 @@ class CheckpointEval:
         index = sample_index(len(setup.prompts), k, setup.clusters)
         index["prompt_id"] = [self.prompt_ids[i] for i in index["prompt_id"]]
         per_answer = terms if terms is not None else [float("nan")] * len(judged)
-        costs = {k: v for k, v in vars(ctx.costs).items() if k not in UNTIMED}
+        costs = {name: value for name, value in vars(ctx.costs).items() if name not in UNTIMED}
         return {
             "round": round_,
             "step": ctx.costs.optimizer_steps,

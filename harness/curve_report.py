@@ -87,8 +87,9 @@ def _per_seed(curves: pd.DataFrame, answers: pd.DataFrame, judges: list[str]) ->
     columns = [f"z.{j}" for j in judges] + [f"score.{j}" for j in judges]
     means = answers.groupby(keys, sort=False)[columns].mean()
     means.columns = [c.replace("score.", "mean.") for c in means.columns]
-    counts = answers.groupby(keys, sort=False)[f"z.{judges[0]}"].agg(["std", "count"])
-    means["se"] = counts["std"] / np.sqrt(counts["count"])  # one seed's band, over its answers
+    spread = answers.groupby(keys, sort=False)[[f"z.{j}" for j in judges]]
+    se = spread.std() / np.sqrt(spread.count())  # one seed's band, over its answers
+    means[[f"se.{j}" for j in judges]] = se.to_numpy()
     kept = curves.set_index(keys)[["method", "kl", "flops"]]
     out = means.join(kept, how="inner").reset_index()
     out["sqrt_kl"] = sqrt_kl(out["kl"])
@@ -102,7 +103,7 @@ def _points(per_seed: pd.DataFrame, judges: list[str]) -> pd.DataFrame:
         row["sqrt_kl"], row["kl"] = group["sqrt_kl"].mean(), group["kl"].mean()
         row["flops"] = group["flops"].mean()
         for j in judges:
-            se = float(group["se"].iloc[0]) if len(group) == 1 else math.nan
+            se = float(group[f"se.{j}"].iloc[0]) if len(group) == 1 else math.nan
             mean, low, high = band(group[f"z.{j}"], se)
             row |= {f"z.{j}": mean, f"z.{j}.low": low, f"z.{j}.high": high}
             row[f"mean.{j}"] = group[f"mean.{j}"].mean()
@@ -185,7 +186,8 @@ def _bon_per_seed(bon: pd.DataFrame, base: pd.DataFrame, judges: list[str]) -> p
     rows = []
     for (variant, seed, n), group in bon.groupby(["variant", "seed", "n"], sort=False):
         values = group.set_index("metric")["value"]
-        row: dict[str, Any] = {"variant": variant, "seed": seed, "round": n, "se": math.nan}
+        row: dict[str, Any] = {"variant": variant, "seed": seed, "round": n}
+        row |= {f"se.{j}": math.nan for j in judges}  # no answers kept: no band for one seed
         row |= {"method": group["method"].iloc[0], "kl": group["kl_bound"].iloc[0]}
         for j in judges:
             first = bon[(bon["variant"] == variant) & (bon["seed"] == seed) & (bon["n"] == 1)]
@@ -238,9 +240,6 @@ def curve_report(
         matched=matched,
         budget=budget,
     )
-
-
-FORM_NOTE = ", ".join(f"{k}: {v}" for k, v in FORMS.items())
 
 
 # --------------------------------------------------------------------------- the section's tables
