@@ -37,14 +37,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness import checkpoint_spec as ckpt
 from harness.capability import TASK_NAME
-from harness.checkpoint_spec import (
-    DEFAULT_CHECKPOINT_PROMPTS,
-    CheckpointPrompts,
-    Checkpoints,
-    drop_when_off,
-)
-from harness.checkpoint_spec import cross_checks as checkpoint_checks
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
 from harness.sweep import expand_methods
 from harness.world.config import WorldConfig
@@ -279,12 +273,12 @@ class Eval(_Strict):
     bootstrap: int = Field(
         1000, ge=100, le=MAX_BOOTSTRAP, description="Bootstrap resamples for intervals."
     )
-    checkpoints: Checkpoints = "none"  # harness.checkpoint_spec
-    checkpoint_prompts: CheckpointPrompts = DEFAULT_CHECKPOINT_PROMPTS
+    checkpoints: ckpt.Checkpoints = "none"  # harness.checkpoint_spec
+    checkpoint_prompts: ckpt.CheckpointPrompts = ckpt.DEFAULT_CHECKPOINT_PROMPTS
 
     @model_serializer(mode="wrap")
     def _hash_as_before(self, handler: Any) -> dict[str, Any]:
-        return drop_when_off(handler(self))
+        return ckpt.drop_when_off(handler(self))
 
 
 class Resources(_Strict):
@@ -482,7 +476,7 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
     judges = _dig(data, "eval", "judges")
     if isinstance(judges, list):
         issues += _judge_checks(data, judges, has_world)
-    return issues + checkpoint_checks(data)
+    return issues + ckpt.cross_checks(data)
 
 
 def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> list[Any]:
