@@ -19,6 +19,7 @@ from rich.table import Table
 
 import harness
 from harness import cli_bench, cli_results, tune
+from harness.checkpoint_spec import checkpoint_rounds
 from harness.cli_common import (
     BAD_INPUT,
     Debug,
@@ -128,6 +129,11 @@ def _print_summary(suite: Suite, path: Path) -> None:
     out.print(f"  runs:     {len(suite.methods)} variants x {len(suite.seeds)} seeds = {runs}")
     judges = ", ".join(suite.eval.judges)
     out.print(f"  judges:   {judges} (primary: {suite.eval.primary_judge})")
+    ev = suite.eval
+    rounds = checkpoint_rounds(ev.checkpoints, suite.budget.rounds)
+    if rounds:
+        after = ", ".join(map(str, rounds))
+        out.print(f"  checkpoints: after rounds {after}, on {ev.checkpoint_prompts} eval prompts")
     out.print(f"  hash:     {suite.hash()[:16]}")
 
 

@@ -231,7 +231,7 @@ def _responses(
     return Responses(draw(ctx.policy, prompts, k))
 
 
-def _kl_terms(
+def answer_kl_terms(
     ctx: TrainContext, setup: EvalSetup, answers: Responses, prompts: list[str]
 ) -> tuple[np.ndarray | None, Estimate]:
     """Per-answer KL terms (None where they are not of the answers) and the KL row: the
@@ -332,7 +332,7 @@ def evaluate_policy(
     n_boot, k = setup.bootstrap, ref.samples_per_prompt
     answers = _responses(ctx, method, params, setup, ref.prompts)
     samples = answers.samples  # [N * k]
-    terms, kl = _kl_terms(ctx, setup, answers, ref.prompts)
+    terms, kl = answer_kl_terms(ctx, setup, answers, ref.prompts)
     scores, curve = _judged(setup, ref, answers, ctx.reward)  # judge -> [N * k]; curve or []
     rows = [
         mean_with_ci(prompt_win_rates(scores[j], ref.scores[j], k), n_boot, BOOTSTRAP_SEED).row(

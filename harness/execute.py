@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from harness.checkpoint_spec import checkpoint_rounds
+from harness.checkpoints import CheckpointEval, subset_setup
 from harness.compute import ledger, model_sizes
 from harness.device import peak_memory_mb, pick_device
 from harness.evaluate import EvalSetup, Evaluation, ReferenceEval, evaluate_policy
@@ -133,6 +135,7 @@ def _train_and_evaluate(
     costs: Costs,
     phase: PhaseFn,
     loaded: dict[str, Any],
+    curve: list[dict[str, Any]],
 ) -> tuple[Evaluation, torch.device]:
     suite = Suite.model_validate(spec.suite)
     resolved = resolve(suite)
@@ -142,9 +145,18 @@ def _train_and_evaluate(
     seed_everything(spec.seed)
     ctx, data = train_context(resolved, spec.variant, spec.seed, device, costs, progress)
     loaded["data"] = {slot: report.as_dict() for slot, report in data.reports.items()}
+    # judging is the harness's spend, not the method's: the proxy judge is the RM without its
+    # cost counter
     assert isinstance(ctx.reward, RewardModel)
     loaded["sizes"] = model_sizes(ctx.policy, ctx.reward.model)
+    proxy = ctx.reward.uncharged()
+    setup = None
     if method.train is not None:
+        wanted = checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds)
+        if wanted:  # the judges are needed during training
+            setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, proxy, data)
+            subset, ids = subset_setup(setup, suite.eval.checkpoint_prompts)
+            ctx.checkpoint = CheckpointEval(ctx, subset, frozenset(wanted), ids, curve)
         phase("training")
         with metered(ctx):  # every forward pass of the policy and reference, into costs
             method.train(ctx, variant.params)
@@ -154,9 +166,9 @@ def _train_and_evaluate(
                 "train on (check its candidates, pairs and the budget)"
             )
     phase("evaluating")
-    # judges are loaded after training, so they hold no memory while it runs; judging is the
-    # harness's spend, not the method's, so the proxy judge is the RM without its cost counter
-    setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, ctx.reward.uncharged(), data)
+    # otherwise the judges are loaded after training, so they hold no memory while it runs
+    if setup is None:
+        setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, proxy, data)
     evaluation = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir, phase)
     return evaluation, device
 
@@ -188,8 +200,11 @@ def execute_run(
         torch.cuda.reset_peak_memory_stats()
     fields: dict[str, Any] = {}
     loaded: dict[str, Any] = {}  # the data loads' reports (provenance) and the models' sizes
+    curve: list[dict[str, Any]] = []  # the checkpoints' evaluations (harness.checkpoints)
     try:
-        evaluation, device = _train_and_evaluate(spec, out_dir, shared, track, costs, phase, loaded)
+        evaluation, device = _train_and_evaluate(
+            spec, out_dir, shared, track, costs, phase, loaded, curve
+        )
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
         fields["bon_curve"] = evaluation.bon_curve
@@ -215,5 +230,6 @@ def execute_run(
         },
         attempts=attempt,
         rounds=log.rounds(),
+        checkpoints=curve,
         **fields,
     )

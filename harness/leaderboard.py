@@ -20,7 +20,10 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import SampleSummary, load_samples, read_comparisons, sample_summary
+from harness.curve_plots import curve_plots
+from harness.curve_report import CurveReport, load_report, tables
 from harness.files import write_atomic
+from harness.markup import html_table, inline, md_table
 from harness.plots import plots
 from harness.results import (
     SuiteInfo,
@@ -274,23 +277,30 @@ def made_by(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo
 # --- markdown and HTML ------------------------------------------------------------------------
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, rows)]
-
-
-def markdown(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> str:
-    """The text of ``leaderboard.md``."""
+def markdown(
+    summary: pd.DataFrame,
+    runs_df: pd.DataFrame | None,
+    info: SuiteInfo | None,
+    curves: CurveReport | None = None,
+) -> str:
+    """The text of ``leaderboard.md``; the curves section when ``curves`` are given."""
     lines = [f"# Leaderboard: {title(summary, info)}", "", made_by(summary, runs_df, info), ""]
     lines += [f"- {note}" for note in notes(summary, runs_df, info)]
-    lines += ["", "## Ranking", "", *_md_table(*table_cells(summary)), "", "## Failed runs", ""]
+    lines += ["", "## Ranking", "", *md_table(*table_cells(summary)), "", "## Failed runs", ""]
     failed = failed_runs(runs_df)
     if failed:
-        lines += _md_table(["variant", "seed", "run_id", "attempts", "error"], failed)
+        lines += md_table(["variant", "seed", "run_id", "attempts", "error"], failed)
     else:
         lines.append("None." if runs_df is not None else "Unknown (no run table).")
+    for table in tables(curves) if curves is not None else []:
+        lines += [
+            "",
+            f"## {table.title}",
+            "",
+            table.text,
+            "",
+            *md_table(table.headers, table.rows),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -308,27 +318,6 @@ img { max-width: 100%; }
 """
 
 
-def _html_table(headers: list[str], rows: list[list[str]], text_columns: set[int]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-
-    def cell(i: int, text: str) -> str:
-        if i in text_columns:
-            return f'<td class="text">{html.escape(text)}</td>'
-        value, bracket, interval = text.partition(" [")  # the interval on a line of its own
-        below = f'<br><span class="ci">[{html.escape(interval)}</span>' if bracket else ""
-        return f"<td>{html.escape(value)}{below}</td>"
-
-    body = "".join("<tr>" + "".join(map(cell, range(len(c)), c)) + "</tr>" for c in rows)
-    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    return f'<div class="scroll">{table}</div>'
-
-
-def _inline(text: str) -> str:
-    """Escape, then render markdown `code` spans."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
 def _matrix(summary: pd.DataFrame) -> pd.DataFrame | None:
     samples: SampleSummary | None = summary.attrs.get("samples")
     return None if samples is None else samples.pairs(samples.judge, "win")
@@ -339,19 +328,26 @@ def html_page(
     long_df: pd.DataFrame,
     runs_df: pd.DataFrame | None,
     info: SuiteInfo | None,
+    curves: CurveReport | None = None,
 ) -> str:
-    """The text of ``leaderboard.html``: self-contained, no script, no external resource."""
+    """The text of ``leaderboard.html``: self-contained, no script, no external resource; the
+    curves section when ``curves`` are given."""
     name = html.escape(title(summary, info))
-    items = "".join(f"<li>{_inline(n)}</li>" for n in notes(summary, runs_df, info))
-    parts = [f"<h1>Leaderboard: {name}</h1>", f"<p>{_inline(made_by(summary, runs_df, info))}</p>"]
+    items = "".join(f"<li>{inline(n)}</li>" for n in notes(summary, runs_df, info))
+    parts = [f"<h1>Leaderboard: {name}</h1>", f"<p>{inline(made_by(summary, runs_df, info))}</p>"]
     parts.append(f"<ul>{items}</ul>")
-    parts += ["<h2>Ranking</h2>", _html_table(*table_cells(summary), {1, 2})]
+    parts += ["<h2>Ranking</h2>", html_table(*table_cells(summary), {1, 2})]
     failed = failed_runs(runs_df)
     parts.append("<h2>Failed runs</h2>")
     headers = ["variant", "seed", "run_id", "attempts", "error"]
-    parts.append(_html_table(headers, failed, {0, 2, 4}) if failed else "<p>None.</p>")
+    parts.append(html_table(headers, failed, {0, 2, 4}) if failed else "<p>None.</p>")
+    figures = plots(summary, long_df, _matrix(summary))
+    for table in tables(curves) if curves is not None else []:
+        parts += [f"<h2>{html.escape(table.title)}</h2>", f"<p>{inline(table.text)}</p>"]
+        parts.append(html_table(table.headers, table.rows, set(table.text_columns)))
+    figures += curve_plots(curves) if curves is not None else []
     parts.append("<h2>Plots</h2>")
-    for caption, png in plots(summary, long_df, _matrix(summary)):
+    for caption, png in figures:
         parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -379,8 +375,9 @@ def write_leaderboard(
         Path(results_dir) / "leaderboard.md",
         Path(results_dir) / "leaderboard.html",
     )
-    write_atomic(md_path, markdown(summary, runs_df, suite_info))
-    write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info))
+    curves = load_report(Path(results_dir), summary.attrs["judges"], summary.attrs["primary_judge"])
+    write_atomic(md_path, markdown(summary, runs_df, suite_info, curves))
+    write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info, curves))
     return md_path, html_path
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import write_comparisons
+from harness.curves import write_curves
 from harness.errors import InputError
 from harness.rules import DEFAULT_TOLERANCE, default_primary_judge
 from harness.runs import RunResult
@@ -239,9 +240,10 @@ def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
     """Write ``table.parquet/.csv``, ``runs.parquet/.csv`` and ``bon_curve.parquet``
-    (``harness.tables.bon_table``) atomically, every judged sample
-    (``samples.parquet``, ``reference_samples.parquet``: ``harness.samples``) and, when both of
-    those are there, every pair of variants compared (``comparisons.parquet``:
+    (``harness.tables.bon_table``) atomically, every judged sample (``samples.parquet``,
+    ``reference_samples.parquet``: ``harness.samples``), the checkpoints when there are any
+    (``curves.parquet``, ``curve_answers.parquet``: ``harness.curves``) and, when the samples
+    are there, every pair of variants compared (``comparisons.parquet``:
     ``harness.compare``); return their paths."""
     results_dir = Path(results_dir)
     info = info or load_suite_info(results_dir)
@@ -256,6 +258,7 @@ def write_tables(
     paths[BON_FILE] = results_dir / BON_FILE
     write_frame(bon_table(results, order), paths[BON_FILE])
     paths.update(write_samples(results_dir, results, load_reference(results_dir)))
+    paths.update(write_curves(results_dir, results, order))
     return {**paths, **write_comparisons(results_dir)}
 
 

@@ -70,6 +70,8 @@ class RunResult:
     attempts: int = 1
     rounds: list[dict[str, float]] = field(default_factory=list)  # per round: means of its steps
     samples: dict[str, list[Any]] = field(default_factory=dict)  # every judged sample, columns
+    # the policy evaluated during training (harness.checkpoints); absent from older run files
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
     bon_curve: list[dict[str, Any]] = field(default_factory=list)  # best-of-n per n (harness.bon)
 
     @classmethod
@@ -104,6 +106,9 @@ class RunResult:
         if not isinstance(metrics, list) or not all(isinstance(m, dict) for m in metrics):
             raise ValueError("field 'metrics': expected a list of objects")
         data["metrics"] = [MetricRow(**m) for m in metrics]
+        points = data.get("checkpoints", [])
+        if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+            raise ValueError("field 'checkpoints': expected a list of objects")
         for row in data["metrics"]:
             if not isinstance(row.metric, str) or not isinstance(row.value, int | float):
                 raise ValueError(f"metric {row.metric!r}: expected a name and a number")

@@ -32,10 +32,12 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness import checkpoint_spec as ckpt
 from harness.capability import TASK_NAME
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
 from harness.sweep import expand_methods
@@ -271,6 +273,12 @@ class Eval(_Strict):
     bootstrap: int = Field(
         1000, ge=100, le=MAX_BOOTSTRAP, description="Bootstrap resamples for intervals."
     )
+    checkpoints: ckpt.Checkpoints = "none"  # harness.checkpoint_spec
+    checkpoint_prompts: ckpt.CheckpointPrompts = ckpt.DEFAULT_CHECKPOINT_PROMPTS
+
+    @model_serializer(mode="wrap")
+    def _hash_as_before(self, handler: Any) -> dict[str, Any]:
+        return ckpt.drop_when_off(handler(self))
 
 
 class Resources(_Strict):
@@ -468,7 +476,7 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
     judges = _dig(data, "eval", "judges")
     if isinstance(judges, list):
         issues += _judge_checks(data, judges, has_world)
-    return issues
+    return issues + ckpt.cross_checks(data)
 
 
 def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> list[Any]:

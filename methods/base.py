@@ -159,6 +159,9 @@ class TrainContext:
     seed: int
     costs: Costs = field(default_factory=Costs)
     progress: Callable[[Progress], None] = lambda p: None
+    # called with r after r rounds of training (0: the base policy, before the first), by the
+    # shared round loop (``methods.common.checkpointed``); the harness evaluates the policy there
+    checkpoint: Callable[[int], None] = lambda round_: None
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,15 @@ import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from methods.base import Costs, DivergenceError, Progress, TrainContext, prompt_rounds
 from methods.sampling import Samples, accepts_logits_to_keep, positions, sample, sampling_now
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- log-probs
 
@@ -173,10 +175,23 @@ def freeze(model: Any) -> Any:
 # --------------------------------------------------------------------------- the loop's two steps
 
 
+def checkpointed(ctx: TrainContext, items: Iterable[T]) -> Iterator[T]:
+    """Each round's ``items`` in turn, with ``ctx.checkpoint(r)`` called after r rounds: once
+    before the first (the base policy) and after each round's training, that is when the loop
+    asks for the next round (and after the last, when it finds there is none). Every training
+    loop's rounds pass through here (``rounds``; DPO's offline pairs directly)."""
+    ctx.checkpoint(0)
+    for round_, item in enumerate(items):
+        yield item
+        ctx.checkpoint(round_ + 1)
+
+
 def rounds(ctx: TrainContext) -> Iterator[tuple[int, list[str]]]:
     """``(round, prompts)`` of the run's prompt stream (``prompt_rounds``: the same for every
-    method under one seed); each round's prompts are charged to ``ctx.costs`` as it starts."""
-    for round_, prompts in enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed)):
+    method under one seed), through ``checkpointed``; each round's prompts are charged to
+    ``ctx.costs`` as it starts."""
+    stream = enumerate(prompt_rounds(ctx.prompts, ctx.budget, ctx.seed))
+    for round_, prompts in checkpointed(ctx, stream):
         ctx.costs.prompts += len(prompts)
         yield round_, prompts
 

@@ -176,9 +176,10 @@ def train(ctx: TrainContext, params: DPOParams) -> None:
     policy = ctx.policy
     step = common.OptimizerStep(ctx, policy.parameters(), params.lr, params.max_grad_norm)
     order = torch.Generator().manual_seed(ctx.seed)  # batch shuffles
-    rounds = (
-        offline_rounds(ctx, params) if params.pairs == "offline" else online_rounds(ctx, params)
-    )
+    if params.pairs == "offline":
+        rounds = common.checkpointed(ctx, offline_rounds(ctx, params))
+    else:
+        rounds = online_rounds(ctx, params)  # through common.rounds, checkpointed there
     policy.train()
     for round_, pairs in enumerate(rounds):
         for _ in range(params.epochs):
