@@ -111,8 +111,6 @@ def _capability_plot(summary: pd.DataFrame) -> Figure:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
     ax.legend(fontsize="small")
-    if not tasks:
-        ax.text(0.5, 0.5, "no capability metrics", ha="center", transform=ax.transAxes)
     ax.set_ylabel("accuracy minus the base model's")
     return fig
 
@@ -153,7 +151,8 @@ def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
 def plots(
     summary: pd.DataFrame, long_df: pd.DataFrame, comparisons: pd.DataFrame | None = None
 ) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) of the leaderboard plots: three, and the pairwise matrix of one
+    """(caption, base64 PNG) of the leaderboard plots: win-rates, win-rate against KL, the
+    capability deltas when the suite has lm-eval tasks, and the pairwise matrix of one
     judge's win-rate when ``comparisons`` (that judge's win-rate rows of ``comparisons.parquet``)
     are given."""
     primary, tolerance = summary.attrs["primary_judge"], summary.attrs["tolerance"]
@@ -165,6 +164,14 @@ def plots(
             " same seeds and prompts; * = separated (Holm-adjusted p < 0.05 over every pair)."
         )
         matrix = [(caption, _png(_matrix_plot(summary, comparisons)))]
+    capability = []
+    if summary.attrs["tasks"]:  # a suite without lm-eval tasks has no capability to plot
+        caption = (
+            f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
+            f" tolerance, {tolerance:.3f}; {REGRESSION_MARK} under a bar: a regression, as in the"
+            " table)."
+        )
+        capability = [(caption, _png(_capability_plot(summary)))]
     return [
         (
             "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
@@ -172,11 +179,6 @@ def plots(
             _png(_winrate_plot(summary)),
         ),
         (f"Win-rate ({primary}) against KL, one point per seed.", _png(_kl_plot(summary, long_df))),
-        (
-            f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
-            f" tolerance, {tolerance:.3f}; {REGRESSION_MARK} under a bar: a regression, as in the"
-            " table).",
-            _png(_capability_plot(summary)),
-        ),
+        *capability,
         *matrix,
     ]

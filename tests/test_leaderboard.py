@@ -181,6 +181,17 @@ def test_html_is_self_contained_with_three_plots(results_dir: Path) -> None:
         assert text in page
 
 
+def test_a_suite_without_lm_eval_tasks_draws_no_capability_plot(results_dir: Path) -> None:
+    long_df, runs_df = read_table(results_dir)
+    kept = ~long_df["metric"].str.startswith(("capability_delta.", "regression."))
+    _, html_path = write_leaderboard(
+        results_dir, long_df[kept], runs_df, load_suite_info(results_dir)
+    )
+    page = html_path.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 2
+    assert "Capability delta per task" not in page
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("chromium") is None, reason="needs chromium (apt install chromium)"
