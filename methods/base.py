@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 if TYPE_CHECKING:
     import torch
 
+    from methods.generation import Backend
     from methods.sampling import Samples
 
 
@@ -120,6 +121,12 @@ class Progress:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+def _default_generation() -> Backend:
+    from methods.generation import HF  # methods.generation imports methods.sampling, not this
+
+    return HF
+
+
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor"]
 """Scores ``(prompts, responses)`` as text; returns rewards ``[N]`` (float32, CPU)."""
 
@@ -141,6 +148,8 @@ class TrainContext:
     seed: int
     costs: Costs = field(default_factory=Costs)
     progress: Callable[[Progress], None] = lambda p: None
+    # the backend every sample is drawn through (methods.generation; default: hf)
+    generation: Backend = field(default_factory=_default_generation)
 
 
 @dataclass(frozen=True)
