@@ -43,7 +43,8 @@ from harness.spec import EvalDecoding, ModelRef
 from harness.stats import Estimate, capability_rows, distinct_n, mean_with_ci, outcomes
 from methods.base import Method, Responses, TrainContext
 from methods.common import token_logps
-from methods.sampling import Samples, sample
+from methods.generation import HF, Backend
+from methods.sampling import Samples
 
 REFERENCE_SEED = 1_000_003  # the reference's generations, the same for every run of a suite
 POLICY_SEED = 2_000_003  # a run with seed s draws with POLICY_SEED + s (s >= 0: never the above)
@@ -71,6 +72,7 @@ class EvalSetup:
     bootstrap: int  # resamples of every interval
     lm_eval: LmEvalSetup
     base: ModelRef  # the base model lm-eval scores
+    generation: Backend = HF  # the backend every answer is drawn through (the run's)
 
 
 @dataclass
@@ -104,14 +106,15 @@ class ReferenceEval:
 
 def sampler(setup: EvalSetup, seed: int, decoding: EvalDecoding | None = None) -> Any:
     """``draw(model, prompts, n) -> Samples``: ``n`` responses per prompt (row ``i * n + j``)
-    with the eval decoding (or ``decoding``), from a generator seeded with ``seed``."""
+    with the eval decoding (or ``decoding``), from a generator seeded with ``seed``, through the
+    setup's generation backend."""
     dec = decoding or setup.decoding
     assert setup.decoding.max_new_tokens is not None  # the schema fills it from the budget
     max_new = setup.decoding.max_new_tokens
     generator = torch.Generator(device=setup.device).manual_seed(seed)
 
     def draw(model: Any, prompts: list[str], n: int) -> Samples:
-        return sample(
+        return setup.generation.sample(
             model,
             setup.tokenizer,
             prompts,

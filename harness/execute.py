@@ -11,7 +11,8 @@ import random
 import statistics
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,45 @@ from harness.checkpoints import CheckpointEval, subset_setup
 from harness.compute import ledger, model_sizes
 from harness.device import peak_memory_mb, pick_device
 from harness.evaluate import EvalSetup, Evaluation, ReferenceEval, evaluate_policy
-from harness.models import SuiteData, load_data, load_judges, load_policy, load_reward
+from harness.generation import Generation
+from harness.models import SuiteData, load_data, load_judges, load_policy, load_reward, torch_dtype
 from harness.provenance import provenance
 from harness.resolve import Resolved, resolve
 from harness.runs import RunResult, RunSpec
-from harness.spec import Suite
+from harness.spec import ModelRef, Suite
 from methods import REGISTRY
 from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
 from methods.common import freeze, metered
+from methods.generation import HF, Backend
 from methods.reward import RewardModel
 
 ProgressFn = Callable[[Progress], None]
 PhaseFn = Callable[[str], None]
+
+
+@contextmanager
+def open_backend(settings: Generation, model: ModelRef, device: torch.device) -> Iterator[Backend]:
+    """The run's generation backend (the suite's ``generation``), closed when the run ends: hf
+    holds nothing; vllm starts its engine here, once, from ``model`` (the policy's folder or hub
+    id) in the dtype the run loads it in."""
+    if settings.backend == "hf":
+        yield HF
+        return
+    from harness.vllm_backend import VLLMBackend  # deferred: the optional extra, heavy
+
+    backend = VLLMBackend.start(
+        model.path,
+        dtype=torch_dtype(model, device),
+        device=device,
+        revision=model.revision,
+        trust_remote_code=model.trust_remote_code,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
+    )
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 def train_context(
@@ -43,10 +71,11 @@ def train_context(
     device: torch.device,
     costs: Costs,
     progress: ProgressFn,
+    generation: Backend = HF,
 ) -> tuple[TrainContext, SuiteData]:
     """Load the policy, reference, reward model and data the resolved suite names into the
-    training context of one run (sampling with the suite's TRAINING decoding); also the data,
-    whose eval prompts the evaluation uses."""
+    training context of one run (sampling with the suite's TRAINING decoding, through
+    ``generation``); also the data, whose eval prompts the evaluation uses."""
     suite = resolved.suite
     policy, tokenizer = load_policy(resolved.policy, device)
     if resolved.shares_reference:
@@ -69,6 +98,7 @@ def train_context(
         seed=seed,
         costs=costs,
         progress=progress,
+        generation=generation,
     )
     return ctx, data
 
@@ -80,9 +110,11 @@ def eval_setup(
     device: torch.device,
     proxy: RewardModel,
     data: SuiteData,
+    generation: Backend = HF,
 ) -> EvalSetup:
     """What the evaluation needs, loaded: every judge (``proxy`` is the training RM, as given)
-    and the eval prompts as the policy sees them and as HH text."""
+    and the eval prompts as the policy sees them and as HH text; answers are drawn through
+    ``generation``."""
     return EvalSetup(
         judges=load_judges(resolved.judges, device, proxy),
         reference=reference,
@@ -96,6 +128,7 @@ def eval_setup(
         bootstrap=resolved.suite.eval.bootstrap,
         lm_eval=resolved.lm_eval,
         base=resolved.reference,
+        generation=generation,
     )
 
 
@@ -143,33 +176,41 @@ def _train_and_evaluate(
     method = REGISTRY[spec.method]
     device = pick_device(suite.resources.gpus_per_run)
     seed_everything(spec.seed)
-    ctx, data = train_context(resolved, spec.variant, spec.seed, device, costs, progress)
-    loaded["data"] = {slot: report.as_dict() for slot, report in data.reports.items()}
-    # judging is the harness's spend, not the method's: the proxy judge is the RM without its
-    # cost counter
-    assert isinstance(ctx.reward, RewardModel)
-    loaded["sizes"] = model_sizes(ctx.policy, ctx.reward.model)
-    proxy = ctx.reward.uncharged()
-    setup = None
-    if method.train is not None:
-        wanted = checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds)
-        if wanted:  # the judges are needed during training
-            setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, proxy, data)
-            subset, ids = subset_setup(setup, suite.eval.checkpoint_prompts)
-            ctx.checkpoint = CheckpointEval(ctx, subset, frozenset(wanted), ids, curve)
-        phase("training")
-        with metered(ctx):  # every forward pass of the policy and reference, into costs
-            method.train(ctx, variant.params)
-        if costs.optimizer_steps == 0:  # a result that silently equals the base policy
-            raise RuntimeError(
-                f"{spec.variant} took no optimizer step: nothing in its data or samples to "
-                "train on (check its candidates, pairs and the budget)"
+    # the run's generation backend, decided once here and handed to training and evaluation
+    with open_backend(suite.generation, resolved.policy, device) as generation:
+        ctx, data = train_context(
+            resolved, spec.variant, spec.seed, device, costs, progress, generation
+        )
+        loaded["data"] = {slot: report.as_dict() for slot, report in data.reports.items()}
+        # judging is the harness's spend, not the method's: the proxy judge is the RM without
+        # its cost counter
+        assert isinstance(ctx.reward, RewardModel)
+        loaded["sizes"] = model_sizes(ctx.policy, ctx.reward.model)
+        proxy = ctx.reward.uncharged()
+        setup = None
+        if method.train is not None:
+            wanted = checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds)
+            if wanted:  # the judges are needed during training
+                setup = eval_setup(
+                    resolved, ctx.reference, ctx.tokenizer, device, proxy, data, generation
+                )
+                subset, ids = subset_setup(setup, suite.eval.checkpoint_prompts)
+                ctx.checkpoint = CheckpointEval(ctx, subset, frozenset(wanted), ids, curve)
+            phase("training")
+            with metered(ctx):  # every forward pass of the policy and reference, into costs
+                method.train(ctx, variant.params)
+            if costs.optimizer_steps == 0:  # a result that silently equals the base policy
+                raise RuntimeError(
+                    f"{spec.variant} took no optimizer step: nothing in its data or samples to "
+                    "train on (check its candidates, pairs and the budget)"
+                )
+        phase("evaluating")
+        # otherwise the judges are loaded after training, so they hold no memory while it runs
+        if setup is None:
+            setup = eval_setup(
+                resolved, ctx.reference, ctx.tokenizer, device, proxy, data, generation
             )
-    phase("evaluating")
-    # otherwise the judges are loaded after training, so they hold no memory while it runs
-    if setup is None:
-        setup = eval_setup(resolved, ctx.reference, ctx.tokenizer, device, proxy, data)
-    evaluation = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir, phase)
+        evaluation = evaluate_policy(ctx, method, variant.params, setup, shared, out_dir, phase)
     return evaluation, device
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.device import pick_device
 from harness.evaluate import ReferenceEval, reference_eval
-from harness.execute import eval_setup
+from harness.execute import eval_setup, open_backend
 from harness.models import load_data, load_policy, load_reward
 from harness.resolve import resolve
 from harness.spec import Suite
@@ -21,6 +21,8 @@ def shared_key(suite: Suite) -> str:
     dump = suite.model_dump(mode="json")
     content = {k: dump[k] for k in ("world", "models", "eval")}
     content["eval_prompts"] = dump["data"]["eval_prompts"]
+    if "generation" in dump:  # another backend than the default draws other samples
+        content["generation"] = dump["generation"]
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -39,7 +41,9 @@ def compute_shared(suite_dump: dict[str, Any]) -> ReferenceEval:
     # the data is read through the POLICY's tokenizer and template, as each run reads it
     data = load_data(resolved.data, suite.eval.num_prompts, resolved.policy, tokenizer)
     proxy = load_reward(resolved.reward, device)
-    return reference_eval(eval_setup(resolved, reference, tokenizer, device, proxy, data))
+    with open_backend(suite.generation, resolved.reference, device) as generation:
+        setup = eval_setup(resolved, reference, tokenizer, device, proxy, data, generation)
+        return reference_eval(setup)
 
 
 def load_or_none(path: Path) -> ReferenceEval | None:

@@ -39,6 +39,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness import checkpoint_spec as ckpt
 from harness.capability import TASK_NAME
+from harness.generation import DEFAULT as DEFAULT_GENERATION
+from harness.generation import Generation
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
 from harness.sweep import expand_methods
 from harness.world.config import WorldConfig
@@ -358,6 +360,10 @@ class Suite(_Strict):
     eval: Eval
     resources: Resources = Field(default_factory=Resources)
     tracking: Tracking = Field(default_factory=Tracking)
+    generation: Generation = Field(
+        default_factory=Generation,
+        description="The backend every sample is drawn through: hf (default) or vllm.",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -380,6 +386,16 @@ class Suite(_Strict):
         if cross:
             raise ValidationError.from_exception_data(cls.__name__, cross)
         return _resolve(suite)
+
+    @model_serializer(mode="wrap")
+    def _default_generation_unsaid(self, handler: Any) -> Any:
+        """The default ``generation`` (hf) is left out of every dump, so a suite that does not
+        name a backend keeps the hash, run ids and ``suite.json`` it had before the field
+        existed; another backend is part of them (its samples are other draws)."""
+        data = handler(self)
+        if isinstance(data, dict) and self.generation == DEFAULT_GENERATION:
+            data.pop("generation", None)
+        return data
 
     def variant(self, name: str) -> VariantBase:
         for variant in self.methods:

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 if TYPE_CHECKING:
     import torch
 
+    from methods.generation import Backend
     from methods.sampling import Samples
 
 
@@ -138,6 +139,12 @@ class Progress:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+def _default_generation() -> Backend:
+    from methods.generation import HF  # methods.generation imports methods.sampling, not this
+
+    return HF
+
+
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor"]
 """Scores ``(prompts, responses)`` as text; returns rewards ``[N]`` (float32, CPU)."""
 
@@ -162,6 +169,9 @@ class TrainContext:
     # called with r after r rounds of training (0: the base policy, before the first), by the
     # shared round loop (``methods.common.checkpointed``); the harness evaluates the policy there
     checkpoint: Callable[[int], None] = lambda round_: None
+
+    # the backend every sample is drawn through (methods.generation; default: hf)
+    generation: Backend = field(default_factory=_default_generation)
 
 
 @dataclass(frozen=True)

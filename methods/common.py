@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.base import Costs, DivergenceError, Progress, TrainContext, prompt_rounds
-from methods.sampling import Samples, accepts_logits_to_keep, positions, sample, sampling_now
+from methods.sampling import Samples, accepts_logits_to_keep, positions, sampling_now
 
 T = TypeVar("T")
 
@@ -208,9 +208,10 @@ def generate(
     ctx: TrainContext, model: Any, prompts: list[str], n: int, generator: torch.Generator
 ) -> Samples:
     """``n`` responses per prompt from ``model`` (row ``i * n + j``: the j-th to prompt i) with the
-    run's TRAINING decoding (``ctx.decoding``) and token budget, charged to ``ctx.costs``. Every
-    training loop samples through here."""
-    samples = sample(
+    run's TRAINING decoding (``ctx.decoding``) and token budget, through the run's generation
+    backend (``ctx.generation``), charged to ``ctx.costs``. Every training loop samples through
+    here."""
+    samples = ctx.generation.sample(
         model,
         ctx.tokenizer,
         prompts,
@@ -228,7 +229,9 @@ def generate(
 class OptimizerStep:
     """The one optimizer step of every training loop (AdamW, ``adamw``): check the loss is
     finite, zero the gradients, backpropagate, clip the gradient norm, step, count the step in
-    ``ctx.costs`` and report it with the loss's statistics through ``ctx.progress``.
+    ``ctx.costs`` and report it with the loss's statistics through ``ctx.progress``. Each step
+    bumps the parameters' version counters (the fused kernel does not), which is how a generation
+    backend holding a copy of the weights (vllm) knows they changed.
 
     ``step(loss, round_, mean_reward, stats)`` takes one step; ``step.count`` is the number of
     steps taken so far over the whole run."""
@@ -258,6 +261,8 @@ class OptimizerStep:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
         self.optimizer.step()
+        for param in self.parameters:  # fused AdamW updates in place without saying so:
+            torch.autograd.graph.increment_version(param)  # a generation backend sees the change
         self.ctx.costs.optimizer_steps += 1
         value = float(loss.detach())
         report = {"loss": value, "grad_norm": float(grad_norm), **(stats or {})}

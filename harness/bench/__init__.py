@@ -11,8 +11,13 @@ only module that imports ``trl``, an optional extra):
 - ``reward_model``: our Bradley–Terry step loop (``harness.world.trainer``'s) vs
   ``RewardTrainer``; a sample is a preference pair.
 
-Our-only rows: generation tokens/s (``methods.sampling.sample``) and PPO, RRHF, RAFT, PRO samples/s
-for a one-round budget.
+Our-only rows: generation tokens/s (``methods.sampling.sample`` on the world's policy, stopping at
+EOS as in training); generation tokens/s through each generation backend (``generation.hf``,
+``generation.vllm``: the same prompts, every completion ``max_new_tokens`` long, on one model, the
+world policy's architecture with heads at least 32 wide since vLLM's CPU attention rejects the
+world's 16; the vLLM engine started outside the timer; its note gives its speed against hf's,
+and the row says what to install where vLLM is not); and PPO, RRHF, RAFT, PRO samples/s for a
+one-round budget.
 
 **Equal work.** Each side counts what it actually did (``Work``): samples; real (non-pad) tokens
 through the trained model's forward passes with gradients and through the reference; generated

