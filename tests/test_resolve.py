@@ -3,6 +3,7 @@ evaluation decode each their own way, and the KL row is the untempered policy's.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 from harness import evaluate
 from harness.resolve import JudgeRef, resolve
 from harness.suite_file import load_suite
-from methods import REGISTRY, common
+from methods import REGISTRY
 from methods.base import Decoding
+from methods.generation import HFBackend
 from tests.conftest import REPO, load_run
 
 TINY = REPO / "suites" / "tiny.yaml"
@@ -45,6 +47,19 @@ def test_training_decoding_is_its_own(tiny_world: Path) -> None:
     assert (own.train_decoding.temperature, own.train_decoding.top_p) == (0.8, 1.0)
 
 
+class Recorder(HFBackend):
+    """The hf backend, keeping each draw's temperature, top_p and samples."""
+
+    def __init__(self) -> None:
+        self.drawn: list[tuple[float, float, Any]] = []
+
+    def sample(self, *args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(HFBackend.sample).bind(self, *args, **kwargs).arguments
+        samples = super().sample(*args, **kwargs)
+        self.drawn.append((call["temperature"], call["top_p"], samples))
+        return samples
+
+
 @pytest.mark.slow
 def test_tempered_eval_trains_untempered_and_kl_is_untempered(
     tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -53,24 +68,10 @@ def test_tempered_eval_trains_untempered_and_kl_is_untempered(
     ctx, setup = load_run(suite, "raft")
     assert ctx.decoding == Decoding(1.0, 1.0)
 
-    trained: list[tuple[float, float]] = []
-    real_sample = common.sample
-
-    def record_training(*args: Any, **kwargs: Any) -> Any:
-        trained.append((kwargs["temperature"], kwargs["top_p"]))
-        return real_sample(*args, **kwargs)
-
-    monkeypatch.setattr(common, "sample", record_training)
+    training = Recorder()
+    ctx.generation = training
     REGISTRY["raft"].train(ctx, suite.variant("raft").params)  # type: ignore[misc]
-    assert trained == [(1.0, 1.0)]  # one round, sampled untempered
-
-    drawn: list[tuple[float, float, Any]] = []
-    real_eval_sample = evaluate.sample
-
-    def record_eval(*args: Any) -> Any:
-        samples = real_eval_sample(*args)
-        drawn.append((args[5], args[6], samples))  # temperature, top_p, what was drawn
-        return samples
+    assert [(t, p) for t, p, _ in training.drawn] == [(1.0, 1.0)]  # one round, untempered
 
     kl_of: list[Any] = []
     real_kl = evaluate.kl_terms
@@ -79,9 +80,11 @@ def test_tempered_eval_trains_untempered_and_kl_is_untempered(
         kl_of.append(samples)
         return real_kl(policy, reference, samples)
 
-    monkeypatch.setattr(evaluate, "sample", record_eval)
+    evaluating = Recorder()
+    setup.generation = evaluating
     monkeypatch.setattr(evaluate, "kl_terms", record_kl)
     rows = evaluate.evaluate_policy(ctx, REGISTRY["raft"], None, setup, None, tmp_path).metrics
+    drawn = evaluating.drawn
     # the reference's and the policy's answers at 0.7 / 0.9, then the KL samples at 1 / 1
     assert [(t, p) for t, p, _ in drawn] == [(0.7, 0.9), (0.7, 0.9), (1.0, 1.0)]
     assert len(kl_of) == 1 and kl_of[0] is drawn[2][2]
@@ -94,11 +97,9 @@ def test_untempered_eval_reuses_its_answers_for_the_kl(
     tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx, setup = load_run(load_suite(TINY, SMALL), "sft")
-    calls: list[Any] = []
-    real = evaluate.sample
-    monkeypatch.setattr(evaluate, "sample", lambda *a: calls.append(a) or real(*a))
+    setup.generation = evaluating = Recorder()
     rows = evaluate.evaluate_policy(ctx, REGISTRY["sft"], None, setup, None, tmp_path).metrics
-    assert len(calls) == 2  # the reference's answers and the policy's; no third draw
+    assert len(evaluating.drawn) == 2  # the reference's answers and the policy's; no third draw
     assert next(r for r in rows if r.metric == "kl").value == 0.0
 
 
