@@ -142,11 +142,11 @@ from harness.shared import compute_shared
 from harness.suite_file import load_suite
 
 out = Path(sys.argv[1])
-# twice the default rounds, so that each run does real work next to the pool's fixed costs;
+# four times the default rounds, so that each run does real work next to the pool's fixed costs;
 # no lm-eval, to keep the test short
 overrides = ["eval.lm_eval.tasks=[]", "eval.num_prompts=64", "eval.samples_per_prompt=1"]
 overrides += ["eval.bootstrap=200", "seeds=[0,1]"]
-suite = load_suite(sys.argv[2], [*overrides, "budget.rounds=8"])
+suite = load_suite(sys.argv[2], [*overrides, "budget.rounds=16"])
 specs = expand(suite, ["raft", "grpo"])
 warm = expand(load_suite(sys.argv[2], [*overrides, "budget.rounds=1"]), ["raft", "grpo"])
 torch.set_num_threads(1)  # what each pool task gets: one CPU
