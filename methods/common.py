@@ -210,6 +210,10 @@ class OptimizerStep:
     finite, zero the gradients, backpropagate, clip the gradient norm, step, count the step in
     ``ctx.costs`` and report it with the loss's statistics through ``ctx.progress``.
 
+    Of ``parameters`` it optimizes those that require grad: all of a fully trained policy, the
+    adapters alone of a LoRA policy (``harness.lora``; its base weights are frozen), so frozen
+    weights get neither gradients nor optimizer state.
+
     ``step(loss, round_, mean_reward, stats)`` takes one step; ``step.count`` is the number of
     steps taken so far over the whole run."""
 
@@ -221,7 +225,7 @@ class OptimizerStep:
         max_grad_norm: float,
     ) -> None:
         self.ctx = ctx
-        self.parameters = list(parameters)
+        self.parameters = [p for p in parameters if p.requires_grad]
         self.optimizer = adamw(self.parameters, lr=lr)
         self.max_grad_norm = max_grad_norm
         self.count = 0
