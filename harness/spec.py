@@ -41,6 +41,7 @@ from harness import checkpoint_spec as ckpt
 from harness.capability import TASK_NAME
 from harness.generation import DEFAULT as DEFAULT_GENERATION
 from harness.generation import Generation
+from harness.lora import Lora
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
 from harness.sweep import expand_methods
 from harness.world.config import WorldConfig
@@ -194,10 +195,23 @@ class Data(_Strict):
 # --- methods: one Variant class per registered method, a union discriminated on `method` ----------
 
 
+def _omit_no_lora(self: BaseModel, handler: Any) -> Any:
+    """Dump without ``lora`` when there is none: a suite without LoRA hashes (and its runs are
+    identified) as before LoRA existed."""
+    data = handler(self)
+    if isinstance(data, dict) and "lora" in data and data["lora"] is None:
+        del data["lora"]
+    return data
+
+
 class VariantBase(_Strict):
     name: Slug = Field(description="Unique within the suite; default: the method name.")
     method: str
     params: MethodParams
+    lora: Lora | None = Field(
+        None, description="Train LoRA adapters, not every weight; default: train.lora."
+    )
+    _dump = model_serializer(mode="wrap")(_omit_no_lora)
 
     @model_validator(mode="before")
     @classmethod
@@ -248,6 +262,10 @@ class Train(_Strict):
         default_factory=Decoding,
         description="How methods sample while training (the budget's max_new_tokens applies).",
     )
+    lora: Lora | None = Field(
+        None, description="LoRA for every trained variant that gives no `lora` of its own."
+    )
+    _dump = model_serializer(mode="wrap")(_omit_no_lora)
 
 
 class LmEval(_Strict):
@@ -441,8 +459,9 @@ def _fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve(suite: Suite) -> Suite:
-    """Defaults that copy other (validated) fields: the reference, primary judge, eval length."""
-    models, ev = suite.models, suite.eval
+    """Defaults that copy other (validated) fields: the reference, primary judge, eval length,
+    and the suite's LoRA into each trained variant that gives none."""
+    models, ev, methods = suite.models, suite.eval, suite.methods
     if models is not None and models.reference is None:
         models = models.model_copy(update={"reference": models.policy})
     if ev.primary_judge is None:
@@ -450,7 +469,14 @@ def _resolve(suite: Suite) -> Suite:
     if ev.decoding.max_new_tokens is None:
         decoding = ev.decoding.model_copy(update={"max_new_tokens": suite.budget.max_new_tokens})
         ev = ev.model_copy(update={"decoding": decoding})
-    return suite.model_copy(update={"models": models, "eval": ev})
+    if suite.train.lora is not None:
+        methods = [
+            v.model_copy(update={"lora": suite.train.lora})
+            if v.lora is None and REGISTRY[v.method].train is not None
+            else v
+            for v in methods
+        ]
+    return suite.model_copy(update={"models": models, "eval": ev, "methods": methods})
 
 
 def _dig(data: Any, *keys: str) -> Any:
@@ -484,6 +510,12 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
     for i, name in enumerate(names):
         if name is not None and name in names[:i]:
             issues.append((("methods", i, "name"), name, "duplicate variant name"))
+    for i, variant in enumerate(methods if isinstance(methods, list) else []):
+        method = variant.get("method") if isinstance(variant, dict) else None
+        untrained = isinstance(method, str) and method in REGISTRY and not REGISTRY[method].train
+        if untrained and variant.get("lora") is not None:
+            msg = f"{method} trains nothing, so it takes no lora"
+            issues.append((("methods", i, "lora"), variant["lora"], msg))
     seeds = data.get("seeds")
     if isinstance(seeds, list):
         for i, seed in enumerate(seeds):
