@@ -123,6 +123,8 @@ def _print_summary(suite: Suite, path: Path) -> None:
     for variant in suite.methods:
         changed = variant.params.model_dump(exclude_defaults=True)
         params = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+        if variant.lora is not None:
+            params += f"; lora r={variant.lora.r}, alpha={variant.lora.alpha}"
         out.print(f"    {variant.name:<{width}} {variant.method:<10} {escape(params)}")
     out.print(f"  seeds:    {', '.join(map(str, suite.seeds))}")
     runs = len(suite.methods) * len(suite.seeds)

@@ -17,6 +17,9 @@ The counters (``methods.base.Costs``; real tokens, padding not counted) and thei
   many), ``trained_tokens``: the policy's passes with gradients, ``reward_tokens``: what the
   training reward model scores (its calls at training and, for an inference-time method such as
   best-of-n, at evaluation; the harness's own judging is never charged);
+- with LoRA (``harness.lora``) a trained token is priced at ``6 N`` too, an upper bound: the
+  frozen weights' own gradients (about a third of the backward pass) are never computed, so it
+  costs about ``4 N``; the adapters' parameters count in ``N`` (a forward pass multiplies by them);
 - ``N`` is the policy's parameter count, ``N_rm`` the training reward model's. The reference is
   priced at the policy's ``N``: it is a frozen copy of the base policy unless a suite's
   ``models.reference`` names another model, whose passes are then priced at the policy's size.

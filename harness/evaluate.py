@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import bon, capability
+from harness import bon, capability, lora
 from harness.capability import TaskScore
 from harness.files import write_atomic
 from harness.resolve import LmEvalSetup
@@ -185,10 +185,11 @@ def reference_eval(setup: EvalSetup) -> ReferenceEval:
 
 def save_policy(model: Any, tokenizer: Any, out_dir: Path) -> Path:
     """``save_pretrained`` model and tokenizer to ``out_dir/policy`` through ``policy.tmp`` and a
-    rename, so a killed run never leaves a half-written ``policy``; returns that directory."""
+    rename, so a killed run never leaves a half-written ``policy``; returns that directory. A
+    LoRA policy is saved with its adapters merged: a plain model, as lm-eval loads it."""
     final, tmp, old = out_dir / "policy", out_dir / "policy.tmp", out_dir / "policy.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=lora.merged_state_dict(model))
     tokenizer.save_pretrained(tmp)
     if final.exists():  # a retried run: swap the old copy out, then drop it
         shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from harness import lora
 from harness.checkpoint_spec import checkpoint_rounds
 from harness.checkpoints import CheckpointEval, subset_setup
 from harness.compute import ledger, model_sizes
@@ -75,13 +76,20 @@ def train_context(
 ) -> tuple[TrainContext, SuiteData]:
     """Load the policy, reference, reward model and data the resolved suite names into the
     training context of one run (sampling with the suite's TRAINING decoding, through
-    ``generation``); also the data, whose eval prompts the evaluation uses."""
+    ``generation``); also the data, whose eval prompts the evaluation uses. A variant with
+    ``lora`` trains adapters on the policy (``harness.lora``), and its reference, when it is the
+    base policy, is that policy with the adapters off: no second copy."""
     suite = resolved.suite
     policy, tokenizer = load_policy(resolved.policy, device)
-    if resolved.shares_reference:
-        reference = freeze(policy)
-    else:
+    adapters = suite.variant(variant).lora
+    reference = None
+    if not resolved.shares_reference:
         reference = freeze(load_policy(resolved.reference, device)[0])
+    elif adapters is None:
+        reference = freeze(policy)
+    if adapters is not None:
+        policy, base = lora.attach(policy, adapters)
+        reference = base if reference is None else reference
     data = load_data(resolved.data, suite.eval.num_prompts, resolved.policy, tokenizer)
     b, dec = suite.budget, resolved.train_decoding
     ctx = TrainContext(

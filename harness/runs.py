@@ -125,6 +125,7 @@ def _run_content(suite: Suite, variant: str, seed: int) -> dict[str, Any]:
     dump = suite.model_dump(mode="json", exclude={"tracking"})
     dump.pop("resources")
     dump.pop("seeds")
+    dump["train"].pop("lora", None)  # the suite's LoRA is in each trained variant's own `lora`
     dump["methods"] = [m for m in dump["methods"] if m["name"] == variant]
     return {"suite": dump, "seed": seed, "result_version": RESULT_VERSION}
 

@@ -7,8 +7,6 @@ cross-field rules). Reading a file, overrides and error messages: ``harness.suit
 
 from __future__ import annotations
 
-import copy
-import difflib
 import hashlib
 import importlib.util
 import json
@@ -41,17 +39,14 @@ from harness import checkpoint_spec as ckpt
 from harness.capability import TASK_NAME
 from harness.generation import DEFAULT as DEFAULT_GENERATION
 from harness.generation import Generation
+from harness.lora import Lora
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
+from harness.suite_rules import WORLD_SPLITS, cross_checks, fill_defaults
 from harness.sweep import expand_methods
 from harness.world.config import WorldConfig
 from methods import REGISTRY
 from methods.base import MethodParams
 
-# Each data slot's split of the embedded world, and the format of the world's file for it.
-WORLD_SPLITS = {"train_prompts": "train", "preferences": "preferences", "eval_prompts": "eval"}
-WORLD_FORMATS = {"train_prompts": "prompt", "preferences": "hh", "eval_prompts": "prompt"}
-WORLD_JUDGES = ("heldout", "gold")  # reward models that only the embedded world has
-WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith"]
 _SLUG = re.compile(r"[a-z0-9_-]{1,64}")
 
 # --- bounds: every count and rate a suite may give, in one place ---------------------------------
@@ -194,10 +189,23 @@ class Data(_Strict):
 # --- methods: one Variant class per registered method, a union discriminated on `method` ----------
 
 
+def _omit_no_lora(self: BaseModel, handler: Any) -> Any:
+    """Dump without ``lora`` when there is none: a suite without LoRA hashes (and its runs are
+    identified) as before LoRA existed."""
+    data = handler(self)
+    if isinstance(data, dict) and "lora" in data and data["lora"] is None:
+        del data["lora"]
+    return data
+
+
 class VariantBase(_Strict):
     name: Slug = Field(description="Unique within the suite; default: the method name.")
     method: str
     params: MethodParams
+    lora: Lora | None = Field(
+        None, description="Train LoRA adapters, not every weight; default: train.lora."
+    )
+    _dump = model_serializer(mode="wrap")(_omit_no_lora)
 
     @model_validator(mode="before")
     @classmethod
@@ -248,6 +256,10 @@ class Train(_Strict):
         default_factory=Decoding,
         description="How methods sample while training (the budget's max_new_tokens applies).",
     )
+    lora: Lora | None = Field(
+        None, description="LoRA for every trained variant that gives no `lora` of its own."
+    )
+    _dump = model_serializer(mode="wrap")(_omit_no_lora)
 
 
 class LmEval(_Strict):
@@ -372,10 +384,10 @@ class Suite(_Strict):
         if not isinstance(data, dict):
             return handler(data)
         data, swept = expand_methods(data, MAX_VARIANTS)  # `sweep:` -> one variant per value
-        data = _fill_defaults(data)
+        data = fill_defaults(data)
         cross = [
             InitErrorDetails(type=PydanticCustomError("suite", msg), loc=loc, input=given)
-            for loc, given, msg in swept + _cross_checks(data)
+            for loc, given, msg in swept + cross_checks(data)
         ]
         try:
             suite = handler(data)
@@ -422,27 +434,10 @@ def _details(exc: ValidationError) -> list[InitErrorDetails]:
     ]
 
 
-def _fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
-    """Defaults that depend on the world, filled in a copy of the raw mapping (tolerantly)."""
-    data = copy.deepcopy(raw)
-    has_world = data.get("world") is not None
-    if has_world and data.get("data") is None:
-        data["data"] = {slot: {"source": "world"} for slot in WORLD_SPLITS}
-    sources = data.get("data")
-    for slot, split in WORLD_SPLITS.items():
-        src = sources.get(slot) if isinstance(sources, dict) else None
-        if isinstance(src, dict) and src.get("source") == "world":
-            src.setdefault("split", split)
-            src.setdefault("format", WORLD_FORMATS[slot])
-    lm_eval = _dig(data, "eval", "lm_eval") or {}
-    if isinstance(data.get("eval"), dict) and isinstance(lm_eval, dict) and "tasks" not in lm_eval:
-        data["eval"]["lm_eval"] = {**lm_eval, "tasks": WORLD_LM_EVAL_TASKS if has_world else []}
-    return data
-
-
 def _resolve(suite: Suite) -> Suite:
-    """Defaults that copy other (validated) fields: the reference, primary judge, eval length."""
-    models, ev = suite.models, suite.eval
+    """Defaults that copy other (validated) fields: the reference, primary judge, eval length,
+    and the suite's LoRA into each trained variant that gives none."""
+    models, ev, methods = suite.models, suite.eval, suite.methods
     if models is not None and models.reference is None:
         models = models.model_copy(update={"reference": models.policy})
     if ev.primary_judge is None:
@@ -450,69 +445,11 @@ def _resolve(suite: Suite) -> Suite:
     if ev.decoding.max_new_tokens is None:
         decoding = ev.decoding.model_copy(update={"max_new_tokens": suite.budget.max_new_tokens})
         ev = ev.model_copy(update={"decoding": decoding})
-    return suite.model_copy(update={"models": models, "eval": ev})
-
-
-def _dig(data: Any, *keys: str) -> Any:
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
-Loc = tuple[str | int, ...]
-
-
-def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
-    """Rules across fields, checked on the raw mapping so they are reported beside type errors."""
-    issues: list[tuple[Loc, Any, str]] = []
-    has_world, models = data.get("world") is not None, data.get("models")
-    if has_world and models is not None:
-        issues.append(
-            (("models",), ["world", "models"], "give either `world` or `models`, not both")
-        )
-    if not has_world and models is None:
-        issues.append(((), None, "one of `world` (the tiny world) or `models` is required"))
-    for slot in WORLD_SPLITS:
-        if not has_world and _dig(data, "data", slot, "source") == "world":
-            issues.append((("data", slot, "source"), "world", "source 'world' needs a `world`"))
-    methods = data.get("methods")
-    names = (
-        [m.get("name") or m.get("method") for m in methods if isinstance(m, dict)]
-        if isinstance(methods, list)
-        else []
-    )
-    for i, name in enumerate(names):
-        if name is not None and name in names[:i]:
-            issues.append((("methods", i, "name"), name, "duplicate variant name"))
-    seeds = data.get("seeds")
-    if isinstance(seeds, list):
-        for i, seed in enumerate(seeds):
-            if seed in seeds[:i]:
-                issues.append((("seeds", i), seed, "duplicate seed"))
-    judges = _dig(data, "eval", "judges")
-    if isinstance(judges, list):
-        issues += _judge_checks(data, judges, has_world)
-    return issues + ckpt.cross_checks(data)
-
-
-def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> list[Any]:
-    issues: list[tuple[Loc, Any, str]] = []
-    model_judges = _dig(data, "models", "judges")
-    named = list(model_judges) if isinstance(model_judges, dict) else []
-    known = ["proxy", *(WORLD_JUDGES if has_world else ()), *named]
-    for i, judge in enumerate(judges):
-        if judge in known:
-            if judge in judges[:i]:
-                issues.append((("eval", "judges", i), judge, "duplicate judge"))
-        elif judge in WORLD_JUDGES:
-            msg = f"judge '{judge}' needs a `world` (hub suites name theirs in models.judges)"
-            issues.append((("eval", "judges", i), judge, msg))
-        else:
-            hint = difflib.get_close_matches(str(judge), known, n=1)
-            tip = f"; did you mean '{hint[0]}'?" if hint else ""
-            msg = f"unknown judge{tip} (known: {', '.join(known)})"
-            issues.append((("eval", "judges", i), judge, msg))
-    primary = _dig(data, "eval", "primary_judge")
-    if primary is not None and primary not in judges:
-        issues.append((("eval", "primary_judge"), primary, "must be one of eval.judges"))
-    return issues
+    if suite.train.lora is not None:
+        methods = [
+            v.model_copy(update={"lora": suite.train.lora})
+            if v.lora is None and REGISTRY[v.method].train is not None
+            else v
+            for v in methods
+        ]
+    return suite.model_copy(update={"models": models, "eval": ev, "methods": methods})

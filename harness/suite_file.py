@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness import data
-from harness.spec import VARIANTS, Loc, ModelRef, Suite
+from harness.spec import VARIANTS, ModelRef, Suite
+from harness.suite_rules import Loc
 from methods import REGISTRY, did_you_mean
 
 # --- errors --------------------------------------------------------------------------------------

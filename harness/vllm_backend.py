@@ -18,8 +18,8 @@ draw from the reference), ``push`` copies the model's ``state_dict`` into the en
 with vLLM's in-place ``reload_weights`` (``LLM.collective_rpc``, run directly on the engine's
 worker in this process: checkpoint names in, each layer's post-load processing run again), as
 TRL's and OpenRLHF's colocated engines push theirs, then drops the prefix cache (its blocks were
-computed with the old weights). A PEFT model is pushed merged (adapters folded into
-the base weights for the copy, then unfolded).
+computed with the old weights). A LoRA policy is pushed with its adapters merged, its
+reference (the policy with adapters off) as the base weights (``harness.lora.merged_weights``).
 
 **Same rules as the hf backend.** ``n`` draws per prompt from the same left-padded prompt ids
 (row ``i * n + j``); each stops at the EOS token (``eos_token_id`` or the tokenizer's; the
@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 
+from harness import lora
 from methods.sampling import Samples, encode_prompts, from_rows
 
 ENGINE_ENV = {
@@ -103,21 +104,9 @@ def weights_version(model: Any) -> tuple[tuple[int, int], ...]:
 @contextmanager
 def checkpoint_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
     """``(name, tensor)`` of ``model`` under its checkpoint names, as ``load_weights`` takes
-    them. A PEFT model (one with ``merge_adapter``) is merged for the while: base-layer names
-    without the PEFT prefixes, adapter tensors left out; unmerged after."""
-    merge = getattr(model, "merge_adapter", None)
-    if merge is None:
-        yield list(model.state_dict().items())
-        return
-    merge()
-    try:
-        yield [
-            (name.removeprefix("base_model.model.").replace(".base_layer.", "."), tensor)
-            for name, tensor in model.state_dict().items()
-            if ".lora_" not in name and "modules_to_save" not in name
-        ]
-    finally:
-        model.unmerge_adapter()
+    them: a LoRA policy's adapters merged into its weights (``harness.lora.merged_weights``,
+    out of place: the live model is never touched)."""
+    yield list(lora.merged_weights(model))
 
 
 def _config(model: Any) -> dict[str, Any]:

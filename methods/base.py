@@ -154,8 +154,9 @@ class TrainContext:
     """Everything a method's ``train`` may use; nothing else reaches it."""
 
     method: str
-    policy: Any  # transformers PreTrainedModel, trainable, on ``device``
-    reference: Any  # frozen copy of the base policy (eval mode, no grad), or None
+    policy: Any  # transformers PreTrainedModel on ``device``; trains what requires grad
+    reference: Any  # the frozen base policy (eval mode, no grad): a copy, or with LoRA the
+    # policy with its adapters off (harness.lora.BaseView); or None
     tokenizer: Any  # the policy's tokenizer (left padding for prompts)
     reward: RewardFn  # the training (proxy) reward model, scoring text
     prompts: list[str]  # training prompts, as the policy reads them (HH text or chat template)

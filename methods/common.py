@@ -233,6 +233,10 @@ class OptimizerStep:
     bumps the parameters' version counters (the fused kernel does not), which is how a generation
     backend holding a copy of the weights (vllm) knows they changed.
 
+    Of ``parameters`` it optimizes those that require grad: all of a fully trained policy, the
+    adapters alone of a LoRA policy (``harness.lora``; its base weights are frozen), so frozen
+    weights get neither gradients nor optimizer state.
+
     ``step(loss, round_, mean_reward, stats)`` takes one step; ``step.count`` is the number of
     steps taken so far over the whole run."""
 
@@ -244,7 +248,7 @@ class OptimizerStep:
         max_grad_norm: float,
     ) -> None:
         self.ctx = ctx
-        self.parameters = list(parameters)
+        self.parameters = [p for p in parameters if p.requires_grad]
         self.optimizer = adamw(self.parameters, lr=lr)
         self.max_grad_norm = max_grad_norm
         self.count = 0
@@ -319,7 +323,9 @@ def metered(ctx: TrainContext) -> Iterator[None]:
     ``ctx.costs`` as forward or trained tokens (``_meter``); generation is charged by
     ``generate``/``charge`` and the reward model by itself. The harness trains inside it, so
     no method charges a forward pass itself."""
-    models = [m for m in (ctx.policy, ctx.reference) if m is not None]
+    # a LoRA reference (``harness.lora.BaseView``) is no module: its passes run through the
+    # policy's own, which the policy's hook charges (without gradients: as forward tokens)
+    models = [m for m in (ctx.policy, ctx.reference) if isinstance(m, torch.nn.Module)]
     handles = [_meter(m, ctx.costs) for m in models]
     try:
         yield

@@ -19,7 +19,7 @@ from harness.runs import expand
 from harness.shared import shared_key
 from harness.spec import EvalDecoding, ModelRef
 from harness.suite_file import SuiteError, load_suite
-from harness.vllm_backend import SHAPE_FIELDS, VLLMBackend, checkpoint_weights, weights_version
+from harness.vllm_backend import SHAPE_FIELDS, VLLMBackend, weights_version
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import OptimizerStep, generate
 from methods.generation import HF
@@ -227,30 +227,3 @@ def test_a_model_of_another_shape_is_refused(policy: Any) -> None:
     backend.engine_config = {**backend.engine_config, "hidden_size": 4096}
     with pytest.raises(ValueError, match="hidden_size 4096 vs 32"):
         backend.push(policy)
-
-
-def test_a_peft_model_is_pushed_merged_under_checkpoint_names() -> None:
-    class Peft(torch.nn.Module):
-        """The names and the merge calls of a PEFT-wrapped linear layer."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.base_model = torch.nn.Module()
-            self.base_model.model = torch.nn.Module()
-            proj = torch.nn.Module()
-            proj.base_layer = torch.nn.Linear(2, 2)
-            proj.lora_A = torch.nn.Linear(2, 1)
-            self.base_model.model.proj = proj
-            self.merged = False
-
-        def merge_adapter(self) -> None:
-            self.merged = True
-
-        def unmerge_adapter(self) -> None:
-            self.merged = False
-
-    model = Peft()
-    with checkpoint_weights(model) as weights:
-        assert model.merged
-        assert [name for name, _ in weights] == ["proj.weight", "proj.bias"]
-    assert not model.merged

@@ -164,10 +164,15 @@ def test_grpo_charges_the_reference_and_one_trained_pass(
     assert costs.reward_tokens > 0
 
 
+@pytest.mark.parametrize("adapters", [[], ["methods.dpo.lora={r: 4}"]], ids=["full", "lora"])
 def test_offline_dpo_charges_reference_and_trained_passes_and_nothing_sampled(
-    make_ctx: Any,
+    make_ctx: Any, adapters: list[str]
 ) -> None:
-    ctx, params = make_ctx("dpo", overrides=SMALL)
+    """With LoRA too: the reference (the policy with its adapters off) is charged through the
+    policy's passes, as forward tokens."""
+    if adapters:
+        pytest.importorskip("peft", reason="LoRA needs peft: pip install -e '.[lora]'")
+    ctx, params = make_ctx("dpo", overrides=[*SMALL, *adapters])
     costs = train_metered(ctx, dpo.train, params)
     pairs = dpo.offline_rounds(ctx, params)[0].samples  # the same pairs, packed again
     assert costs.forward_tokens == tokens(pairs)  # the reference over both sides of each pair
