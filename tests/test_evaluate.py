@@ -242,10 +242,13 @@ def test_base_policy_against_itself(suite: Any, reference: ReferenceEval, tmp_pa
     assert shared == reference
     ctx, setup = run_context(suite, "sft")
     rows = by_metric(evaluate_policy(ctx, REGISTRY["sft"], None, setup, shared, tmp_path).metrics)
+    # each judge's 95% interval misses 0.5 one time in twenty when the policy is the reference,
+    # so three judges at 95% would fail about one draw in seven; widened 1.5 times (about 99.7%,
+    # z 2.94), the three together fail about one in a hundred
     for judge in suite.eval.judges:
         row = rows[f"winrate.{judge}"]
         assert row.ci_low is not None and row.ci_high is not None
-        assert row.ci_low < 0.5 < row.ci_high, judge
+        assert abs(row.value - 0.5) < 1.5 * (row.ci_high - row.ci_low) / 2, (judge, row)
     assert rows["kl"].value == 0.0
     assert all(
         r.value == 0.0 for m, r in rows.items() if m.startswith(("regression", "capability_delta"))
