@@ -150,7 +150,11 @@ class BaseView:
 
     def __init__(self, model: Any) -> None:
         self._model = model
-        self._layers = list(_lora_layers(model).values())
+        layers = _lora_layers(model)
+        self._layers = list(layers.values())
+        # the frozen base's parameters, found once: the same tensors for the model's lifetime
+        named = model.named_parameters()
+        self._base = [p for name, p in named if not _is_adapter_key(name, layers)]
         self.config = model.config
 
         @functools.wraps(model.forward)  # its signature: what the sampler inspects
@@ -185,9 +189,7 @@ class BaseView:
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         """The base model's parameters (adapters left out): what a generation backend watches
         for changes, as it does a model's."""
-        layers = _lora_layers(self._model)
-        named = self._model.named_parameters()
-        return (p for name, p in named if not _is_adapter_key(name, layers))
+        return iter(self._base)
 
     def buffers(self) -> Iterator[torch.Tensor]:
         return self._model.buffers()
