@@ -1,19 +1,20 @@
 """Capability evaluation through lm-eval, the only module that imports ``lm_eval``.
 
-lm-eval always runs in a child process (``python -m harness.capability``): never inside the
-scheduler's Ray driver (its vLLM backend starts and stops Ray itself), and its memory is returned
-to the system when it ends. Works offline on local task folders (``TaskManager(include_path=...)``)
-and local model directories.
+lm-eval runs in the calling process: a run's Ray worker (or the process that builds a world).
+A child process per run cost about 5 s of imports on the tiny world, more than lm-eval's work
+(0.6 s); a worker imports lm-eval once and keeps it for every run it executes. Its output (logs,
+progress bars) is captured, not printed into the suite's console, and shown in the error when
+lm-eval fails. Works offline on local task folders (``TaskManager(include_path=...)``) and local
+model directories.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
+import contextlib
+import gc
+import io
+import logging
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class TaskScore:
 
 
 class CapabilityError(RuntimeError):
-    """lm-eval failed; the message holds the tail of its output."""
+    """lm-eval failed; the message holds the error and the tail of its output."""
 
 
 # an lm-eval task (or group) name, as the suite schema allows it: never an option or a path
@@ -43,34 +44,75 @@ def evaluate(
     limit: int | None = None,
     batch_size: int = 16,
     device: str = "cpu",
-    timeout: float = 3600,
     trust_remote_code: bool = False,
 ) -> dict[str, TaskScore]:
-    """Accuracy of the model in ``model_dir`` on each of ``tasks`` (lm-eval, in a child process).
+    """Accuracy of the model in ``model_dir`` (or a hub id) on each of ``tasks``, through
+    lm-eval's ``hf`` model in this process. Tasks must match ``TASK_NAME`` (``ValueError``
+    otherwise); any failure of lm-eval is a ``CapabilityError`` naming the model and tasks.
 
-    The child's arguments are built from task names that match ``TASK_NAME`` only (``ValueError``
-    otherwise), after a ``--``: no task can be read as an option of the child."""
+    lm-eval seeds no global generator here (its seeds are passed as None): a run's own random
+    state is left as it was."""
     if not tasks:
         return {}
     bad = [t for t in tasks if not TASK_NAME.fullmatch(t)]
     if bad:
         raise ValueError(f"not lm-eval task names: {', '.join(map(repr, bad))}")
-    cmd = [sys.executable, "-m", "harness.capability"]
-    cmd += ["--batch-size", str(batch_size), "--device", device]
-    if include_path is not None:
-        cmd += ["--include-path", str(include_path)]
-    if limit is not None:
-        cmd += ["--limit", str(limit)]
-    if trust_remote_code:
-        cmd += ["--trust-remote-code"]
-    cmd += ["--", str(model_dir), *tasks]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise CapabilityError(f"lm-eval failed on {model_dir} for tasks {tasks}:\n{tail}")
-    payload = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {t: TaskScore(**s) for t, s in payload.items()}
+    import lm_eval  # deferred: about 3 s to import, needed only here
+
+    captured = io.StringIO()
+    quiet = logging.getLogger("lm_eval")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            out = lm_eval.simple_evaluate(
+                model="hf",
+                model_args={
+                    "pretrained": str(model_dir),
+                    "dtype": "float32",
+                    "device": device,
+                    "trust_remote_code": trust_remote_code,
+                },
+                tasks=list(tasks),
+                task_manager=task_manager(str(include_path) if include_path else None, tasks),
+                batch_size=batch_size,
+                limit=limit,
+                log_samples=True,  # each item's accuracy: base and policy are compared item by item
+                random_seed=None,
+                numpy_random_seed=None,
+                torch_random_seed=None,
+            )
+            if out is None:
+                raise RuntimeError("lm-eval returned no results")
+            return {task: _score(out, task) for task in tasks}
+    except Exception as exc:
+        tail = "\n".join(captured.getvalue().strip().splitlines()[-15:])
+        detail = f"{type(exc).__name__}: {exc}" + (f"\n{tail}" if tail else "")
+        raise CapabilityError(
+            f"lm-eval failed on {model_dir} for tasks {tasks}:\n{detail}"
+        ) from exc
+    finally:
+        quiet.setLevel(level)
+        gc.collect()  # the model lm-eval loaded: its memory back before the run goes on
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _score(out: dict[str, Any], task: str) -> TaskScore:
+    """One task's ``TaskScore`` from ``simple_evaluate``'s output (``log_samples`` on)."""
+    res = out["results"][task]
+    n = out.get("n-samples", {}).get(task, {}).get("effective", 0)
+    stderr = res.get("acc_stderr,none")
+    items = sorted(out.get("samples", {}).get(task, []), key=lambda s: s["doc_id"])
+    return TaskScore(
+        task=task,
+        acc=float(res["acc,none"]),
+        stderr=float(stderr) if isinstance(stderr, int | float) else float("nan"),
+        n=int(n),
+        items=[float(s["acc"]) for s in items],
+    )
 
 
 def task_manager(include_path: str | None, tasks: list[str]) -> Any:
@@ -85,56 +127,3 @@ def task_manager(include_path: str | None, tasks: list[str]) -> Any:
             return local
         return TaskManager(include_path=include_path)
     return TaskManager()
-
-
-def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    import lm_eval
-
-    manager = task_manager(args.include_path, args.tasks)
-    out = lm_eval.simple_evaluate(
-        model="hf",
-        model_args={
-            "pretrained": args.model_dir,
-            "dtype": "float32",
-            "device": args.device,
-            "trust_remote_code": args.trust_remote_code,
-        },
-        tasks=args.tasks,
-        task_manager=manager,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        log_samples=True,  # each item's accuracy: base and policy are compared item by item
-        verbosity="ERROR",
-    )
-    assert out is not None
-    scores = {}
-    for task in args.tasks:
-        res = out["results"][task]
-        n = out.get("n-samples", {}).get(task, {}).get("effective", 0)
-        stderr = res.get("acc_stderr,none")
-        items = sorted(out.get("samples", {}).get(task, []), key=lambda s: s["doc_id"])
-        scores[task] = {
-            "task": task,
-            "acc": float(res["acc,none"]),
-            "stderr": float(stderr) if isinstance(stderr, int | float) else float("nan"),
-            "n": int(n),
-            "items": [float(s["acc"]) for s in items],
-        }
-    return scores
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run lm-eval tasks on a local model directory.")
-    parser.add_argument("model_dir")
-    parser.add_argument("tasks", nargs="+")
-    parser.add_argument("--include-path")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--trust-remote-code", action="store_true")
-    args = parser.parse_args(argv)
-    print(json.dumps(_run(args)))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ nothing here loads a model by name or decides "world or hub". Two steps:
    prompt.
 2. ``evaluate_policy``: the run's k responses per prompt (through the method's own ``respond``
    strategy when it has one) judged against the reference's k, a prompt's win-rate over all k x k
-   pairs; KL, length, distinct-n, and capability through lm-eval in a child process
+   pairs; KL, length, distinct-n, and capability through lm-eval in the run's process
    (``harness.capability``). Every judged sample is kept (``Evaluation.samples``), so every
    statistic can be recomputed from the samples later.
 
@@ -50,7 +50,10 @@ REFERENCE_SEED = 1_000_003  # the reference's generations, the same for every ru
 POLICY_SEED = 2_000_003  # a run with seed s draws with POLICY_SEED + s (s >= 0: never the above)
 KL_SEED = 3_000_003  # a run's untempered KL samples when the eval decoding is tempered
 BOOTSTRAP_SEED = 0  # fixed, so a result's intervals are reproducible
-EVAL_BATCH = 64  # rows per generation / log-prob forward pass
+SAMPLE_BATCH = (
+    256  # rows drawn per KV-cached generation (1.3x the tokens/s of 64 on the tiny world)
+)
+EVAL_BATCH = 64  # rows per log-prob forward pass (its logits are [rows, length, vocab])
 
 Judge = Callable[[list[str], list[str]], torch.Tensor]
 UNTEMPERED = EvalDecoding(temperature=1.0, top_p=1.0)
@@ -124,7 +127,7 @@ def sampler(setup: EvalSetup, seed: int, decoding: EvalDecoding | None = None) -
             dec.top_p,
             generator,
             setup.device,
-            EVAL_BATCH,
+            SAMPLE_BATCH,
         )
 
     return draw
@@ -138,8 +141,7 @@ def judge_all(
 
 
 def run_lm_eval(lm: LmEvalSetup, model_dir: str | Path, device: torch.device) -> dict[str, Any]:
-    """lm-eval scores of the model in ``model_dir`` (or a hub id) on the suite's tasks, in a child
-    process."""
+    """lm-eval scores of the model in ``model_dir`` (or a hub id) on the suite's tasks."""
     return capability.evaluate(
         model_dir,
         lm.tasks,
@@ -240,10 +242,14 @@ def answer_kl_terms(
 ) -> tuple[np.ndarray | None, Estimate]:
     """Per-answer KL terms (None where they are not of the answers) and the KL row: the
     strategy's closed form when it has one, else Monte Carlo on untempered samples (the answers
-    themselves when the eval decoding is untempered, else k fresh untempered samples)."""
+    themselves when the eval decoding is untempered, else k fresh untempered samples); 0 for a
+    policy that is the reference itself."""
     if answers.kl is not None:
         return None, Estimate(answers.kl, float("nan"), float("nan"), len(answers.samples))
     dec = setup.decoding
+    if ctx.policy is setup.reference:  # an untrained variant's policy: every term is exactly 0
+        zeros = np.zeros(len(answers.samples))
+        return zeros, mean_with_ci(zeros, setup.bootstrap, BOOTSTRAP_SEED)
     if (dec.temperature, dec.top_p) == (1.0, 1.0):
         terms = kl_terms(ctx.policy, setup.reference, answers.samples)
         return terms, mean_with_ci(terms, setup.bootstrap, BOOTSTRAP_SEED)

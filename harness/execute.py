@@ -85,6 +85,8 @@ def train_context(
     reference = None
     if not resolved.shares_reference:
         reference = freeze(load_policy(resolved.reference, device)[0])
+    elif REGISTRY[suite.variant(variant).method].train is None:
+        reference = policy  # a variant that trains nothing: its policy is the reference itself
     elif adapters is None:
         reference = freeze(policy)
     if adapters is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from methods.base import Costs
+from methods.sampling import pad_rows
 
 
 def _ensure_pad(reward_model: Any, reward_tokenizer: Any) -> None:
@@ -38,26 +39,27 @@ def score_text(
     texts = [p + r for p, r in zip(prompts, responses, strict=True)]
     max_length = max_length or context_length(reward_model, reward_tokenizer)
     side, reward_tokenizer.truncation_side = reward_tokenizer.truncation_side, "left"
-    scores = []
-    for i in range(0, len(texts), batch_size):
-        enc = reward_tokenizer(
-            texts[i : i + batch_size],
-            padding=True,
-            padding_side="right",
-            truncation=max_length is not None,  # from the left: the response end is kept
-            max_length=max_length,
-            return_tensors="pt",
-        ).to(device)
+    try:  # tokenised once, from the left: the response end is kept
+        rows = reward_tokenizer(texts, truncation=max_length is not None, max_length=max_length)[
+            "input_ids"
+        ]
+    finally:
+        reward_tokenizer.truncation_side = side
+    # scored in batches of similar length (shortest first), so little of a batch is padding
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    scores = torch.zeros(len(rows))
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        ids, mask = pad_rows(
+            [rows[i] for i in index], reward_tokenizer.pad_token_id, device, left=False
+        )
         if costs is not None:
-            costs.reward_tokens += int(enc["attention_mask"].sum())
-        logits = reward_model(
-            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-        ).logits
+            costs.reward_tokens += int(mask.sum())
+        logits = reward_model(input_ids=ids, attention_mask=mask).logits
         if logits.shape[-1] != 1:
             raise ValueError(f"a reward model has one output, this one has {logits.shape[-1]}")
-        scores.append(logits[:, 0].float().cpu())
-    reward_tokenizer.truncation_side = side
-    return torch.cat(scores) if scores else torch.zeros(0)
+        scores[index] = logits[:, 0].float().cpu()
+    return scores
 
 
 def context_length(model: Any, tokenizer: Any) -> int | None:

@@ -82,10 +82,10 @@ def encode_prompts(
     Returns ids and mask ``[N, P]``; special tokens are added as the tokenizer does by default
     (e.g. BOS)."""
     ids = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
-    return _pad([list(x) for x in ids], pad_id(tokenizer), device, left=True)
+    return pad_rows([list(x) for x in ids], pad_id(tokenizer), device, left=True)
 
 
-def _pad(
+def pad_rows(
     rows: list[list[int]], pad: int, device: torch.device | str, left: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows as ids and mask ``[N, max len]``, padded on the left or the right."""
@@ -120,7 +120,7 @@ def pack(
     for r in tokenizer(responses, add_special_tokens=False)["input_ids"]:
         row = [*r, eos] if eos is not None else list(r)
         rows.append(row[:max_response_tokens] if max_response_tokens is not None else row)
-    response_ids, response_mask = _pad(rows, pad_id(tokenizer), device, left=False)
+    response_ids, response_mask = pad_rows(rows, pad_id(tokenizer), device, left=False)
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, prompts, responses)
 
 
@@ -134,7 +134,7 @@ def from_rows(
     """``Samples`` of responses given as token rows (one per prompt row, EOS kept where it was
     drawn), e.g. from another generation backend: right-padded with the pad id, mask 1 on every
     token of a row, decoded without special tokens."""
-    response_ids, response_mask = _pad(rows, pad_id(tokenizer), prompt_ids.device, left=False)
+    response_ids, response_mask = pad_rows(rows, pad_id(tokenizer), prompt_ids.device, left=False)
     responses = _decode(tokenizer, response_ids, response_mask)
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, prompts, responses)
 

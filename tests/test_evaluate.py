@@ -306,7 +306,8 @@ def test_damaged_policy_is_a_capability_regression(
     from methods import REGISTRY
 
     method = dataclasses.replace(REGISTRY["sft"], name=f"noise{sigma}", train=add_noise(sigma))
-    ctx, setup = run_context(suite, "sft")
+    ctx, setup = run_context(suite, "raft")  # a trained variant's context: a frozen reference
+    assert ctx.policy is not ctx.reference
     assert method.train is not None
     method.train(ctx, None)
     rows = by_metric(evaluate_policy(ctx, method, None, setup, reference, tmp_path).metrics)

@@ -89,21 +89,22 @@ def test_a_run_that_fits_no_node_is_named() -> None:
 # --- code from a suite never runs ----------------------------------------------------------------
 
 
-def test_lm_eval_argv_takes_task_names_only(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
+def test_lm_eval_takes_task_names_only(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import lm_eval
 
     from harness import capability
 
-    calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or 1 / 0)
+    calls: list[dict] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: calls.append(kw) or 1 / 0)
+    monkeypatch.setattr(capability, "task_manager", lambda include, tasks: None)
     with pytest.raises(ValueError, match="not lm-eval task names"):
         capability.evaluate(tmp_path, ["--include-path=/tmp"])
     assert calls == []
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(capability.CapabilityError, match="ZeroDivisionError"):
         capability.evaluate(tmp_path, ["arc_easy"], include_path=tmp_path, trust_remote_code=True)
-    cmd = calls[0]
-    dash = cmd.index("--")
-    assert cmd[dash + 1 :] == [str(tmp_path), "arc_easy"] and "--trust-remote-code" in cmd[:dash]
+    (call,) = calls
+    assert call["tasks"] == ["arc_easy"] and call["model_args"]["pretrained"] == str(tmp_path)
+    assert call["model_args"]["trust_remote_code"] is True
 
 
 def test_the_injection_writes_nothing(tmp_path: Path) -> None:
