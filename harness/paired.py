@@ -341,6 +341,7 @@ def simulate_gate(
     samples_per_prompt: int = 4,
     seed_sd: float = 0.035,  # per-seed win-rates 0.04 apart, 0.02 of it the noise of 128 prompts
     outcome_sd: float = 0.45,
+    cluster_sd: float = 0.0,
     reps: int = 400,
     n_boot: int = 500,
     seed: int = 0,
@@ -353,14 +354,16 @@ def simulate_gate(
     Model of one side (a suite of ``n_seeds`` runs on the same ``n_prompts`` prompts in
     ``n_clusters`` clusters), on the win-rate scale, normal and unclipped::
 
-        x[s, p] = 0.5 + b_p + a_s + e_{s,p}  (- drop, for the candidate)
+        x[s, p] = 0.5 + b_p + c_{c(p)} + a_s + e_{s,p}  (- drop, for the candidate)
 
     ``a ~ N(0, seed_sd)`` is a training run's own offset; ``e ~ N(0, outcome_sd / sqrt(k))`` is
-    the mean of ``k = samples_per_prompt`` sampled outcomes of a prompt; the prompt's difficulty
-    ``b`` is shared by both sides (the same prompts and reference samples), so it cancels in the
-    difference and is not drawn (no variant x prompt or cluster interaction). Seeds are paired by
-    number, as ``paired_difference`` does. One bootstrap draw serves every repetition; a rate's
-    Monte-Carlo error is about ``sqrt(p (1 - p) / reps)``.
+    the mean of ``k = samples_per_prompt`` sampled outcomes of a prompt; ``c ~ N(0, cluster_sd)``
+    is the side's own gain on a cluster of prompts (the variant x cluster interaction), the same
+    for every seed; the prompt's difficulty ``b`` is shared by both sides (the same prompts and
+    reference samples), so it cancels in the difference and is not drawn (nor is a variant x
+    prompt interaction). Seeds are paired by number, as ``paired_difference`` does. One
+    bootstrap draw serves every repetition; a rate's Monte-Carlo error is about
+    ``sqrt(p (1 - p) / reps)``.
     """
     rng = np.random.default_rng(seed)
     sizes = np.diff(np.linspace(0, n_prompts, n_clusters + 1).round().astype(np.int64))  # [C]
@@ -372,7 +375,9 @@ def simulate_gate(
     for drop in true_drops:
         runs = rng.normal(0, seed_sd, (2, reps, n_seeds, 1))  # [2, R, S, 1] candidate, baseline
         noise = rng.normal(0, noise_sd, (2, *shape))  # [2, R, S, P]
-        diff = (runs[0] + noise[0] - drop) - (runs[1] + noise[1])  # [R, S, P]
+        clusters = np.repeat(rng.normal(0, cluster_sd, (2, reps, 1, len(sizes))), sizes, -1)
+        sides = runs + clusters + noise  # [2, R, S, P]
+        diff = (sides[0] - drop) - sides[1]  # [R, S, P]
         point, boot = _replicates([(diff, seeds, 1.0)], prompts)  # [R], [R, B]
         low, high = np.quantile(boot, [0.025, 0.975], axis=1)  # [R], [R]
         decisions = pd.Series(

@@ -246,37 +246,43 @@ def seed_prompt_grid(tbl: pd.DataFrame, value: str) -> SeedPromptGrid:
 @dataclass(frozen=True)
 class VarianceComponents:
     """Variance components of one value (win or reward) of a prompt table, pooled over variants,
-    in the model ``x[v, s, p] = mu_v + a_{v,s} + b_p + (vb)_{v,p} + e_{v,s,p}``: ``seed`` is
-    ``var(a)`` (between training runs), ``noise`` is ``var(e)`` (a prompt's value in one run
-    around its mean over runs: sampling and run-to-run noise), ``interaction`` is ``var(vb)``
-    (the part of a prompt's paired difference that every seed repeats; 0 with one variant).
-    Prompt effects ``b`` cancel in paired differences and are not needed."""
+    in the model ``x[v, s, p] = mu_v + a_{v,s} + b_p + (vc)_{v,c(p)} + (vb)_{v,p} + e_{v,s,p}``:
+    ``seed`` is ``var(a)`` (between training runs), ``noise`` is ``var(e)`` (a prompt's value in
+    one run around its mean over runs: sampling and run-to-run noise), ``cluster`` is ``var(vc)``
+    (the part of a paired difference that every seed and every prompt of a cluster repeat: a
+    variant better on one task than on another), ``interaction`` is ``var(vb)`` (what a single
+    prompt repeats beyond its cluster); both 0 with one variant. Prompt effects ``b`` (and the
+    clusters' shared by all variants) cancel in paired differences and are not needed."""
 
     seed: float
     noise: float
     interaction: float
     n_seeds: int  # the fewest seeds of a variant
     n_prompts: int
+    cluster: float = 0.0
+    n_clusters: int = 0  # 0: every prompt its own cluster
 
     def min_detectable(self, n_seeds: int, n_prompts: int, alpha: float, power: float) -> float:
         """Smallest true difference of two variants that ``n_seeds`` x ``n_prompts`` detects with
         ``power`` at two-sided level ``alpha`` (normal approximation)::
 
-            V_seed = 2 (seed + noise / P) / S      (what the seed level of the bootstrap sees)
-            V_prompt = 2 interaction / P           (what the cluster/prompt levels add)
+            V_seed = 2 (seed + noise / P) / S              (what the bootstrap's seed level sees)
+            V_prompt = 2 (cluster / C + interaction / P)   (what its cluster and prompt levels add)
             SE(q) = sqrt((t_{S-1}(q) / z(q))^2 V_seed + V_prompt)
             MDD = z(1 - alpha/2) SE(1 - alpha/2) + z(power) SE(power)
 
         that is ``(z_{1-alpha/2} + z_{power}) SE_diff`` with the seed part's quantiles from t with
         S - 1 degrees of freedom (as the bootstrap's seed level; with few seeds a z-only formula
-        promises power the test does not have). Assumes independent prompts (no cluster effect
-        on the difference), the same seeds on both sides, the variances as estimated; one
+        promises power the test does not have). C is the table's clusters, or P when fewer: more
+        prompts do not add clusters, so the cluster part bounds what prompts can buy. Assumes
+        independent clusters, the same seeds on both sides, the variances as estimated; one
         comparison, not the Holm-adjusted family.
         """
         if n_seeds < 2:
             raise ValueError("a difference between seeds needs at least 2 seeds")
+        n_clusters = min(self.n_clusters or n_prompts, n_prompts)
         seed_var = 2 * (self.seed + self.noise / n_prompts) / n_seeds
-        prompt_var = 2 * self.interaction / n_prompts
+        prompt_var = 2 * (self.cluster / n_clusters + self.interaction / n_prompts)
 
         def quantile_times_se(q: float) -> float:  # z(q) SE(q)
             z, t = float(sps.norm.ppf(q)), float(sps.t.ppf(q, n_seeds - 1))
@@ -286,10 +292,12 @@ class VarianceComponents:
 
 
 def variance_components(prompt_tbl: pd.DataFrame, value: str) -> VarianceComponents:
-    """``VarianceComponents`` estimated from the table by two-way ANOVA moments: ``noise`` from
-    the seed x prompt residuals of each variant, ``seed`` from the variance of its per-seed means
-    less ``noise / P``, ``interaction`` from the variant x prompt residuals of the seed-averaged
-    values less ``noise / S``; negative estimates become 0. Needs a variant with 2 seeds."""
+    """``VarianceComponents`` estimated from the table by ANOVA moments: ``noise`` from the
+    seed x prompt residuals of each variant, ``seed`` from the variance of its per-seed means
+    less ``noise / P``; then, on the variant x prompt residuals of the seed-averaged values,
+    ``interaction`` from their spread within clusters less ``noise / S``, and ``cluster`` from
+    the spread of their cluster means beyond that (over the mean cluster size ``n0``); negative
+    estimates become 0. Needs a variant with 2 seeds."""
     grid = seed_prompt_grid(prompt_tbl, value)
     seed_ss = seed_df = noise_ss = noise_df = 0.0
     for x in grid.values.values():  # [S, P]
@@ -302,17 +310,45 @@ def variance_components(prompt_tbl: pd.DataFrame, value: str) -> VarianceCompone
         noise_ss, noise_df = noise_ss + (resid**2).sum(), noise_df + (n_seeds - 1) * (n_prompts - 1)
     if seed_df == 0:
         raise ValueError("the variance between seeds needs a variant with at least 2 seeds")
-    n_prompts = int(grid.sizes.sum())
+    n_prompts, n_clusters = int(grid.sizes.sum()), len(grid.sizes)
     n_seeds = min(len(s) for s in grid.seeds.values())
     noise = noise_ss / noise_df if noise_df else 0.0
-    cols = np.stack([x.mean(0) for x in grid.values.values()])  # [V, P]
-    interaction = 0.0
-    if cols.shape[0] > 1 and n_prompts > 1:
-        resid = cols - cols.mean(1, keepdims=True) - cols.mean(0, keepdims=True) + cols.mean()
-        spread = (resid**2).sum() / ((cols.shape[0] - 1) * (n_prompts - 1))
-        interaction = max(spread - noise / n_seeds, 0.0)
     seed = max(seed_ss / seed_df - noise / n_prompts, 0.0)
-    return VarianceComponents(float(seed), float(noise), float(interaction), n_seeds, n_prompts)
+    cols = np.stack([x.mean(0) for x in grid.values.values()])  # [V, P]
+    interaction = cluster = 0.0
+    if cols.shape[0] > 1 and n_prompts > 1:
+        interaction, cluster = _interactions(cols, grid.sizes, noise / n_seeds)
+    return VarianceComponents(
+        float(seed),
+        float(noise),
+        float(interaction),
+        n_seeds,
+        n_prompts,
+        float(cluster),
+        n_clusters,
+    )
+
+
+def _interactions(cols: np.ndarray, sizes: np.ndarray, noise_part: float) -> tuple[float, float]:
+    """(interaction, cluster) from the seed-averaged values ``cols [V, P]`` (columns grouped by
+    cluster, ``sizes [C]``), each mean square less what ``noise_part`` (noise / S) puts into it:
+    within clusters ``E[MS_w] = interaction + noise/S``, between them ``E[MS_c] = MS_w's + n0
+    cluster``. With one prompt per cluster all of it is the cluster's; with one cluster, none."""
+    n_variants, n_prompts = cols.shape
+    n_clusters = len(sizes)
+    resid = cols - cols.mean(1, keepdims=True) - cols.mean(0, keepdims=True) + cols.mean()
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    means = np.add.reduceat(resid, starts, axis=1) / sizes  # [V, C]
+    within = resid - np.repeat(means, sizes, axis=1)
+    ms_total = (resid**2).sum() / ((n_variants - 1) * (n_prompts - 1))
+    if n_clusters == 1:
+        return max(ms_total - noise_part, 0.0), 0.0
+    if n_clusters == n_prompts:
+        return 0.0, max(ms_total - noise_part, 0.0)
+    ms_within = (within**2).sum() / ((n_variants - 1) * (n_prompts - n_clusters))
+    ms_cluster = (sizes * means**2).sum() / ((n_variants - 1) * (n_clusters - 1))
+    n0 = (n_prompts - (sizes**2).sum() / n_prompts) / (n_clusters - 1)
+    return max(ms_within - noise_part, 0.0), max((ms_cluster - ms_within) / n0, 0.0)
 
 
 def min_detectable_difference(
