@@ -366,7 +366,7 @@ def simulate_gate(
     ``sqrt(p (1 - p) / reps)``.
     """
     rng = np.random.default_rng(seed)
-    sizes = np.diff(np.linspace(0, n_prompts, n_clusters + 1).round().astype(np.int64))  # [C]
+    sizes: np.ndarray = np.diff(np.linspace(0, n_prompts, n_clusters + 1).round().astype(np.int64))
     prompts = _prompt_weights(rng, sizes, n_boot)
     seeds = _seed_weights(rng, n_seeds, n_boot)
     noise_sd = outcome_sd / math.sqrt(samples_per_prompt)
