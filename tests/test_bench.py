@@ -30,7 +30,7 @@ from harness.cli_bench import register
 
 HAS_TRL = importlib.util.find_spec("trl") is not None
 ROWS = ["dpo", "grpo", "reward_model", "generation", "generation.hf", "generation.vllm"]
-ROWS += ["ppo", "rrhf", "raft", "pro"]
+ROWS += ["eval_generation", "eval_generation_64", "ppo", "rrhf", "raft", "pro"]
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 
@@ -213,6 +213,10 @@ def test_bench_end_to_end_writes_every_row(report: dict[str, Any]) -> None:
     if HAS_VLLM:
         assert vllm["ours"]["work"] == hf["ours"]["work"]
         assert "x generation.hf" in vllm["note"]
+    batched, before = report["rows"][6:8]  # the evaluation's draw, 256 then 64 rows a pass
+    for row in (batched, before):  # 2 answers of up to 8 tokens to each of 256 prompts
+        assert 256 * 2 <= row["ours"]["work"]["generated_tokens"] <= 256 * 2 * 8
+    assert "256 rows a pass" in batched["note"] and "x 64 rows a pass" in batched["note"]
     dpo = report["rows"][0]["ours"]["work"]
     assert dpo["samples"] == 2 and dpo["optimizer_steps"] == 1
     assert dpo["train_tokens"] == dpo["ref_tokens"] > 0

@@ -16,8 +16,10 @@ EOS as in training); generation tokens/s through each generation backend (``gene
 ``generation.vllm``: the same prompts, every completion ``max_new_tokens`` long, on one model, the
 world policy's architecture with heads at least 32 wide since vLLM's CPU attention rejects the
 world's 16; the vLLM engine started outside the timer; its note gives its speed against hf's,
-and the row says what to install where vLLM is not); and PPO, RRHF, RAFT, PRO samples/s for a
-one-round budget.
+and the row says what to install where vLLM is not); the evaluation's draw (``eval_generation``:
+2 answers to each of 256 prompts, ``harness.evaluate.SAMPLE_BATCH`` rows a pass, its note giving
+its speed against ``eval_generation_64``, the 64 rows a pass it drew before); and PPO, RRHF,
+RAFT, PRO samples/s for a one-round budget.
 
 **Equal work.** Each side counts what it actually did (``Work``): samples; real (non-pad) tokens
 through the trained model's forward passes with gradients and through the reference; generated

@@ -30,6 +30,7 @@ from harness.bench.core import (
     Work,
 )
 from harness.bench.world import BenchWorld, Runner, rm_pairs, take
+from harness.evaluate import SAMPLE_BATCH
 from harness.generation import BackendName, vllm_missing
 from harness.world import trainer
 from methods import REGISTRY, dpo, grpo
@@ -181,6 +182,37 @@ def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
     return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
 
 
+EVAL_PROMPTS = 256  # prompts of the eval_generation rows, 2 answers each
+
+
+def ours_eval_generation(rows_per_pass: int) -> Runner:
+    """The evaluation's draw (``harness.evaluate.sampler``'s): 2 answers to each of 256 prompts,
+    ``rows_per_pass`` rows per KV-cached pass, stopping at EOS; a sample is a generated token."""
+
+    def run(world: BenchWorld, cfg: BenchConfig) -> Run:
+        policy = copy.deepcopy(world.policy)
+        prompts = take(world.prompts, EVAL_PROMPTS, "train prompts")
+        gen = torch.Generator().manual_seed(SEED)
+        t0 = time.perf_counter()
+        samples = sample(
+            policy,
+            world.tokenizer,
+            prompts,
+            2,
+            cfg.max_new_tokens,
+            1.0,
+            1.0,
+            gen,
+            "cpu",
+            rows_per_pass,
+        )
+        seconds = time.perf_counter() - t0
+        tokens = int(samples.response_mask.sum())
+        return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
+
+    return run
+
+
 def ours_generation_on(backend: BackendName) -> Runner:
     """The ``backend`` generation backend's ``sample``: ``group_size`` samples for each of
     ``batch_size`` prompts, every one ``max_new_tokens`` long (no EOS, so every backend generates
@@ -233,6 +265,8 @@ ROWS: dict[str, tuple[str, Runner]] = {
     "generation": ("tokens", ours_generation),
     "generation.hf": ("tokens", ours_generation_on("hf")),
     "generation.vllm": ("tokens", ours_generation_on("vllm")),
+    "eval_generation": ("tokens", ours_eval_generation(SAMPLE_BATCH)),
+    "eval_generation_64": ("tokens", ours_eval_generation(64)),  # the evaluation's batch before
     **{name: ("samples", ours_method(name)) for name in ("ppo", "rrhf", "raft", "pro")},
 }
 """Every row in report order, as (unit, our runner); ``harness.bench.trl.RUNNERS`` has TRL's."""
