@@ -37,6 +37,8 @@ def score_text(
     go into ``costs.reward_tokens`` when ``costs`` is given."""
     _ensure_pad(reward_model, reward_tokenizer)
     texts = [p + r for p, r in zip(prompts, responses, strict=True)]
+    if not texts:
+        return torch.zeros(0)
     max_length = max_length or context_length(reward_model, reward_tokenizer)
     side, reward_tokenizer.truncation_side = reward_tokenizer.truncation_side, "left"
     try:  # tokenised once, from the left: the response end is kept

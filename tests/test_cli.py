@@ -34,7 +34,7 @@ def test_tiny_suite_validates() -> None:
     result = invoke("validate", TINY)
     assert result.exit_code == 0, result.output
     assert "suite tiny" in result.stdout
-    assert "runs:     8 variants x 5 seeds = 40" in result.stdout
+    assert "runs:     8 variants x 8 seeds = 64" in result.stdout
     for name in REGISTRY:
         assert name in result.stdout
     assert result.stderr == ""

@@ -71,7 +71,7 @@ def test_tiny_suite_loads_with_every_method() -> None:
     assert suite.name == "tiny"
     assert suite.world is not None and suite.models is None
     assert [v.method for v in suite.methods] == list(REGISTRY)
-    assert suite.seeds == [0, 1, 2, 3, 4]
+    assert suite.seeds == list(range(8))
     assert suite.eval.judges == ["proxy", "heldout", "gold"]
     assert suite.eval.primary_judge == "gold"
     assert suite.eval.lm_eval.tasks == ["tiny_facts", "tiny_arith"]
