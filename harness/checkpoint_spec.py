@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-MAX_CHECKPOINT_ROUND = 10_000  # spec.MAX_ROUNDS: a checkpoint is a round of the budget
+MAX_CHECKPOINT_ROUND = 10_000  # spec_bounds.MAX_ROUNDS: a checkpoint is a round of the budget
 DEFAULT_CHECKPOINT_PROMPTS = 64
 
 Schedule = Literal["none", "every_round", "log"]

@@ -9,7 +9,7 @@ import socket
 import sys
 
 from harness.errors import InputError
-from harness.spec import Resources
+from harness.spec_run import Resources
 
 CONNECT_SECONDS = 5.0  # a cluster address that does not answer within this is unreachable
 

@@ -1,4 +1,5 @@
-"""Data loading: HH-format preference pairs and prompts, from local JSONL files or the hub.
+"""Data loading: HH-format preference pairs and prompts, from local JSONL files (from the hub:
+``harness.data_hub``).
 
 The HH text format (Anthropic HH-RLHF, and the embedded tiny world) writes a dialogue as
 ``\\n\\nHuman: ...\\n\\nAssistant: ...``, possibly over several turns. A record holds a ``chosen``
@@ -199,7 +200,7 @@ def parse_prompts(
     several pairs per prompt; repeats count as ``duplicate_prompt``). ``"prompt"``: the ``prompt``
     field of each record, kept as written, repeats included (the file says what it wants).
     """
-    _check_format(format)
+    check_format(format)
     _check_limit(limit)
     prompts: list[str] = []
     seen: set[str] = set()
@@ -230,7 +231,7 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
 
 
-def _check_format(format: str) -> None:
+def check_format(format: str) -> None:
     if format not in PROMPT_FORMATS:
         raise ValueError(f"unknown prompt format {format!r}; expected one of {PROMPT_FORMATS}")
 
@@ -314,85 +315,6 @@ def load_prompts_file(
 ) -> tuple[list[str], LoadReport]:
     """Prompts from a local ``.jsonl``/``.jsonl.gz`` file (see :func:`parse_prompts`)."""
     return parse_prompts(read_jsonl(path), format, source=str(path), limit=limit)
-
-
-# --- the hub ----------------------------------------------------------------------------------
-
-
-def hub_records(
-    name: str,
-    split: str,
-    data_dir: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-) -> Iterable[object]:
-    """The rows of ``datasets.load_dataset(name, data_dir=..., split=..., revision=...)``.
-
-    ``name`` may also be a local folder laid out like a hub dataset. Any failure to load becomes
-    a :class:`DataUnavailableError` (the original exception is chained): ``datasets`` raises many
-    unrelated types for "offline", "unknown dataset", "no such split" or "no such revision".
-    """
-    import datasets  # heavy; only the hub loaders need it
-
-    label = _hub_label(name, data_dir, split, revision)
-    try:
-        dataset = datasets.load_dataset(
-            name, data_dir=data_dir, split=split, revision=revision, cache_dir=cache_dir
-        )
-    except Exception as error:  # any failure to load: see the docstring
-        raise DataUnavailableError(label, _hub_reason(error)) from error
-    if not isinstance(dataset, datasets.Dataset | datasets.IterableDataset):
-        raise DataUnavailableError(label, f"expected one split, got {type(dataset).__name__}")
-    return dataset
-
-
-def _hub_label(name: str, data_dir: str | None, split: str, revision: str | None) -> str:
-    label = f"{name}/{data_dir}" if data_dir else name
-    label += f"[{split}]"
-    return f"{label}@{revision}" if revision else label
-
-
-def _hub_reason(error: Exception) -> str:
-    import datasets
-
-    first_line = f"{type(error).__name__}: {error}".splitlines()[0]
-    if datasets.config.HF_HUB_OFFLINE:
-        return (
-            f"{first_line} (note: HF_HUB_OFFLINE is set, so only cached or local datasets "
-            "load; a local file source needs no hub)"
-        )
-    return first_line
-
-
-def load_pairs_hub(
-    name: str,
-    split: str,
-    data_dir: str | None = None,
-    revision: str | None = None,
-    limit: int | None = None,
-    cache_dir: str | None = None,
-) -> tuple[list[PreferencePair], LoadReport]:
-    """Preference pairs from a hub dataset with HH ``chosen``/``rejected`` columns.
-
-    Example: ``load_pairs_hub("Anthropic/hh-rlhf", "test", data_dir="harmless-base")``.
-    """
-    records = hub_records(name, split, data_dir, revision, cache_dir)
-    return parse_pairs(records, _hub_label(name, data_dir, split, revision), limit)
-
-
-def load_prompts_hub(
-    name: str,
-    split: str,
-    format: PromptFormat,
-    data_dir: str | None = None,
-    revision: str | None = None,
-    limit: int | None = None,
-    cache_dir: str | None = None,
-) -> tuple[list[str], LoadReport]:
-    """Prompts from a hub dataset (see :func:`parse_prompts` for ``format``)."""
-    _check_format(format)  # before the (slow) download
-    records = hub_records(name, split, data_dir, revision, cache_dir)
-    return parse_prompts(records, format, _hub_label(name, data_dir, split, revision), limit)
 
 
 # --- prompt length ----------------------------------------------------------------------------

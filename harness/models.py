@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from harness import data as hh
+from harness import data_hub
 from harness.resolve import JudgeRef
 from harness.spec import Data, DataSource, ModelRef
 from harness.world.gold import gold_reward
@@ -215,9 +216,9 @@ def _load_source(src: DataSource, pairs: bool) -> tuple[list[Any], hh.LoadReport
         )
     else:
         items, report = (
-            hh.load_pairs_hub(src.path, src.split, data_dir=src.data_dir, limit=src.limit)
+            data_hub.load_pairs_hub(src.path, src.split, data_dir=src.data_dir, limit=src.limit)
             if pairs
-            else hh.load_prompts_hub(
+            else data_hub.load_prompts_hub(
                 src.path, src.split, format=src.format, data_dir=src.data_dir, limit=src.limit
             )
         )

@@ -8,9 +8,7 @@ cross-field rules). Reading a file, overrides and error messages: ``harness.suit
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import re
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -22,9 +20,7 @@ from typing import (
 )
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -36,74 +32,37 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness import checkpoint_spec as ckpt
-from harness.capability import TASK_NAME
 from harness.generation import DEFAULT as DEFAULT_GENERATION
 from harness.generation import Generation
 from harness.lora import Lora
 from harness.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
+from harness.spec_bounds import (
+    MAX_BOOTSTRAP,
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_VARIANTS,
+    TEMPERATURE,
+    Batch,
+    Prompts,
+    PromptTokens,
+    Rounds,
+    Samples,
+    Slug,
+    Strict,
+    TaskName,
+    Tokens,
+)
+from harness.spec_run import Resources, Tracking
 from harness.suite_rules import WORLD_SPLITS, cross_checks, fill_defaults
 from harness.sweep import expand_methods
 from harness.world.config import WorldConfig
 from methods import REGISTRY
 from methods.base import MethodParams
 
-_SLUG = re.compile(r"[a-z0-9_-]{1,64}")
-
-# --- bounds: every count and rate a suite may give, in one place ---------------------------------
-# A value beyond these is a typo or an attack, never a plan: each would run for days or exhaust
-# memory. Every float of the suite is finite (``allow_inf_nan=False`` below).
-MAX_ROUNDS = 10_000
-MAX_PROMPTS = 1_000_000  # prompts per round, eval prompts, records read from a source
-MAX_SAMPLES = 1024  # samples per prompt, training or evaluation
-MAX_TOKENS = 32_768  # new tokens per response
-MAX_PROMPT_TOKENS = 1_048_576
-MAX_SEED = 2**32 - 1
-MAX_SEEDS = 1000
-MAX_VARIANTS = 1000
-MAX_BOOTSTRAP = 100_000
-MAX_RETRIES = 100
-MAX_BATCH = 4096
-TEMPERATURE = (0.01, 100.0)  # below, logits / T overflows; above, sampling is uniform noise
-MIN_CPUS, MAX_CPUS = 0.1, 4096.0  # per run
-MIN_GPUS = 0.01  # per run, when any: a smaller share packs thousands of runs on one card
-
-
-def _slug(value: str) -> str:
-    if not _SLUG.fullmatch(value):
-        raise PydanticCustomError(
-            "slug", "should be a slug: 1 to 64 lowercase letters, digits, '_' or '-'"
-        )
-    return value
-
-
-def _task(value: str) -> str:
-    if not TASK_NAME.fullmatch(value):
-        raise PydanticCustomError(
-            "task", "should be an lm-eval task name: letters, digits, '_', '.' or '-'"
-        )
-    return value
-
-
-Slug = Annotated[str, AfterValidator(_slug)]
-TaskName = Annotated[str, AfterValidator(_task)]
-
-
-Prompts = Annotated[int, Field(gt=0, le=MAX_PROMPTS)]
-Rounds = Annotated[int, Field(gt=0, le=MAX_ROUNDS)]
-Samples = Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
-Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
-PromptTokens = Annotated[int, Field(gt=0, le=MAX_PROMPT_TOKENS)]
-Batch = Annotated[int, Field(gt=0, le=MAX_BATCH)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
 # --- models and data -----------------------------------------------------------------------------
 
 
-class ModelRef(_Strict):
+class ModelRef(Strict):
     path: str = Field(min_length=1, description="Hub id or local directory.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     tokenizer: str | None = Field(None, description="Tokenizer path if not the model's own.")
@@ -118,7 +77,7 @@ class ModelRef(_Strict):
     )
 
 
-class Models(_Strict):
+class Models(Strict):
     policy: ModelRef = Field(description="The base policy every method starts from.")
     reference: ModelRef | None = Field(None, description="Frozen reference; default: the policy.")
     reward: ModelRef = Field(description="The training (proxy) reward model.")
@@ -132,7 +91,7 @@ class Models(_Strict):
         return judges
 
 
-class DataSource(_Strict):
+class DataSource(Strict):
     source: Literal["world", "hub", "file"]
     path: str | None = Field(None, validate_default=True, description="Hub dataset id or file.")
     data_dir: str | None = Field(None, description="Hub subset, e.g. 'harmless-base'.")
@@ -180,7 +139,7 @@ def _data_file(path: str, base_dir: Path) -> str:
     return str(resolved)
 
 
-class Data(_Strict):
+class Data(Strict):
     train_prompts: DataSource
     preferences: DataSource | None = None
     eval_prompts: DataSource
@@ -198,7 +157,7 @@ def _omit_no_lora(self: BaseModel, handler: Any) -> Any:
     return data
 
 
-class VariantBase(_Strict):
+class VariantBase(Strict):
     name: Slug = Field(description="Unique within the suite; default: the method name.")
     method: str
     params: MethodParams
@@ -235,14 +194,14 @@ else:
 # --- budget, evaluation, resources ---------------------------------------------------------------
 
 
-class Budget(_Strict):
+class Budget(Strict):
     prompts_per_round: Prompts
     rounds: Rounds
     samples_per_prompt: Samples
     max_new_tokens: Tokens
 
 
-class Decoding(_Strict):
+class Decoding(Strict):
     temperature: float = Field(1.0, ge=TEMPERATURE[0], le=TEMPERATURE[1])
     top_p: float = Field(1.0, gt=0, le=1)
 
@@ -251,7 +210,7 @@ class EvalDecoding(Decoding):
     max_new_tokens: Tokens | None = Field(None, description="Default: the budget's.")
 
 
-class Train(_Strict):
+class Train(Strict):
     decoding: Decoding = Field(
         default_factory=Decoding,
         description="How methods sample while training (the budget's max_new_tokens applies).",
@@ -262,7 +221,7 @@ class Train(_Strict):
     _dump = model_serializer(mode="wrap")(_omit_no_lora)
 
 
-class LmEval(_Strict):
+class LmEval(Strict):
     tasks: list[TaskName] = Field(
         default_factory=list, max_length=1000, description="World default: its tiny tasks."
     )
@@ -273,7 +232,7 @@ class LmEval(_Strict):
     batch_size: Batch = 16
 
 
-class Eval(_Strict):
+class Eval(Strict):
     judges: list[str] = Field(min_length=1, description="proxy, gold, heldout or models.judges.")
     primary_judge: str | None = Field(None, description="Default: the first non-proxy judge.")
     num_prompts: Prompts = 128
@@ -295,70 +254,10 @@ class Eval(_Strict):
         return ckpt.drop_when_off(handler(self))
 
 
-class Resources(_Strict):
-    cpus_per_run: float = Field(1.0, ge=MIN_CPUS, le=MAX_CPUS)
-    gpus_per_run: float = Field(0.0, ge=0, description="0, a fraction of one, or 1.")
-    address: str | None = Field(
-        None, min_length=1, max_length=1000, description="Ray address; default: a local pool."
-    )
-    max_retries: int = Field(1, ge=0, le=MAX_RETRIES)
-
-    @field_validator("gpus_per_run")
-    @classmethod
-    def _at_most_one(cls, gpus: float) -> float:
-        if gpus > 1:
-            raise PydanticCustomError(
-                "gpus",
-                "a run uses one device: at most 1 GPU per run (fractions share a card)",
-            )
-        if 0 < gpus < MIN_GPUS:
-            raise PydanticCustomError(
-                "gpus", "0, or a share of at least {m} of a GPU", {"m": MIN_GPUS}
-            )
-        return gpus
-
-
-# backend -> (the module it imports, the package that installs it)
-TRACKING_PACKAGES = {"mlflow": ("mlflow", "mlflow-skinny"), "wandb": ("wandb", "wandb")}
-
-
-class Tracking(_Strict):
-    """Experiment tracking (off by default): one tracked run per variant x seed, with its params,
-    per-round training statistics and final metrics, tagged with the suite hash."""
-
-    backend: Literal["none", "mlflow", "wandb"] = Field(
-        "none", description="none, mlflow (pip install mlflow-skinny) or wandb (pip install wandb)."
-    )
-    uri: str | None = Field(
-        None,
-        description="MLflow tracking URI; default: a file store, mlruns/ in the suite's results.",
-    )
-    experiment: str | None = Field(
-        None, description="MLflow experiment or W&B project; default: the suite's name."
-    )
-    mode: Literal["offline", "online"] = Field(
-        "offline",
-        description="W&B: offline (files under the results; `wandb sync` uploads them) or online.",
-    )
-
-    @field_validator("backend")
-    @classmethod
-    def _installed(cls, backend: str) -> str:
-        module, package = TRACKING_PACKAGES.get(backend, (None, None))
-        if module is not None and importlib.util.find_spec(module) is None:
-            raise PydanticCustomError(
-                "tracking",
-                "tracking backend '{backend}' needs '{module}', which is not installed "
-                "(pip install {package})",
-                {"backend": backend, "module": module, "package": package},
-            )
-        return backend
-
-
 # --- the suite -----------------------------------------------------------------------------------
 
 
-class Suite(_Strict):
+class Suite(Strict):
     name: Slug
     world: WorldConfig | None = None
     models: Models | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from harness.runs import RunResult
-from harness.spec import Tracking
+from harness.spec_run import Tracking
 
 MLFLOW_BATCH = 100  # MLflow's log_batch takes at most 100 params and 1000 metrics per call
 

@@ -1,4 +1,5 @@
-"""Tests for harness/data.py: the HH split, drop reasons, file and hub loaders, truncation."""
+"""Tests for harness/data.py and harness/data_hub.py: the HH split, drop reasons, file and hub
+loaders, truncation."""
 
 from __future__ import annotations
 
@@ -22,12 +23,11 @@ from harness.data import (
     LoadReport,
     left_truncate_prompt,
     load_pairs_file,
-    load_pairs_hub,
     load_prompts_file,
-    load_prompts_hub,
     pair_from_hh,
     split_hh,
 )
+from harness.data_hub import load_pairs_hub, load_prompts_hub
 from methods.base import PreferencePair
 
 REAL_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
@@ -287,7 +287,8 @@ def test_hub_unreachable_fails_fast_with_a_clear_message_in_a_fresh_process() ->
     """The env vars as a user sets them, read by ``datasets`` at import; no traceback."""
     script = textwrap.dedent(
         """
-        from harness.data import DataUnavailableError, load_pairs_hub
+        from harness.data import DataUnavailableError
+        from harness.data_hub import load_pairs_hub
         try:
             load_pairs_hub("Anthropic/hh-rlhf", "test", data_dir="harmless-base")
         except DataUnavailableError as error:

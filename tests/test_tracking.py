@@ -13,7 +13,7 @@ import pytest
 
 from harness import tracking
 from harness.runs import MetricRow, RunResult, expand
-from harness.spec import Tracking
+from harness.spec_run import Tracking
 from harness.suite_file import SuiteError, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
