@@ -167,19 +167,27 @@ def ours_rm(world: BenchWorld, cfg: BenchConfig) -> Run:
     return Run(seconds, clock.ends, work)
 
 
-def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
-    """``methods.sampling.sample``: ``group_size`` samples for each of ``batch_size`` prompts,
-    stopping at EOS as in training; a sample is a generated token."""
+def _timed_draw(
+    world: BenchWorld, prompts: list[str], n: int, max_new_tokens: int, rows: int | None = None
+) -> Run:
+    """``methods.sampling.sample`` of ``n`` samples per prompt from a fresh copy of the world's
+    policy, ``rows`` rows a KV-cached pass (all at once: None), stopping at EOS; timed, and a
+    sample is a generated token."""
     policy = copy.deepcopy(world.policy)
-    prompts = take(world.prompts, cfg.batch_size, "train prompts")
     gen = torch.Generator().manual_seed(SEED)
     t0 = time.perf_counter()
     samples = sample(
-        policy, world.tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, 1.0, gen, "cpu"
+        policy, world.tokenizer, prompts, n, max_new_tokens, 1.0, 1.0, gen, "cpu", rows
     )
     seconds = time.perf_counter() - t0
     tokens = int(samples.response_mask.sum())
     return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
+
+
+def ours_generation(world: BenchWorld, cfg: BenchConfig) -> Run:
+    """``group_size`` samples for each of ``batch_size`` prompts, as training draws them."""
+    prompts = take(world.prompts, cfg.batch_size, "train prompts")
+    return _timed_draw(world, prompts, cfg.group_size, cfg.max_new_tokens)
 
 
 EVAL_PROMPTS = 256  # prompts of the eval_generation rows, 2 answers each
@@ -187,28 +195,11 @@ EVAL_PROMPTS = 256  # prompts of the eval_generation rows, 2 answers each
 
 def ours_eval_generation(rows_per_pass: int) -> Runner:
     """The evaluation's draw (``harness.evaluate.sampler``'s): 2 answers to each of 256 prompts,
-    ``rows_per_pass`` rows per KV-cached pass, stopping at EOS; a sample is a generated token."""
+    ``rows_per_pass`` rows per KV-cached pass."""
 
     def run(world: BenchWorld, cfg: BenchConfig) -> Run:
-        policy = copy.deepcopy(world.policy)
         prompts = take(world.prompts, EVAL_PROMPTS, "train prompts")
-        gen = torch.Generator().manual_seed(SEED)
-        t0 = time.perf_counter()
-        samples = sample(
-            policy,
-            world.tokenizer,
-            prompts,
-            2,
-            cfg.max_new_tokens,
-            1.0,
-            1.0,
-            gen,
-            "cpu",
-            rows_per_pass,
-        )
-        seconds = time.perf_counter() - t0
-        tokens = int(samples.response_mask.sum())
-        return Run(seconds, [], Work(samples=tokens, train_tokens=0, generated_tokens=tokens))
+        return _timed_draw(world, prompts, 2, cfg.max_new_tokens, rows_per_pass)
 
     return run
 
