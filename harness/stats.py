@@ -338,13 +338,12 @@ def _interactions(cols: np.ndarray, sizes: np.ndarray, noise_part: float) -> tup
     n_clusters = len(sizes)
     resid = cols - cols.mean(1, keepdims=True) - cols.mean(0, keepdims=True) + cols.mean()
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    if n_clusters in (1, n_prompts):
+        ms_total = (resid**2).sum() / ((n_variants - 1) * (n_prompts - 1))
+        part = max(ms_total - noise_part, 0.0)
+        return (part, 0.0) if n_clusters == 1 else (0.0, part)
     means = np.add.reduceat(resid, starts, axis=1) / sizes  # [V, C]
-    within = resid - np.repeat(means, sizes, axis=1)
-    ms_total = (resid**2).sum() / ((n_variants - 1) * (n_prompts - 1))
-    if n_clusters == 1:
-        return max(ms_total - noise_part, 0.0), 0.0
-    if n_clusters == n_prompts:
-        return 0.0, max(ms_total - noise_part, 0.0)
+    within = resid - np.repeat(means, sizes, axis=1)  # [V, P]
     ms_within = (within**2).sum() / ((n_variants - 1) * (n_prompts - n_clusters))
     ms_cluster = (sizes * means**2).sum() / ((n_variants - 1) * (n_clusters - 1))
     n0 = (n_prompts - (sizes**2).sum() / n_prompts) / (n_clusters - 1)
