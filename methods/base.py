@@ -74,8 +74,9 @@ class DivergenceError(RuntimeError):
 class Costs:
     """What a run spent; every method fills the same counters so budgets can be compared.
 
-    The token counters are the compute ledger (``harness.compute`` prices them in FLOPs); each is
-    charged in one place, never by a method itself, and counts real tokens (attention-mask ones,
+    The token counters are the compute ledger (``harness.evaluation.compute`` prices them in
+    FLOPs); each is charged in one place, never by a method itself, and counts real tokens
+    (attention-mask ones,
     not padding):
 
     - ``forward_tokens``: through a forward pass without gradients: log-probs of the policy (and
@@ -156,7 +157,7 @@ class TrainContext:
     method: str
     policy: Any  # transformers PreTrainedModel on ``device``; trains what requires grad
     reference: Any  # the frozen base policy (eval mode, no grad): a copy, or with LoRA the
-    # policy with its adapters off (harness.lora.BaseView); or None
+    # policy with its adapters off (harness.load.lora.BaseView); or None
     tokenizer: Any  # the policy's tokenizer (left padding for prompts)
     reward: RewardFn  # the training (proxy) reward model, scoring text
     prompts: list[str]  # training prompts, as the policy reads them (HH text or chat template)
@@ -192,7 +193,7 @@ class Responses:
     """A policy's answers at evaluation, one per prompt, and their KL to the base policy when a
     strategy knows it in closed form (None: the evaluation estimates it by Monte Carlo). A
     strategy that picks its answers from a pool of samples hands the pool over too, so the
-    evaluation can trace the curve of smaller pools from it (``harness.bon``)."""
+    evaluation can trace the curve of smaller pools from it (``harness.evaluation.bon``)."""
 
     samples: Samples  # [N] one answer per prompt
     kl: float | None = None

@@ -234,7 +234,7 @@ class OptimizerStep:
     backend holding a copy of the weights (vllm) knows they changed.
 
     Of ``parameters`` it optimizes those that require grad: all of a fully trained policy, the
-    adapters alone of a LoRA policy (``harness.lora``; its base weights are frozen), so frozen
+    adapters alone of a LoRA policy (``harness.load.lora``; its base weights are frozen), so frozen
     weights get neither gradients nor optimizer state.
 
     ``step(loss, round_, mean_reward, stats)`` takes one step; ``step.count`` is the number of
@@ -323,7 +323,7 @@ def metered(ctx: TrainContext) -> Iterator[None]:
     ``ctx.costs`` as forward or trained tokens (``_meter``); generation is charged by
     ``generate``/``charge`` and the reward model by itself. The harness trains inside it, so
     no method charges a forward pass itself."""
-    # a LoRA reference (``harness.lora.BaseView``) is no module: its passes run through the
+    # a LoRA reference (``harness.load.lora.BaseView``) is no module: its passes run through the
     # policy's own, which the policy's hook charges (without gradients: as forward tokens)
     models = [m for m in (ctx.policy, ctx.reference) if isinstance(m, torch.nn.Module)]
     handles = [_meter(m, ctx.costs) for m in models]

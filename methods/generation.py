@@ -1,6 +1,6 @@
 """The generation backend: the one object every sampling call of a run goes through.
 
-``harness.execute`` decides once per run which backend samples (the suite's
+``harness.run.execute`` decides once per run which backend samples (the suite's
 ``generation.backend``) and hands it to the training context (``TrainContext.generation``) and
 to the evaluation (``EvalSetup.generation``); ``methods.common.generate`` and the evaluation's
 ``sampler`` call ``generation.sample``. Methods never know which one it is, and never import an
@@ -8,7 +8,7 @@ inference engine.
 
 - ``HFBackend`` (``hf``, the default): ``methods.sampling.sample``, the KV-cached sampler over
   the ``transformers`` model itself.
-- ``harness.vllm_backend.VLLMBackend`` (``vllm``): an in-process vLLM engine holding a copy of
+- ``harness.load.vllm.VLLMBackend`` (``vllm``): an in-process vLLM engine holding a copy of
   the policy; the weights of the model asked to sample are pushed into it whenever they changed
   since the last push (after each optimizer phase), never reloaded from disk.
 
@@ -29,7 +29,7 @@ from methods.sampling import Samples, sample
 
 
 class Backend(Protocol):
-    """What a generation backend offers (``HFBackend``, ``harness.vllm_backend.VLLMBackend``)."""
+    """What a generation backend offers (``HFBackend``, ``harness.load.vllm.VLLMBackend``)."""
 
     name: str  # as the suite names it: hf, vllm
 

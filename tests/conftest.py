@@ -28,19 +28,19 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_world(cache_root: Path) -> Path:
     """The default tiny world, installed once per session from the copy the package ships."""
-    from harness.world.build import ensure_world
+    from harness.builder.build import ensure_world
     from harness.world.config import WorldConfig
 
     return ensure_world(WorldConfig(), cache_root, log=lambda line: None)
 
 
 def load_run(suite, variant: str, seed: int = 0):  # type: ignore[no-untyped-def]
-    """``(ctx, setup)`` of one run, as ``harness.execute`` builds them: the training context and
+    """``(ctx, setup)`` of one run, as ``harness.run.execute`` builds them: the training context and
     the evaluation's setup (judges loaded), on CPU, with a fresh cost counter."""
     import torch
 
-    from harness.execute import eval_setup, train_context
-    from harness.resolve import resolve
+    from harness.run.execute import eval_setup, train_context
+    from harness.suite.resolve import resolve
     from methods.base import Costs
 
     resolved = resolve(suite)
@@ -56,9 +56,9 @@ def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
     ``make_ctx("rrhf", seed=0, overrides=["budget.rounds=2"]) -> (ctx, params)``."""
     import torch
 
-    from harness.execute import train_context
-    from harness.resolve import resolve
-    from harness.suite_file import load_suite
+    from harness.run.execute import train_context
+    from harness.suite.loader import load_suite
+    from harness.suite.resolve import resolve
     from methods.base import Costs
 
     def make(variant: str, seed: int = 0, overrides: list[str] | None = None):  # type: ignore[no-untyped-def]

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.results import write_tables
-from harness.runs import MetricRow, RunResult
-from harness.samples import sample_index
+from harness.evaluation.evaluate import sample_index
+from harness.report.results import write_tables
+from harness.suite.runs import MetricRow, RunResult
 
 JUDGES = ("proxy", "gold")
 PROVENANCE = {
@@ -111,7 +111,7 @@ def write_sampled_dir(
     root: Path, shifts: Mapping[str, float], name: str = "sampled", **kwargs: Any
 ) -> Path:
     """``root/<name>`` with ``suite.json``, ``runs/*.json``, ``shared/reference-x.json`` and every
-    table ``harness.results.write_tables`` writes (samples and comparisons included)."""
+    table ``harness.report.results.write_tables`` writes (samples and comparisons included)."""
     results, reference = make_sampled(shifts, suite=name, **kwargs)
     out = root / name
     (out / "runs").mkdir(parents=True)

@@ -26,7 +26,7 @@ from harness.bench.core import (
 )
 from harness.bench.report import markdown, write_report
 from harness.bench.run import run_bench, time_row
-from harness.cli_bench import register
+from harness.cli.bench import register
 
 HAS_TRL = importlib.util.find_spec("trl") is not None
 ROWS = ["dpo", "grpo", "reward_model", "generation", "generation.hf", "generation.vllm"]

@@ -1,6 +1,6 @@
-"""Best-of-n as a curve (``harness.bon``): the estimator's weights by hand, the estimator against
-every subset of a pool and against brute-force simulation, ties broken as best-of-n breaks them,
-the curve's rows and its table."""
+"""Best-of-n as a curve (``harness.evaluation.bon``): the estimator's weights by hand, the
+estimator against every subset of a pool and against brute-force simulation, ties broken as
+best-of-n breaks them, the curve's rows and its table."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from harness import bon
-from harness.runs import RunResult
-from harness.tables import BON_COLUMNS, bon_table
+from harness.evaluation import bon
+from harness.report.tables import BON_COLUMNS, bon_table
+from harness.suite.runs import RunResult
 
 
 def best_of_subset(proxy: np.ndarray, subset: tuple[int, ...]) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness import capability
+from harness.evaluation import capability
 
 
 def test_local_tasks_skip_the_built_in_index(tiny_world: Path) -> None:

@@ -19,9 +19,9 @@ import pytest
 import torch
 import yaml
 
-from harness.data import ASSISTANT, HUMAN, left_truncate_prompt
-from harness.evaluate import ReferenceEval, evaluate_policy, reference_eval
-from harness.models import (
+from harness.evaluation.evaluate import ReferenceEval, evaluate_policy, reference_eval
+from harness.load.data import ASSISTANT, HUMAN, left_truncate_prompt
+from harness.load.models import (
     SuiteData,
     _gold_judge,
     fit_prompt,
@@ -32,9 +32,9 @@ from harness.models import (
     load_tokenizer,
     policy_prompt,
 )
-from harness.resolve import resolve
-from harness.spec import ModelRef, Suite
-from harness.suite_file import load_suite
+from harness.suite.loader import load_suite
+from harness.suite.resolve import resolve
+from harness.suite.schema import ModelRef, Suite
 from methods import REGISTRY
 from methods.base import TrainContext
 from methods.candidates import pairs_by_prompt
@@ -211,7 +211,7 @@ def suite_of(world: World, *overrides: str) -> Suite:
 
 
 def build_context(suite: Suite) -> TrainContext:
-    """As ``harness.execute.train_context`` builds it, with the training RM given the map:
+    """As ``harness.run.execute.train_context`` builds it, with the training RM given the map:
     ``load_reward(resolved.reward, device, costs, prompt_map=data.hh_prompts)``."""
     ctx, _ = load_run(suite, "sft")
     return ctx  # type: ignore[no-any-return]

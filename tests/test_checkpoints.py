@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from harness.checkpoint_spec import checkpoint_rounds
-from harness.checkpoints import checkpoint_subset
-from harness.runs import RunResult
-from harness.suite_file import SuiteError, load_suite
+from harness.evaluation.checkpoints import checkpoint_subset
+from harness.suite.checkpoints import checkpoint_rounds
+from harness.suite.loader import SuiteError, load_suite
+from harness.suite.runs import RunResult
 from methods import common
 from methods.base import Budget, Decoding, TrainContext
 from tests.conftest import REPO
@@ -107,8 +107,8 @@ def test_a_run_with_checkpoints_trains_the_same_policy(
     """RAFT (sampling from its own seeded generator every round) run without and with a
     checkpoint after every round: the same final parameters, the same final metrics and costs;
     the checkpoints come at rounds 0..R with the steps and samples spent by then."""
-    import harness.execute as execute
-    from harness.runs import expand
+    import harness.run.execute as execute
+    from harness.suite.runs import expand
 
     trained: list[dict[str, torch.Tensor]] = []
     evaluate = execute.evaluate_policy

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import harness
-from harness.cli import app
+from harness.cli.main import app
 from methods import REGISTRY
 from methods.rrhf import RRHFParams
 
@@ -108,7 +108,7 @@ def test_internal_error_is_short_without_debug(monkeypatch: pytest.MonkeyPatch) 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("harness.cli.load_suite", broken)
+    monkeypatch.setattr("harness.cli.main.load_suite", broken)
     result = invoke("validate", TINY)
     assert result.exit_code == 1
     assert "internal error: RuntimeError: boom" in result.stderr

@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from harness.cli import app as harness_app
-from harness.cli_common import column_blocks, print_table
-from harness.cli_results import register
-from harness.leaderboard import summarise_dir, table_cells
-from harness.results import load_suite_info, read_table
+from harness.cli.common import column_blocks, print_table
+from harness.cli.main import app as harness_app
+from harness.cli.results import register
+from harness.report.leaderboard import summarise_dir, table_cells
+from harness.report.results import load_suite_info, read_table
 from tests.test_results import write_results_dir
 
 HEADERS = ["rank", "variant", "win-rate gold (primary)", "reward gold", "KL", "wall s", "tokens"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.compare import (
+from harness.report.compare import (
     COMPARISON_COLUMNS,
     COMPARISONS_FILE,
     comparisons,

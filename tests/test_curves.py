@@ -1,5 +1,5 @@
-"""The checkpoint tables (``harness.curves``) and the leaderboard's curves section
-(``harness.curve_report``), from synthetic run results with checkpoints: an over-optimising
+"""The checkpoint tables (``harness.report.curves``) and the leaderboard's curves section
+(``harness.report.curve_report``), from synthetic run results with checkpoints: an over-optimising
 variant (gold peaks at round 2 and falls while the proxy rises) and a steady one."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.curve_report import curve_report
-from harness.curves import ANSWERS_FILE, CURVES_FILE, load_curves, write_curves
-from harness.leaderboard import html_page, markdown, summarise
-from harness.results import SuiteInfo, read_table, write_tables
-from harness.runs import RunResult
+from harness.report.curve_report import curve_report
+from harness.report.curves import ANSWERS_FILE, CURVES_FILE, load_curves, write_curves
+from harness.report.leaderboard import html_page, markdown, summarise
+from harness.report.results import SuiteInfo, read_table, write_tables
+from harness.suite.runs import RunResult
 from tests.test_results import SUITE_JSON, make_results
 
 PROMPTS = 40
@@ -100,7 +100,7 @@ def test_the_report_finds_the_over_optimised_variant() -> None:
 
 
 def _tables(results: list[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from harness.curves import answer_table, curve_table
+    from harness.report.curves import answer_table, curve_table
 
     return curve_table(results), answer_table(results)
 

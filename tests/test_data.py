@@ -1,4 +1,4 @@
-"""Tests for harness/data.py and harness/data_hub.py: the HH split, drop reasons, file and hub
+"""Tests for harness/load/data.py and harness/load/hub.py: the HH split, drop reasons, file and hub
 loaders, truncation."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.data import (
+from harness.load.data import (
     DataUnavailableError,
     DropReason,
     HHFormatError,
@@ -27,7 +27,7 @@ from harness.data import (
     pair_from_hh,
     split_hh,
 )
-from harness.data_hub import load_pairs_hub, load_prompts_hub
+from harness.load.hub import load_pairs_hub, load_prompts_hub
 from methods.base import PreferencePair
 
 REAL_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
@@ -287,8 +287,8 @@ def test_hub_unreachable_fails_fast_with_a_clear_message_in_a_fresh_process() ->
     """The env vars as a user sets them, read by ``datasets`` at import; no traceback."""
     script = textwrap.dedent(
         """
-        from harness.data import DataUnavailableError
-        from harness.data_hub import load_pairs_hub
+        from harness.load.data import DataUnavailableError
+        from harness.load.hub import load_pairs_hub
         try:
             load_pairs_hub("Anthropic/hh-rlhf", "test", data_dir="harmless-base")
         except DataUnavailableError as error:

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from harness.display import Display
-from harness.runs import RunSpec
+from harness.run.display import Display
+from harness.suite.runs import RunSpec
 
 
 def display() -> Display:

@@ -13,24 +13,23 @@ import numpy as np
 import pytest
 import torch
 
-from harness.capability import TaskScore
-from harness.evaluate import (
+from harness.evaluation.capability import TaskScore, capability_rows
+from harness.evaluation.evaluate import (
     EvalSetup,
     ReferenceEval,
     evaluate_policy,
     prompt_win_rates,
     reference_eval,
 )
-from harness.runs import MetricRow
-from harness.stats import (
+from harness.stats.estimates import (
     Estimate,
-    capability_rows,
     distinct_n,
     kl_estimate,
     mean_with_ci,
     outcomes,
     win_rate,
 )
+from harness.suite.runs import MetricRow
 from methods.best_of_n import best_of_n_kl
 from tests.conftest import load_run
 
@@ -137,7 +136,7 @@ def test_capability_rows_flag_drops_beyond_tolerance() -> None:
     flags = capability_rows(base, at_tolerance, 0.05)
     assert [r.value for r in flags if r.metric.startswith("regression")] == [0.0]
     # a drop of 0.06 beyond the tolerance, but its interval (se 0.05) reaches above 0: the
-    # interval does not support it, so it is not a regression (the gate's rule, harness.rules)
+    # interval does not support it, so it is not a regression (the gate's rule, harness.core.rules)
     unsupported = {"facts": TaskScore("facts", 0.84, 0.04, 100)}
     flags = capability_rows(base, unsupported, 0.05)
     assert [r.value for r in flags if r.metric.startswith("regression")] == [0.0]
@@ -187,7 +186,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def suite_of(tiny_world: Path) -> Callable[..., Any]:
-    from harness.suite_file import load_suite
+    from harness.suite.loader import load_suite
 
     return lambda *overrides: load_suite(REPO / "suites" / "tiny.yaml", ["seeds=[0]", *overrides])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.execute import RoundLog
+from harness.run.execute import RoundLog
 from methods.base import Progress
 
 

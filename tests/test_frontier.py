@@ -1,5 +1,5 @@
-"""The statistics of reward against KL and compute (``harness.frontier``), on synthetic data whose
-answer is known."""
+"""The statistics of reward against KL and compute (``harness.stats.frontier``), on synthetic data
+whose answer is known."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.frontier import (
+from harness.stats.frontier import (
     band,
     best_within,
     gao_fit,

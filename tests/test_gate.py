@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from harness.cli_results import register
-from harness.gate import GateInputError, check
-from harness.results import write_tables
-from harness.tables import long_table
+from harness.cli.results import register
+from harness.report.gate import GateInputError, check
+from harness.report.results import write_tables
+from harness.report.tables import long_table
 from tests.sampled import PROVENANCE, write_sampled_dir
 from tests.test_results import SUITE_JSON, load_results, make_results, write_results_dir
 

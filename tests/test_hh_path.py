@@ -23,12 +23,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from harness import compute
-from harness.cli import app
-from harness.data import ASSISTANT, HUMAN, split_hh
-from harness.runs import RunResult, expand
-from harness.spec import ModelRef, Suite
-from harness.suite_file import load_suite
+from harness.cli.main import app
+from harness.evaluation import compute
+from harness.load.data import ASSISTANT, HUMAN, split_hh
+from harness.suite.loader import load_suite
+from harness.suite.runs import RunResult, expand
+from harness.suite.schema import ModelRef, Suite
 from methods import REGISTRY
 from methods.candidates import pairs_by_prompt
 
@@ -241,7 +241,7 @@ def test_world_is_what_the_suite_claims(world: World) -> None:
     checkpoint names a pad id other than the one its tokenizer pads with."""
     from transformers import AutoConfig
 
-    from harness.models import load_tokenizer
+    from harness.load.models import load_tokenizer
 
     models = world.suite.models
     assert models is not None
@@ -257,7 +257,7 @@ def test_world_is_what_the_suite_claims(world: World) -> None:
 
 
 def test_suite_validates_and_passes_preflight(world: World) -> None:
-    from harness.preflight import check
+    from harness.run.preflight import check
 
     result = invoke("validate", str(world.suite_path))
     assert result.exit_code == 0, result.output
@@ -266,8 +266,8 @@ def test_suite_validates_and_passes_preflight(world: World) -> None:
 
 
 def test_longest_dialogues_are_left_truncated(world: World) -> None:
-    from harness.models import load_data, load_policy
-    from harness.resolve import resolve
+    from harness.load.models import load_data, load_policy
+    from harness.suite.resolve import resolve
 
     resolved = resolve(world.suite)
     _, tokenizer = load_policy(resolved.policy, torch.device("cpu"))
@@ -299,7 +299,7 @@ def test_longest_dialogues_are_left_truncated(world: World) -> None:
 @pytest.mark.parametrize("role", ["reward", JUDGE])
 def test_reward_scores_text_with_its_own_tokenizer(world: World, role: str) -> None:
     """A batch of texts of different lengths, padded in one call, scores as each text alone."""
-    from harness.models import load_reward
+    from harness.load.models import load_reward
 
     models = world.suite.models
     assert models is not None
@@ -323,7 +323,7 @@ def test_reward_scores_text_with_its_own_tokenizer(world: World, role: str) -> N
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", list(REGISTRY))
 def test_every_method_runs_one_round_on_hh(world: World, variant: str) -> None:
-    from harness.execute import execute_run
+    from harness.run.execute import execute_run
 
     (spec,) = expand(world.suite, [variant])
     result: RunResult = execute_run(spec, world.root / "runs" / variant, shared=None)

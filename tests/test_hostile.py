@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.main import app
 from tests.hostile.cases import BOMB, CASES, Case, suite_text
 
 
@@ -62,8 +62,8 @@ def test_an_empty_prompt_stream_raises_instead_of_looping() -> None:
 
 
 def test_an_unreachable_cluster_is_a_message_within_seconds() -> None:
-    from harness import cluster
-    from harness.errors import InputError
+    from harness.core.errors import InputError
+    from harness.run import cluster
 
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
@@ -77,7 +77,7 @@ def test_an_unreachable_cluster_is_a_message_within_seconds() -> None:
 
 
 def test_a_run_that_fits_no_node_is_named() -> None:
-    from harness.cluster import unfit
+    from harness.run.cluster import unfit
 
     nodes = [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}]
     assert unfit(4, 0, nodes) is None and unfit(4, 1, nodes) is None
@@ -92,7 +92,7 @@ def test_a_run_that_fits_no_node_is_named() -> None:
 def test_lm_eval_takes_task_names_only(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import lm_eval
 
-    from harness import capability
+    from harness.evaluation import capability
 
     calls: list[dict] = []  # type: ignore[type-arg]
     monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: calls.append(kw) or 1 / 0)
@@ -119,11 +119,11 @@ def test_preflight_never_runs_remote_code(monkeypatch) -> None:  # type: ignore[
     import transformers
     import transformers.utils
 
-    import harness.preflight
-    from harness.preflight import check_model
-    from harness.spec import ModelRef
+    import harness.run.preflight
+    from harness.run.preflight import check_model
+    from harness.suite.schema import ModelRef
 
-    monkeypatch.setattr(harness.preflight, "offline_by_env", lambda: False)  # the online path
+    monkeypatch.setattr(harness.run.preflight, "offline_by_env", lambda: False)  # the online path
 
     def no_config(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("AutoConfig was called for a remote-code model")
@@ -139,8 +139,8 @@ def test_preflight_never_runs_remote_code(monkeypatch) -> None:  # type: ignore[
 
 
 def test_a_rerun_with_a_subset_keeps_every_earlier_run(tmp_path: Path) -> None:
-    from harness.errors import InputError
-    from harness.results import load_results, merged_suite, write_tables
+    from harness.core.errors import InputError
+    from harness.report.results import load_results, merged_suite, write_tables
     from tests.test_results import SUITE_JSON, write_results_dir
 
     out = write_results_dir(tmp_path)  # 3 variants x seeds 0, 1
@@ -158,7 +158,7 @@ def test_a_rerun_with_a_subset_keeps_every_earlier_run(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_run_file_is_named_set_aside_and_redone(tmp_path: Path) -> None:
-    from harness.results import read_run_files
+    from harness.report.results import read_run_files
     from tests.test_results import write_results_dir
 
     out = write_results_dir(tmp_path)
@@ -174,7 +174,7 @@ def test_a_corrupt_run_file_is_named_set_aside_and_redone(tmp_path: Path) -> Non
 
 
 def _write_many(path: str, tag: int, count: int) -> None:
-    from harness.files import write_atomic
+    from harness.core.files import write_atomic
 
     for i in range(count):
         write_atomic(Path(path), json.dumps({"writer": tag, "i": i, "pad": "x" * (i % 500)}))
@@ -202,8 +202,8 @@ def test_two_concurrent_writers_never_crash_nor_leave_a_torn_file(tmp_path: Path
 
 
 def test_a_second_driver_on_one_folder_is_refused(tmp_path: Path) -> None:
-    from harness.errors import InputError
-    from harness.files import folder_lock
+    from harness.core.errors import InputError
+    from harness.core.files import folder_lock
 
     with (
         folder_lock(tmp_path),

@@ -19,11 +19,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from harness.cli_results import register
-from harness.gate import check
-from harness.leaderboard import markdown, summarise, write_leaderboard
-from harness.results import SuiteInfo, load_suite_info, primary_judge, read_table
-from harness.tables import long_table
+from harness.cli.results import register
+from harness.report.gate import check
+from harness.report.leaderboard import markdown, summarise, write_leaderboard
+from harness.report.results import SuiteInfo, load_suite_info, primary_judge, read_table
+from harness.report.tables import long_table
 from tests.sampled import write_sampled_dir
 from tests.test_results import SUITE_JSON, make_results, write_results_dir
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import preflight
+from harness.run import preflight
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from harness import evaluate
-from harness.resolve import JudgeRef, resolve
-from harness.suite_file import load_suite
+from harness.evaluation import evaluate
+from harness.suite.loader import load_suite
+from harness.suite.resolve import JudgeRef, resolve
 from methods import REGISTRY
 from methods.base import Decoding
 from methods.generation import HFBackend
@@ -104,7 +104,7 @@ def test_untempered_eval_reuses_its_answers_for_the_kl(
 
 
 def test_run_ids_cover_the_training_decoding() -> None:
-    from harness.runs import run_id
+    from harness.suite.runs import run_id
 
     base = load_suite(TINY, ["seeds=[0]"])
     other = load_suite(TINY, ["seeds=[0]", "train.decoding.temperature=0.9"])

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import compute
-from harness.results import (
+from harness.evaluation import compute
+from harness.report.results import (
     ResultsError,
     SuiteInfo,
     aggregate,
@@ -26,8 +26,8 @@ from harness.results import (
     t95,
     write_tables,
 )
-from harness.runs import MetricRow, RunResult
-from harness.tables import LONG_COLUMNS, long_table, run_table
+from harness.report.tables import LONG_COLUMNS, long_table, run_table
+from harness.suite.runs import MetricRow, RunResult
 
 SUITE = "golden"
 JUDGES = ("proxy", "heldout", "gold")

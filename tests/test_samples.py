@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.runs import RunResult
-from harness.samples import (
+from harness.report.samples import (
     load_reference,
     long_scores,
     reference_table,
@@ -18,6 +17,7 @@ from harness.samples import (
     samples_table,
     write_samples,
 )
+from harness.suite.runs import RunResult
 
 
 def result(variant: str, seed: int, status: str = "done") -> RunResult:

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.runs import RunResult
+from harness.cli.main import app
+from harness.suite.runs import RunResult
 
 pytestmark = pytest.mark.slow
 
@@ -135,11 +135,11 @@ PARALLEL_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 import torch
-from harness import schedule
-from harness.execute import execute_run
-from harness.runs import expand
-from harness.shared import compute_shared
-from harness.suite_file import load_suite
+from harness.run import schedule
+from harness.run.execute import execute_run
+from harness.suite.runs import expand
+from harness.run.shared import compute_shared
+from harness.suite.loader import load_suite
 
 out = Path(sys.argv[1])
 # four times the default rounds, so that each run does real work next to the pool's fixed costs;
@@ -275,7 +275,7 @@ def test_fractional_gpus_pack_four_runs_on_two_logical_gpus(cluster: str) -> Non
     waits at a barrier that opens only when all four have arrived (no timing involved)."""
     import ray
 
-    from harness import schedule
+    from harness.run import schedule
 
     @ray.remote(num_cpus=0)
     class Barrier:
@@ -342,7 +342,7 @@ def test_tracked_run_logs_one_mlflow_run_per_variant_and_seed(cluster: str, tmp_
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
-    from harness.tracking import default_mlflow_uri
+    from harness.run.tracking import default_mlflow_uri
 
     small = ["eval.num_prompts=8", "budget.prompts_per_round=4", "seeds=[0,1]"]
     args = [*QUICK_ARGS, *(a for o in small for a in ("-o", o)), "--only", "raft"]
@@ -366,7 +366,7 @@ def test_a_local_pool_is_new_whatever_ray_start_left(monkeypatch: pytest.MonkeyP
     cluster named in its temp dir by an earlier `ray start`, or fail when that one is dead."""
     import ray
 
-    from harness import schedule
+    from harness.run import schedule
 
     calls: list[dict[str, Any]] = []
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

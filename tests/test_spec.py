@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from harness.spec import Suite
-from harness.suite_file import SpecIssue, SuiteError, apply_override, load_suite
+from harness.suite.loader import SpecIssue, SuiteError, apply_override, load_suite
+from harness.suite.schema import Suite
 from methods import REGISTRY
 from methods.dpo import DPOParams
 from methods.rrhf import RRHFParams

@@ -1,6 +1,6 @@
-"""The hierarchical, paired statistics (``harness.stats``, ``harness.paired``): small cases
-worked by hand, then properties measured on synthetic data whose answer is known, each with its
-error rate.
+"""The hierarchical, paired statistics (``harness.stats.estimates``, ``harness.stats.paired``):
+small cases worked by hand, then properties measured on synthetic data whose answer is known, each
+with its error rate.
 
 Synthetic model (win-rate scale): ``x[s, p] = a_s + c_cluster(p) + d_p + e_{s,p}``, with ``a`` a
 training run's offset (seed), ``c`` a cluster's, ``d`` a prompt's and ``e`` the seed x prompt
@@ -17,7 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.paired import (
+from harness.core.rules import DEFAULT_TOLERANCE
+from harness.stats.estimates import (
+    VarianceComponents,
+    mean_with_ci,
+    min_detectable_difference,
+    needed_for,
+    prompt_table,
+    variance_components,
+)
+from harness.stats.paired import (
     _counts,
     _prompt_weights,
     _replicates,
@@ -31,15 +40,6 @@ from harness.paired import (
     rank_intervals,
     simulate_gate,
     tie_groups,
-)
-from harness.rules import DEFAULT_TOLERANCE
-from harness.stats import (
-    VarianceComponents,
-    mean_with_ci,
-    min_detectable_difference,
-    needed_for,
-    prompt_table,
-    variance_components,
 )
 
 # the default suite's scale: 3 seeds, 126 prompts in 18 clusters, 4 samples per prompt; a win

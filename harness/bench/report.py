@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.files import write_atomic
+from harness.core.files import write_atomic
 
 HEADERS = ["bench", "unit", "ours/s", "TRL/s", "ours/TRL", "steady", "samples", "tokens", "note"]
 

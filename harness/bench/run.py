@@ -17,8 +17,8 @@ from harness.bench import trl as trl_side
 from harness.bench import world as bench_world
 from harness.bench.core import BenchConfig, Row, Run, Side, check_equal_work, quiet
 from harness.bench.world import BenchWorld, Runner
-from harness.evaluate import SAMPLE_BATCH
-from harness.provenance import git_commit
+from harness.evaluation.evaluate import SAMPLE_BATCH
+from harness.run.provenance import git_commit
 
 
 def time_row(

@@ -35,7 +35,7 @@ from harness.bench.core import (
     quiet,
 )
 from harness.bench.world import BenchWorld, Runner, rm_pairs, take
-from harness.world import trainer as world_trainer
+from harness.builder import trainer as world_trainer
 from methods.base import Costs
 from methods.common import freeze
 from methods.reward import RewardModel

@@ -16,11 +16,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from harness.bench.core import SEED, BenchConfig, BenchInputError, Run
-from harness.data import load_pairs_file, load_prompts_file
-from harness.execute import open_backend
-from harness.generation import BackendName, Generation
-from harness.spec import ModelRef
-from harness.world.build import ensure_world
+from harness.builder.build import ensure_world
+from harness.load.data import load_pairs_file, load_prompts_file
+from harness.run.execute import open_backend
+from harness.suite.generation import BackendName, Generation
+from harness.suite.schema import ModelRef
 from harness.world.config import WorldConfig
 from methods.base import PreferencePair
 from methods.generation import Backend

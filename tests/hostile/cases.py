@@ -451,7 +451,7 @@ RESULTS = [
 
 def _tables(tmp: Path) -> tuple[Path, Path]:
     """A baseline and a candidate results dir (tables written, suite.json beside each)."""
-    from harness.results import write_tables
+    from harness.report.results import write_tables
     from tests.test_results import load_results, write_results_dir
 
     paths = []

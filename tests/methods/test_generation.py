@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import torch
 
-from harness.evaluate import EvalSetup, sampler
-from harness.execute import open_backend
-from harness.generation import DEFAULT, Generation
-from harness.runs import expand
-from harness.shared import shared_key
-from harness.spec import EvalDecoding, ModelRef
-from harness.suite_file import SuiteError, load_suite
-from harness.vllm_backend import SHAPE_FIELDS, VLLMBackend, weights_version
+from harness.evaluation.evaluate import EvalSetup, sampler
+from harness.load.vllm import SHAPE_FIELDS, VLLMBackend, weights_version
+from harness.run.execute import open_backend
+from harness.run.shared import shared_key
+from harness.suite.generation import DEFAULT, Generation
+from harness.suite.loader import SuiteError, load_suite
+from harness.suite.runs import expand
+from harness.suite.schema import EvalDecoding, ModelRef
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import OptimizerStep, generate
 from methods.generation import HF

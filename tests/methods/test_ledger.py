@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-from harness import compute
+from harness.evaluation import compute
 from methods import common, dpo, grpo, ppo, raft, sampling
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.reward import RewardModel

@@ -12,11 +12,11 @@ import torch
 
 pytest.importorskip("peft", reason="LoRA needs peft: pip install -e '.[lora]'")
 
-from harness import lora
-from harness.evaluate import save_policy
-from harness.models import load_policy
-from harness.resolve import resolve
-from harness.suite_file import SuiteError, load_suite
+from harness.evaluation.evaluate import save_policy
+from harness.load import lora
+from harness.load.models import load_policy
+from harness.suite.loader import SuiteError, load_suite
+from harness.suite.resolve import resolve
 from methods import REGISTRY, common, ppo, sampling
 from tests.methods.helpers import snapshot, train_and_measure
 
@@ -174,7 +174,7 @@ def test_a_generation_backend_gets_the_merged_policy_and_the_base_reference(
     """What the vllm backend pushes (``checkpoint_weights``, which needs no vLLM): the policy
     merged and the reference as the base, both under the plain model's names; the reference's
     weights version does not change when only the adapters do."""
-    from harness.vllm_backend import checkpoint_weights, weights_version
+    from harness.load.vllm import checkpoint_weights, weights_version
 
     ctx, _ = lora_ctx(make_ctx, "raft")
     plain = base_policy_names(ctx)

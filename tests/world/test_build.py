@@ -10,13 +10,13 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.resolve import resolve
-from harness.suite_file import load_suite
-from harness.world import store
-from harness.world.build import build_world, ensure_world, reward_model_pairs, split_requests
-from harness.world.capability_tasks import TASKS
+from harness.builder import store
+from harness.builder.build import build_world, ensure_world, reward_model_pairs, split_requests
+from harness.cli.main import app
+from harness.suite.loader import load_suite
+from harness.suite.resolve import resolve
 from harness.world.config import WorldConfig
+from harness.world.tasks import TASKS
 
 TINY = Path(__file__).resolve().parents[2] / "suites" / "tiny.yaml"
 

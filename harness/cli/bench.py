@@ -1,0 +1,96 @@
+"""The ``harness bench`` command (``register(app)`` adds it).
+
+Exit codes: 0 written, 2 bad input or ours and TRL did different work (``WorkMismatchError``),
+1 an internal error. The table goes to stdout, errors to stderr as one line; tracebacks only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.bench.core import BenchConfig, BenchInputError, WorkMismatchError
+from harness.bench.report import HEADERS, table_rows, write_report
+from harness.cli.common import (
+    BAD_INPUT,
+    INTERNAL_ERROR,
+    Debug,
+    fail,
+    print_rich_table,
+    stderr,
+    stdout,
+)
+
+DEFAULT = BenchConfig()
+
+
+def bench(
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per timed run.")] = (
+        DEFAULT.steps
+    ),
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs per side (medians).")] = (
+        DEFAULT.repeats
+    ),
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per side first.")] = (
+        DEFAULT.warmup
+    ),
+    threads: Annotated[int, typer.Option(min=1, help="torch threads, both sides.")] = (
+        DEFAULT.threads
+    ),
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Pairs per step (DPO, RM); prompts per step (GRPO...).")
+    ] = DEFAULT.batch_size,
+    group_size: Annotated[
+        int, typer.Option(min=2, help="Completions per prompt (GRPO num_generations).")
+    ] = DEFAULT.group_size,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Completion length (GRPO max_completion_length).")
+    ] = DEFAULT.max_new_tokens,
+    out: Annotated[Path, typer.Option(help="Where bench.json and bench.md go.")] = Path(
+        "results/bench"
+    ),
+    debug: Debug = False,
+) -> None:
+    """Time our DPO, GRPO and reward-model training against TRL's on the same work."""
+    from harness.bench.run import run_bench  # deferred: transformers' model classes (~4 s)
+
+    cfg = BenchConfig(steps, repeats, warmup, threads, batch_size, group_size, max_new_tokens)
+    err = stderr()
+    try:
+        report = run_bench(cfg, log=lambda line: err.print(f"[dim]{escape(line)}[/]"))
+    except (WorkMismatchError, BenchInputError) as exc:
+        fail(str(exc), BAD_INPUT)
+    except Exception as exc:
+        if debug:
+            raise
+        fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)", INTERNAL_ERROR)
+    json_path, md_path = write_report(report, out)
+    _print(report)
+    stdout().print(f"wrote {json_path} and {md_path}")
+
+
+def _print(report: dict[str, Any]) -> None:
+    cfg, env = report["config"], report["environment"]
+    title = (
+        f"ours vs TRL, median of {cfg['repeats']} (samples/s); threads {env['torch_threads']}, "
+        f"load {env['load_average_before'][0]:.2f} -> {env['load_average_after'][0]:.2f}"
+    )
+    table = Table(title=title)
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header in ("bench", "unit", "note") else "right")
+    for cells in table_rows(report):
+        table.add_row(*(escape(c) for c in cells))
+    console = stdout()
+    print_rich_table(console, table)
+    if env["trl_missing"]:
+        console.print(f"[yellow]no TRL rows:[/] {escape(env['trl_missing'])}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench`` to the ``harness`` app."""
+    app.command("bench")(bench)

@@ -1,0 +1,62 @@
+"""Writing files so that a killed process never leaves a half-written one behind, and a lock so
+that two processes never write one results folder at once."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.core.errors import InputError
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename."""
+    write_atomic_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_atomic_with(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` into a fresh temporary file beside ``path``, then rename it to ``path``
+    (atomic on one filesystem). The temporary file is removed if ``write`` fails; two writers of
+    one path never share a temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` exclusively (``flock``: released by the system when the process
+    ends, even by ``kill -9``); ``InputError`` at once when another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise InputError(
+                f"{folder}: another harness run is writing here ({holder}); wait for it to end"
+                " or give another --out"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,393 @@
+"""The regression gate: is the candidate worse than the baseline by more than the tolerance?
+
+Compared per variant (every variant present in both sides, or one candidate variant NEW against
+one baseline variant OLD, both possibly from the same results dir): each judge's win-rate
+(``winrate.<judge>``) and each task's capability delta (``capability_delta.<task>``) that the
+baseline has. Each metric is decided on the difference ``d = candidate - baseline`` and its 95%
+interval ``[low, high]``, which carries both sides' uncertainty:
+
+- **samples** (both sides are results dirs with ``samples.parquet`` and
+  ``reference_samples.parquet``; or ``--variant NEW --against OLD`` in one such dir): win-rates
+  per prompt (k x k pairs against the reference), the difference by a hierarchical bootstrap
+  (seeds, then clusters, then prompts) that is **paired** on the seeds and prompts both sides
+  share (``harness.report.compare.winrate_difference``);
+- **seed means** otherwise (a table file, or results without samples; capability deltas always):
+  each side's mean over seeds with its 95% interval (a t-interval over seeds; one seed keeps its
+  own), combined into an interval of the difference by adding the two sides' half-widths in
+  quadrature, each on its own side (MOVER: Newcombe 1998, Zou & Donner 2008)::
+
+      low  = d - sqrt((cand_mean - cand_low)^2 + (base_high - base_mean)^2)
+      high = d + sqrt((cand_high - cand_mean)^2 + (base_mean - base_low)^2)
+
+Verdict of a metric (``harness.stats.paired.gate_decision``), with ``drop = -d``::
+
+    regression    drop > tolerance and high < 0      (harness.core.rules.is_regression on d)
+    pass          low >= -tolerance                  (the interval rules out a drop beyond it)
+    inconclusive  otherwise: the interval is too wide to decide at the tolerance
+
+(1e-9 of slack: a drop exactly at the tolerance is not beyond it; in the seed-means basis a side
+without an interval counts as exact). For an inconclusive metric ``VerdictRow.decides_at``
+(``harness.stats.paired.precision_needed``) is the interval half-width at which the same difference
+would be decided: ``d + tolerance`` to pass (when ``drop <= tolerance``), else ``-d`` to be a
+regression. A metric of the baseline that the candidate lacks
+(its runs failed, a judge or task is gone) is **missing**. Overall: regression when any metric is
+a regression or missing, else inconclusive when any is, else pass.
+
+Tolerance: ``tolerance_override`` (``--tolerance``), else the baseline's ``suite.json``
+``eval.lm_eval.tolerance``, else ``harness.core.rules.DEFAULT_TOLERANCE`` (0.05); never the
+candidate's. The same tolerance applies to win-rates and capability deltas (both fractions).
+
+``Verdict.differences`` names the provenance that differs between the two sides' runs (CPU,
+host, device, torch / transformers version, suite hash, world config): numbers are not
+comparable across them, and the CLI says so under the verdict.
+
+Bad input raises ``GateInputError`` with a one-line message: a missing or unreadable table, no
+common variants (both sides listed), different suites (unless NEW/OLD are named), a variant that
+is not there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import pandas as pd
+
+from harness.core.rules import DEFAULT_TOLERANCE
+from harness.report.compare import SampleTables, load_samples, winrate_difference
+from harness.report.gate_inputs import (
+    GateInputError,
+    check_tolerance,
+    check_values,
+    nan_metric,
+    settings_differences,
+    suite_dump,
+)
+from harness.report.results import (
+    ResultsError,
+    SuiteInfo,
+    aggregate,
+    load_suite_info,
+    read_table,
+    suite_json_path,
+)
+from harness.report.tables import normalise_long
+from harness.stats.paired import gate_decision, precision_needed
+
+GATED = ("winrate.", "capability_delta.")
+Table: TypeAlias = pd.DataFrame | str | Path
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    variant: str  # the candidate's variant
+    against: str  # the baseline's variant (the same name unless --against)
+    metric: str
+    baseline: float
+    candidate: float
+    diff: float  # candidate - baseline
+    ci_low: float  # 95% interval of diff
+    ci_high: float
+    tolerance: float
+    status: str  # "pass" | "regression" | "inconclusive" | "missing"
+    basis: str  # "paired samples" | "samples" | "seed means"
+
+    @property
+    def pair(self) -> str:
+        return self.variant if self.variant == self.against else f"{self.variant} vs {self.against}"
+
+    @property
+    def decides_at(self) -> float:
+        """The interval half-width that would decide this difference
+        (``harness.stats.paired.precision_needed``)."""
+        return precision_needed(self.diff, self.tolerance)
+
+    def reason(self) -> str:
+        """One line saying why this row did not pass."""
+        if self.status == "missing":
+            return f"{self.pair}: {self.metric} is in the baseline but missing from the candidate"
+        change = (
+            f"{self.metric} {self.diff:+.3f} ({self.baseline:.3f} -> {self.candidate:.3f}),"
+            f" 95% interval [{self.ci_low:.3f}, {self.ci_high:.3f}] ({self.basis})"
+        )
+        if self.status == "regression":
+            return (
+                f"{self.pair}: {change}: dropped {-self.diff:.3f}, beyond the tolerance"
+                f" {self.tolerance:.3f}, and the interval lies below 0"
+            )
+        half = (self.ci_high - self.ci_low) / 2
+        return (
+            f"{self.pair}: {change}: half-width {half:.3f}, too wide to decide at the tolerance"
+            f" {self.tolerance:.3f}; a half-width of {self.decides_at:.3f} would decide it"
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rows: list[VerdictRow]
+    tolerance: float
+    tolerance_source: str  # "--tolerance", "baseline suite.json", "default"
+    differences: list[str] = field(default_factory=list)  # provenance that differs, described
+
+    def with_status(self, status: str) -> list[VerdictRow]:
+        return [r for r in self.rows if r.status == status]
+
+    @property
+    def regressions(self) -> list[VerdictRow]:
+        return self.with_status("regression")
+
+    @property
+    def missing(self) -> list[VerdictRow]:
+        return self.with_status("missing")
+
+    @property
+    def inconclusive(self) -> list[VerdictRow]:
+        return self.with_status("inconclusive")
+
+    @property
+    def overall(self) -> str:
+        """``regression`` (any regression or missing metric), else ``inconclusive``, else
+        ``pass``."""
+        if self.regressions or self.missing:
+            return "regression"
+        return "inconclusive" if self.inconclusive else "pass"
+
+    @property
+    def passed(self) -> bool:
+        return self.overall == "pass"
+
+    def to_frame(self) -> pd.DataFrame:
+        columns = list(VerdictRow.__dataclass_fields__)
+        return pd.DataFrame([asdict(r) for r in self.rows], columns=columns)
+
+
+@dataclass(frozen=True)
+class _Side:
+    name: str  # "baseline" | "candidate"
+    long: pd.DataFrame
+    runs: pd.DataFrame | None
+    variants: list[str]  # in table order; including variants whose every run failed
+    info: SuiteInfo | None
+    world: object  # suite.json's world config (None: unknown or none)
+    suite: dict[str, Any] | None  # suite.json (None: none beside the table)
+    samples: SampleTables | None  # every judged sample, when a results dir has them
+
+
+def check(
+    baseline: Table,
+    candidate: Table | None = None,
+    variant: str | None = None,
+    against: str | None = None,
+    tolerance_override: float | None = None,
+    allow_mismatch: bool = False,
+) -> Verdict:
+    """Compare ``candidate`` to ``baseline`` (long tables, or paths: results dirs or tables).
+
+    ``variant`` restricts the comparison to that candidate variant, compared to the baseline's
+    ``against`` (default: the same name); ``candidate`` defaults to the baseline then. Sides
+    whose suites differ in a setting (``harness.report.gate_inputs``) are refused unless
+    ``allow_mismatch``, and then the differences are named in ``Verdict.differences``.
+    """
+    if against is not None and variant is None:
+        raise GateInputError("--against needs --variant (the candidate variant to compare)")
+    if candidate is None and variant is None:
+        raise GateInputError("a candidate is needed unless --variant/--against name two variants")
+    base = _side(baseline, "baseline")
+    cand = replace(base, name="candidate") if candidate is None else _side(candidate, "candidate")
+    pairs = _pairs(base, cand, variant, against)
+    tolerance, source = _tolerance(base, tolerance_override)
+    settings = settings_differences(base.suite, cand.suite) if base.suite and cand.suite else []
+    if settings and not allow_mismatch:
+        raise GateInputError(
+            f"the two sides were made with different settings ({'; '.join(settings)}): a"
+            " difference would not be the method's (--allow-mismatch compares them anyway)"
+        )
+    rows = [row for pair in pairs for row in _compare(base, cand, *pair, tolerance)]
+    if not rows:
+        names = ", ".join(old for _, old in pairs)
+        raise GateInputError(f"baseline variant(s) {names} have no win-rate or capability metrics")
+    base_runs = _runs_of(base, [old for _, old in pairs])
+    cand_runs = _runs_of(cand, [new for new, _ in pairs])
+    differences = provenance_differences(base_runs, cand_runs, base.world, cand.world)
+    differences += [f"setting {s}" for s in settings]
+    return Verdict(rows, tolerance, source, differences)
+
+
+def _side(table: Table, name: str) -> _Side:
+    try:
+        dump = None
+        if isinstance(table, pd.DataFrame):
+            long, runs, info, world, samples = normalise_long(table), None, None, None, None
+        else:
+            path = Path(table)
+            long, runs = read_table(path)
+            info, world, dump = load_suite_info(path), suite_world(path), suite_dump(path)
+            samples = load_samples(path) if path.is_dir() else None
+    except ResultsError as exc:
+        raise GateInputError(f"{name}: {exc}") from None
+    check_values(long, name if isinstance(table, pd.DataFrame) else f"{name} {table}")
+    variants = list(dict.fromkeys(long["variant"]))
+    if runs is not None:
+        variants += [v for v in dict.fromkeys(runs["variant"]) if v not in variants]
+    return _Side(name, long, runs, variants, info, world, dump, samples)
+
+
+def _runs_of(side: _Side, variants: list[str]) -> pd.DataFrame | None:
+    return None if side.runs is None else side.runs[side.runs["variant"].isin(variants)]
+
+
+def _pairs(
+    base: _Side, cand: _Side, variant: str | None, against: str | None
+) -> list[tuple[str, str]]:
+    """(candidate variant, baseline variant) pairs to compare."""
+    if variant is not None:
+        old = against or variant
+        for side, name in ((cand, variant), (base, old)):
+            if name not in side.variants:
+                have = ", ".join(side.variants) or "none"
+                raise GateInputError(f"variant '{name}' not found in the {side.name} (has: {have})")
+        return [(variant, old)]
+    suites = {side.name: sorted(set(side.long["suite"])) for side in (base, cand)}
+    if suites["baseline"] != suites["candidate"]:
+        raise GateInputError(
+            f"mismatched suites: baseline is {', '.join(suites['baseline']) or 'empty'}, candidate"
+            f" is {', '.join(suites['candidate']) or 'empty'} (name --variant and --against to"
+            " compare across suites)"
+        )
+    common = [v for v in base.variants if v in cand.variants]
+    if not common:
+        raise GateInputError(
+            f"no common variants: baseline has {', '.join(base.variants) or 'none'}; candidate"
+            f" has {', '.join(cand.variants) or 'none'}"
+        )
+    lacking = [v for v in base.variants if v not in cand.variants]
+    if lacking:
+        raise GateInputError(
+            f"the candidate lacks variant(s) {', '.join(lacking)} of the baseline (candidate has"
+            f" {', '.join(cand.variants)}); name the one to gate with --variant"
+        )
+    return [(v, v) for v in common]
+
+
+def _tolerance(base: _Side, override: float | None) -> tuple[float, str]:
+    if override is not None:
+        if not math.isfinite(override) or override < 0:
+            raise GateInputError(f"--tolerance must be a number >= 0, got {override}")
+        return check_tolerance(override, "--tolerance"), "--tolerance"
+    if base.info is not None and base.info.tolerance is not None:
+        return check_tolerance(base.info.tolerance, "baseline suite.json"), "baseline suite.json"
+    return DEFAULT_TOLERANCE, "default"
+
+
+def _stats(side: _Side, variant: str) -> pd.DataFrame:
+    """Gated metrics of one variant: metric -> mean, ci_low, ci_high; win-rates first."""
+    agg = aggregate(side.long[side.long["variant"] == variant])
+    agg = agg[agg["metric"].str.startswith(GATED)]
+    agg = agg.assign(_w=~agg["metric"].str.startswith("winrate.")).sort_values(["_w", "metric"])
+    return agg.set_index("metric")[["mean", "ci_low", "ci_high"]]
+
+
+def combined_difference(base: pd.Series, cand: pd.Series) -> tuple[float, float, float]:
+    """(d, low, high) of ``cand - base`` from two (mean, ci_low, ci_high) rows (MOVER; a side
+    with no interval counts as exact)."""
+
+    def reach(a: float, b: float) -> float:
+        return 0.0 if math.isnan(a) or math.isnan(b) else abs(a - b)
+
+    b, c = float(base["mean"]), float(cand["mean"])
+    down = math.hypot(reach(c, float(cand["ci_low"])), reach(float(base["ci_high"]), b))
+    up = math.hypot(reach(float(cand["ci_high"]), c), reach(b, float(base["ci_low"])))
+    return c - b, c - b - down, c - b + up
+
+
+def _compare(base: _Side, cand: _Side, new: str, old: str, tolerance: float) -> list[VerdictRow]:
+    before, after = _stats(base, old), _stats(cand, new)
+    rows = []
+    for metric, b in before.iterrows():
+        metric = str(metric)
+        if math.isnan(float(b["mean"])):
+            raise nan_metric(old, metric)
+        if metric not in after.index or pd.isna(after.at[metric, "mean"]):
+            nan = math.nan
+            values = (float(b["mean"]), nan, nan, nan, nan, tolerance, "missing", "-")
+            rows.append(VerdictRow(new, old, metric, *values))
+            continue
+        sampled = _sampled(base, cand, new, old, metric)
+        if sampled is not None:
+            b_mean, c_mean, d, low, high, basis = sampled
+        else:
+            b_mean, c_mean = float(b["mean"]), float(after.at[metric, "mean"])
+            (d, low, high), basis = combined_difference(b, after.loc[metric]), "seed means"
+        status = gate_decision(d, low, high, tolerance)
+        values = (b_mean, c_mean, d, low, high, tolerance, status, basis)
+        rows.append(VerdictRow(new, old, metric, *values))
+    return rows
+
+
+def _sampled(
+    base: _Side, cand: _Side, new: str, old: str, metric: str
+) -> tuple[float, float, float, float, float, str] | None:
+    """(baseline, candidate, d, low, high, basis) of a win-rate from both sides' samples, or
+    None when a side has none for it."""
+    if not metric.startswith("winrate.") or base.samples is None or cand.samples is None:
+        return None
+    judge = metric.removeprefix("winrate.")
+    result = winrate_difference(base.samples, old, cand.samples, new, judge)
+    if result is None:
+        return None
+    est_b, est_c, diff, paired = result
+    basis = "paired samples" if paired else "samples"
+    return est_b, est_c, diff.value, diff.ci_low, diff.ci_high, basis
+
+
+# --- provenance -------------------------------------------------------------------------------
+
+# run-table columns whose values must agree for two sides' numbers to be comparable
+PROVENANCE = {
+    "cpu": "CPU",
+    "cpu_model": "CPU",
+    "host": "host",
+    "device_name": "device",
+    "pkg.torch": "torch",
+    "pkg.transformers": "transformers",
+    "suite_hash": "suite hash",
+}
+
+
+def suite_world(path: Path) -> object:
+    """The ``world`` config of the ``suite.json`` beside a results dir or table (None if none)."""
+    file = suite_json_path(path)
+    try:
+        dump = json.loads(file.read_text()) if file.exists() else {}
+    except (OSError, ValueError):
+        return None
+    return dump.get("world") if isinstance(dump, dict) else None
+
+
+def _values(runs: pd.DataFrame, column: str) -> list[str]:
+    return sorted({str(v) for v in runs[column].dropna()})
+
+
+def provenance_differences(
+    base_runs: pd.DataFrame | None,
+    cand_runs: pd.DataFrame | None,
+    base_world: object,
+    cand_world: object,
+) -> list[str]:
+    """What differs between how the two sides' runs were made, one phrase each (``host: a vs
+    b``); empty when nothing known differs (a side without a run table is not compared)."""
+    out = []
+    if base_runs is not None and cand_runs is not None:
+        for column, label in PROVENANCE.items():
+            if column in base_runs and column in cand_runs:
+                before, after = _values(base_runs, column), _values(cand_runs, column)
+                if before and after and before != after:
+                    short = 16 if column == "suite_hash" else 60
+                    b, a = (", ".join(v[:short] for v in vs) for vs in (before, after))
+                    out.append(f"{label} {b} vs {a}")
+    if base_world is not None and cand_world is not None and base_world != cand_world:
+        out.append("world config")
+    return out

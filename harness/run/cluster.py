@@ -1,0 +1,79 @@
+"""What a pool or cluster must offer, checked before Ray starts: a cluster address that answers,
+and a node that can hold one run. Each failure is an ``InputError`` (exit 2) within seconds, where
+Ray itself would wait: for an unreachable head for minutes, for an unschedulable task forever."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from harness.core.errors import InputError
+from harness.suite.settings import Resources
+
+CONNECT_SECONDS = 5.0  # a cluster address that does not answer within this is unreachable
+
+
+def check_before_start(res: Resources, address: str | None, num_gpus: int | None) -> None:
+    """The cluster (``address``, else the suite's, else ``RAY_ADDRESS``) answers; or, for a local
+    pool, one run fits on this machine (``num_gpus``: the GPUs the pool declares, default: those
+    found). A Ray this process already holds is the pool: ``harness.run.schedule`` checks its nodes
+    once attached."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return
+    cluster = address or res.address or os.environ.get("RAY_ADDRESS")
+    if cluster:
+        check_reachable(cluster)
+        return
+    problem = unfit(res.cpus_per_run, res.gpus_per_run, [local_node(num_gpus, res.gpus_per_run)])
+    if problem:
+        raise InputError(f"{problem} (this machine's local pool)")
+
+
+def local_node(num_gpus: int | None, gpus_per_run: float) -> dict[str, float]:
+    """What a local pool started here would hold (CUDA is only asked when a run wants a GPU)."""
+    gpus = num_gpus
+    if gpus is None:
+        gpus = 0
+        if gpus_per_run > 0:
+            import torch
+
+            gpus = torch.cuda.device_count()
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+def check_reachable(address: str) -> None:
+    """``InputError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a connection within
+    ``CONNECT_SECONDS``: Ray itself retries an unreachable head for minutes, deaf to Ctrl-C.
+    ``auto`` and ``local`` are left to Ray (they look for a cluster on this machine)."""
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local"):
+        return
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"Ray address {address!r}: expected HOST:PORT, e.g. 10.0.0.1:6379")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"Ray address {address!r} is unreachable ({reason}, waited {CONNECT_SECONDS:g} s):"
+            " is `ray start --head` running there?"
+        ) from None
+
+
+def unfit(cpus: float, gpus: float, nodes: list[dict[str, float]]) -> str | None:
+    """Why a run of ``cpus`` CPUs and ``gpus`` GPUs can run on none of ``nodes`` (each node's
+    resources), or None when one can hold it: such a task would wait forever."""
+    if any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
+        return None
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if most_cpus < cpus:
+        return f"resources.cpus_per_run is {cpus:g}, but the largest node has {most_cpus:g} CPUs"
+    if most_gpus < gpus:
+        where = "no node has a GPU" if most_gpus == 0 else f"the most on a node is {most_gpus:g}"
+        return f"resources.gpus_per_run is {gpus:g}, but {where}"
+    return f"resources: no node has both {cpus:g} CPUs and {gpus:g} GPUs"

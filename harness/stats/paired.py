@@ -1,0 +1,400 @@
+"""Hierarchical, paired statistics over the per-prompt table
+(``harness.stats.estimates.prompt_table``): one variant's interval, paired differences of variants,
+the Holm-adjusted family of all pairs, the leaderboard's tie groups and rank intervals, and the
+gate's three-way decision with its simulated error rates.
+
+Every run (variant x seed) is evaluated on the same prompts, grouped in clusters. A value (win or
+reward) of one variant is a seed x prompt table; its uncertainty comes from three levels: the
+seed (a new training run redraws everything below it), the cluster (a request template: its
+prompts are correlated) and the prompt. Prompts are *crossed* with seeds (every seed sees every
+prompt), so one replicate draws clusters and prompts once and applies that draw to every seed and
+every variant, and draws seeds independently.
+
+The bootstrap (``_replicates``) is the multilevel bootstrap of Davison & Hinkley (1997, sec. 3.8)
+with moment adjustments, because plain resampling with replacement at every level misstates the
+uncertainty of a mean: resampling prompts inside resampled clusters counts the within-cluster
+variance twice; resampling both seeds and prompts counts the seed x prompt noise two or three times
+(McCullagh 2000); and three seeds resampled with replacement have 10 distinct outcomes, so their
+percentile intervals undercover and no tail probability below 1/27 exists (Holm needs p-values
+down to 0.05 / pairs). Each level contributes its own share, as a deviation from the estimate:
+
+- seeds: a Gaussian-multiplier (wild) bootstrap of the per-seed means, studentised: a replicate's
+  seed deviation is ``sum_s g_s (r_s - r_mean) / S * sqrt(S / (S-1)) * sqrt((S-1) / chi2_{S-1})``,
+  which is ``s / sqrt(S) * t_{S-1}``: the t interval over seeds when the seeds carry all the
+  variance, as the leaderboard's intervals over seeds. The multipliers are shared by variants with
+  the same seeds (paired by seed number). Skipped with one seed;
+- clusters: drawn with replacement, each bringing its prompts' seed-averaged values;
+- prompts: redrawn within each drawn cluster, weighted ``sqrt(n_c / ((n_c - 1) C))``: just the
+  within-cluster variance the cluster level's ``(C-1)/C`` misses (all of it with one cluster);
+- the cluster/prompt deviations are shrunk by the seed x prompt noise the seed level already holds
+  (``sigma_e^2 / (S P)``, from the two-way residuals).
+
+Intervals are percentiles of the replicates; p-values are tail fractions of the same replicates.
+Coverage, false-positive rates and the gate's error rates are measured in ``tests/test_stats.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from harness.core.rules import DEFAULT_TOLERANCE, is_regression
+from harness.stats.estimates import ArrayLike, Estimate, SeedPromptGrid, seed_prompt_grid
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Variant A against variant B on the same prompts (and seeds): ``diff = a - b`` (their means)
+    with a 95% hierarchical-bootstrap interval and a two-sided bootstrap p-value, over ``n``
+    paired (seed, prompt) units."""
+
+    a: float
+    b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+
+
+# --------------------------------------------------------------------------- the bootstrap
+
+
+@dataclass(frozen=True)
+class _Draws:
+    prompts: np.ndarray  # [B, P] weights of the prompt columns in each replicate
+    seeds: dict[tuple[int, ...], np.ndarray]  # seed set -> [B, S] multipliers (_seed_weights)
+
+
+def _counts(index: np.ndarray, n: int) -> np.ndarray:
+    """``index [B, K]`` of draws from ``range(n)`` -> ``[B, n]`` times each was drawn."""
+    rows = np.arange(index.shape[0])[:, None] * n
+    return np.bincount((rows + index).ravel(), minlength=index.shape[0] * n).reshape(-1, n)
+
+
+def _prompt_weights(rng: np.random.Generator, sizes: np.ndarray, n_boot: int) -> np.ndarray:
+    """``[B, P]``: clusters drawn with replacement (each brings its prompts: weight ``K_c``), mixed
+    with prompts redrawn within every drawn cluster at ``lam_c`` (see the module docstring)."""
+    n_clusters, n_prompts = sizes.size, int(sizes.sum())
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    drawn = rng.integers(0, n_clusters, size=(n_boot, n_clusters))  # [B, C]
+    kept = np.repeat(_counts(drawn, n_clusters), sizes, axis=1).astype(np.float64)  # [B, P]
+    n = sizes[drawn].ravel()  # [B*C] prompts of each drawn cluster
+    rows = np.repeat(np.arange(n_boot), n_clusters).repeat(n)
+    cols = offsets[drawn].ravel().repeat(n) + (rng.random(n.sum()) * n.repeat(n)).astype(np.int64)
+    redrawn = np.bincount(rows * n_prompts + cols, minlength=n_boot * n_prompts)
+    lam = np.where(sizes > 1, np.sqrt(sizes / (np.maximum(sizes - 1, 1) * n_clusters)), 0.0)
+    return kept + np.repeat(lam, sizes) * (redrawn.reshape(n_boot, n_prompts) - kept)
+
+
+def _seed_weights(rng: np.random.Generator, n_seeds: int, n_boot: int) -> np.ndarray:
+    """``[B, S]`` studentised Gaussian multipliers: ``(r - r_mean) @ w.T`` is
+    ``s / sqrt(S) * t_{S-1}`` in distribution (see the module docstring); zeros for one seed."""
+    if n_seeds == 1:
+        return np.zeros((n_boot, 1))
+    g = rng.standard_normal((n_boot, n_seeds))  # [B, S]
+    scale = np.sqrt((n_seeds - 1) / rng.chisquare(n_seeds - 1, size=(n_boot, 1)))  # [B, 1]
+    return g * scale * math.sqrt(n_seeds / (n_seeds - 1)) / n_seeds
+
+
+def _draw(grid: SeedPromptGrid, n_boot: int, seed: int) -> _Draws:
+    """One replicate's clusters and prompts are shared by all variants; seeds are drawn once per
+    distinct seed set, so variants with the same seeds are paired by seed number."""
+    rng = np.random.default_rng(seed)
+    prompts = _prompt_weights(rng, grid.sizes, n_boot)
+    seeds: dict[tuple[int, ...], np.ndarray] = {}
+    for seed_set in dict.fromkeys(grid.seeds.values()):
+        seeds[seed_set] = _seed_weights(rng, len(seed_set), n_boot)
+    return _Draws(prompts, seeds)
+
+
+Side = tuple[np.ndarray, np.ndarray, float]  # values [R, S, P], seed weights [B, S], sign
+
+
+def _replicates(sides: list[Side], prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Point estimate ``[R]`` and bootstrap replicates ``[R, B]`` of ``sum_i sign_i mean(x_i)``,
+    for ``R`` tables at once. One side: a variant, or the (seed, prompt) differences of two
+    variants paired by seed; two sides: two variants whose seeds are not paired."""
+    n_reps, (n_boot, n_prompts) = sides[0][0].shape[0], prompts.shape
+    point, noise = np.zeros(n_reps), np.zeros(n_reps)  # [R], [R]
+    seed_dev, columns = np.zeros((n_reps, n_boot)), np.zeros((n_reps, n_prompts))  # seed-averaged
+    for x, weights, sign in sides:
+        n_seeds = x.shape[-2]
+        rows, cols = x.mean(-1), x.mean(-2)  # [R, S], [R, P]
+        mean = rows.mean(-1)  # [R]
+        point, columns = point + sign * mean, columns + sign * cols
+        if n_seeds == 1:
+            continue
+        seed_dev = seed_dev + sign * (rows - mean[:, None]) @ weights.T  # [R, B]
+        if n_prompts > 1:
+            resid = x - rows[..., None] - cols[..., None, :] + mean[:, None, None]
+            dof = (n_seeds - 1) * (n_prompts - 1)
+            noise = noise + (resid**2).sum((-2, -1)) / dof / (n_seeds * n_prompts)
+    prompt_dev = columns @ prompts.T / prompts.sum(1) - columns.mean(-1)[:, None]  # [R, B]
+    spread = prompt_dev.var(-1)  # [R]
+    shrink = np.sqrt(np.clip(1 - noise / np.where(spread > 0, spread, 1.0), 0.0, 1.0))
+    return point, point[:, None] + seed_dev + shrink[:, None] * prompt_dev
+
+
+def _units(units: pd.DataFrame, name: str) -> pd.DataFrame:
+    if "variant" in units.columns and units["variant"].nunique() > 1:
+        raise ValueError(f"one variant's units expected, got {sorted(units['variant'].unique())}")
+    return units.assign(variant=name)
+
+
+def hierarchical_bootstrap(
+    units: pd.DataFrame, value: str, n_boot: int = 1000, seed: int = 0
+) -> Estimate:
+    """Mean over seeds of the mean over prompts of ``units[value]`` (one variant: columns ``seed,
+    cluster, prompt_id, value``) with a 95% multilevel-bootstrap interval (percentiles).
+
+    Order of the levels: the seed is the outermost source of variation, since a new training run
+    redraws everything below it; clusters are correlated groups of prompts; prompts are the
+    innermost. The prompts are shared by the seeds (crossed, not nested), so one replicate's
+    cluster/prompt draw serves every seed, and the seed level is drawn independently of it. With
+    one seed the seed level is skipped. ``n`` = prompts x seeds. How each level is drawn, and why
+    (three seeds cannot simply be resampled): the module docstring.
+    """
+    grid = seed_prompt_grid(_units(units, ""), value)
+    draws = _draw(grid, n_boot, seed)
+    (seeds, x) = grid.seeds[""], grid.values[""]
+    point, boot = _replicates([(x[None], draws.seeds[seeds], 1.0)], draws.prompts)
+    low, high = np.quantile(boot[0], [0.025, 0.975])
+    return Estimate(float(point[0]), float(low), float(high), int(x.size))
+
+
+def _compare(grid: SeedPromptGrid, draws: _Draws, pairs: list[tuple[str, str]]) -> list[Comparison]:
+    """``a - b`` for each pair: paired by prompt always; by seed number when both have the same
+    seeds (all such pairs of one seed set in one vectorised pass), else the seeds of each side
+    get their own multipliers (conservative if seed numbers correlate the runs)."""
+    boots: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
+    paired: dict[tuple[int, ...], list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        sa, sb = grid.seeds[a], grid.seeds[b]
+        if sa == sb:
+            paired.setdefault(sa, []).append((a, b))
+            continue
+        xa, xb = grid.values[a][None], grid.values[b][None]
+        point, boot = _replicates([(xa, draws.seeds[sa], 1.0), (xb, draws.seeds[sb], -1.0)],
+                                  draws.prompts)  # fmt: skip
+        boots[a, b] = float(point[0]), boot[0]
+    for seed_set, group in paired.items():
+        x = np.stack([grid.values[a] - grid.values[b] for a, b in group])  # [pairs, S, P]
+        point, boot = _replicates([(x, draws.seeds[seed_set], 1.0)], draws.prompts)
+        boots.update({pair: (float(point[i]), boot[i]) for i, pair in enumerate(group)})
+    return [_comparison(grid, a, b, *boots[a, b]) for a, b in pairs]
+
+
+def _comparison(grid: SeedPromptGrid, a: str, b: str, diff: float, boot: np.ndarray) -> Comparison:
+    xa, xb = grid.values[a], grid.values[b]
+    low, high = np.quantile(boot, [0.025, 0.975])
+    tail = min(float((boot <= 0).mean()), float((boot >= 0).mean()))
+    p_value = min(1.0, max(2 * tail, 1 / (boot.size + 1)))
+    n = xa.shape[1] * min(xa.shape[0], xb.shape[0])
+    return Comparison(float(xa.mean()), float(xb.mean()), diff, float(low), float(high), p_value, n)
+
+
+def paired_difference(
+    units_a: pd.DataFrame, units_b: pd.DataFrame, value: str, n_boot: int = 1000, seed: int = 0
+) -> Comparison:
+    """Mean A - mean B on the same prompts (and seeds), with a 95% hierarchical-bootstrap interval
+    of the per-(seed, prompt) difference and a two-sided bootstrap p-value,
+    ``2 min(P(boot <= 0), P(boot >= 0))`` floored at ``1 / (n_boot + 1)``. Seeds are paired by
+    number when A and B have the same seeds; otherwise only prompts are paired."""
+    tbl = pd.concat([_units(units_a, "a"), _units(units_b, "b")], ignore_index=True)
+    grid = seed_prompt_grid(tbl, value)
+    return _compare(grid, _draw(grid, n_boot, seed), [("a", "b")])[0]
+
+
+def compare_all(
+    prompt_tbl: pd.DataFrame, value: str, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Every pair of variants (in order of first appearance, ``a`` before ``b``) as
+    ``paired_difference``, one bootstrap draw shared by all pairs: columns ``a, b, metric, mean_a,
+    mean_b, diff, ci_low, ci_high, p_value, p_holm, separated, n``; ``p_holm`` is Holm-adjusted
+    over the family of all pairs and ``separated = p_holm < 0.05``."""
+    grid = seed_prompt_grid(prompt_tbl, value)
+    draws = _draw(grid, n_boot, seed)
+    pairs = list(combinations(grid.values, 2))
+    rows = []
+    for (a, b), c in zip(pairs, _compare(grid, draws, pairs), strict=True):
+        rows.append({"a": a, "b": b, "metric": value, "mean_a": c.a, "mean_b": c.b,
+                     "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                     "p_value": c.p_value, "n": c.n})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["a", "b", "metric", "mean_a", "mean_b", "diff", "ci_low",
+                                      "ci_high", "p_value", "n"])  # fmt: skip
+    out.insert(9, "p_holm", holm(out["p_value"].to_numpy()))
+    out.insert(10, "separated", out["p_holm"] < 0.05)
+    return out
+
+
+def rank_intervals(
+    prompt_tbl: pd.DataFrame, value: str, n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[int, int]]:
+    """Each variant's 95% interval of its rank (1 = highest value) over hierarchical-bootstrap
+    replicates drawn jointly: the same clusters and prompts for every variant, the same seeds for
+    variants with the same seed numbers. Ties in a replicate share the better rank."""
+    grid = seed_prompt_grid(prompt_tbl, value)
+    draws = _draw(grid, n_boot, seed)
+    boot = np.stack(
+        [
+            _replicates([(x[None], draws.seeds[grid.seeds[v]], 1.0)], draws.prompts)[1][0]
+            for v, x in grid.values.items()
+        ]
+    )  # [V, B]
+    ranks = sps.rankdata(-boot, axis=0, method="min")  # [V, B]
+    best = np.quantile(ranks, 0.025, axis=1, method="lower")
+    worst = np.quantile(ranks, 0.975, axis=1, method="higher")
+    return {v: (int(lo), int(hi)) for v, lo, hi in zip(grid.values, best, worst, strict=True)}
+
+
+# --------------------------------------------------------------------------- families, ties, gate
+
+
+def holm(p_values: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjustment of a family's p-values ``[M]`` (the same numbers as
+    ``statsmodels.stats.multitest.multipletests(method="holm")``): the i-th smallest becomes
+    ``max_{j <= i} min(1, (M - j + 1) p_(j))``. Controls the family-wise error rate."""
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    scaled = (p.size - np.arange(p.size)) * p[order]  # [M]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
+def tie_groups(estimates: Mapping[str, float], comparisons: pd.DataFrame) -> list[list[str]]:
+    """Variants ranked by estimate (highest first), cut into groups "tied at 95%".
+
+    Rule: the best variant opens the first group; walking down the ranking, a variant joins the
+    current group unless ``comparisons`` (rows ``a, b, separated``, as ``compare_all``) separate it
+    from the group's first (best) variant, in which case it opens the next group. So every group
+    member is inseparable from its group's leader (not necessarily from each other member), and the
+    groups are consecutive in the ranking.
+    """
+    separated = {
+        frozenset((a, b)): bool(s)
+        for a, b, s in zip(
+            comparisons["a"], comparisons["b"], comparisons["separated"], strict=True
+        )
+    }
+    groups: list[list[str]] = []
+    for variant in sorted(estimates, key=lambda v: -estimates[v]):
+        if groups:
+            pair = frozenset((groups[-1][0], variant))
+            if pair not in separated:
+                raise ValueError(f"no comparison of '{groups[-1][0]}' with '{variant}'")
+            if not separated[pair]:
+                groups[-1].append(variant)
+                continue
+        groups.append([variant])
+    return groups
+
+
+GateDecision = Literal["pass", "regression", "inconclusive"]
+
+
+def gate_decision(diff: float, ci_low: float, ci_high: float, tolerance: float) -> GateDecision:
+    """The gate's three-way decision on ``diff`` = candidate - baseline with its 95% interval
+    (both sides' uncertainty, e.g. ``paired_difference``):
+
+    - ``regression``: a drop is established (``ci_high < 0``) and its estimate exceeds the
+      tolerance (``-diff > tolerance``): ``harness.core.rules.is_regression``, the leaderboard's
+      rule;
+    - ``pass``: a drop larger than the tolerance is ruled out (``ci_low >= -tolerance``);
+    - ``inconclusive``: neither; the data cannot tell (see ``precision_needed``).
+
+    The two decisions exclude each other (``ci_low <= diff``). False alarm: a regression needs the
+    interval to exclude 0, so with no true drop it happens at most 2.5% of the time (one side of a
+    95% interval that covers); a pass at a true drop of the tolerance, likewise. Measured rates
+    against the true drop: ``simulate_gate``. A NaN interval can regress on the drop alone (as
+    ``is_regression``), never pass.
+    """
+    if is_regression(0.0, diff, ci_high, tolerance):
+        return "regression"
+    if ci_low >= -tolerance - 1e-9:  # the same float slack as is_regression
+        return "pass"
+    return "inconclusive"
+
+
+def precision_needed(diff: float, tolerance: float) -> float:
+    """The half-width of a symmetric 95% interval ``diff +- h`` below which ``gate_decision``
+    decides for this estimate: ``diff + tolerance`` (pass) when the drop is within the tolerance,
+    ``-diff`` (regression) when it exceeds it; 0.0 at the boundary, where no precision decides."""
+    if -diff > tolerance + 1e-9:
+        return -diff
+    return max(diff + tolerance, 0.0)
+
+
+def simulate_gate(
+    true_drops: Sequence[float] = (0.0, 0.025, 0.05, 0.1, 0.15),
+    tolerance: float = DEFAULT_TOLERANCE,
+    n_seeds: int = 3,
+    n_prompts: int = 128,
+    n_clusters: int = 18,
+    samples_per_prompt: int = 4,
+    seed_sd: float = 0.035,  # per-seed win-rates 0.04 apart, 0.02 of it the noise of 128 prompts
+    outcome_sd: float = 0.45,
+    cluster_sd: float = 0.0,
+    reps: int = 400,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How often ``gate_decision`` on the paired bootstrap interval of candidate - baseline says
+    regression / inconclusive / pass, against the candidate's true drop in win-rate: one row per
+    drop, columns ``true_drop, p_regression, p_inconclusive, p_pass, half_width`` (the mean
+    interval half-width), each rate over ``reps`` simulated pairs of suites.
+
+    Model of one side (a suite of ``n_seeds`` runs on the same ``n_prompts`` prompts in
+    ``n_clusters`` clusters), on the win-rate scale, normal and unclipped::
+
+        x[s, p] = 0.5 + b_p + c_{c(p)} + a_s + e_{s,p}  (- drop, for the candidate)
+
+    ``a ~ N(0, seed_sd)`` is a training run's own offset; ``e ~ N(0, outcome_sd / sqrt(k))`` is
+    the mean of ``k = samples_per_prompt`` sampled outcomes of a prompt; ``c ~ N(0, cluster_sd)``
+    is the side's own gain on a cluster of prompts (the variant x cluster interaction), the same
+    for every seed; the prompt's difficulty ``b`` is shared by both sides (the same prompts and
+    reference samples), so it cancels in the difference and is not drawn (nor is a variant x
+    prompt interaction). Seeds are paired by number, as ``paired_difference`` does. One
+    bootstrap draw serves every repetition; a rate's Monte-Carlo error is about
+    ``sqrt(p (1 - p) / reps)``.
+    """
+    rng = np.random.default_rng(seed)
+    sizes: np.ndarray = np.diff(np.linspace(0, n_prompts, n_clusters + 1).round().astype(np.int64))
+    prompts = _prompt_weights(rng, sizes, n_boot)
+    seeds = _seed_weights(rng, n_seeds, n_boot)
+    noise_sd = outcome_sd / math.sqrt(samples_per_prompt)
+    rows = []
+    shape = (reps, n_seeds, n_prompts)
+    for drop in true_drops:
+        runs = rng.normal(0, seed_sd, (2, reps, n_seeds, 1))  # [2, R, S, 1] candidate, baseline
+        noise = rng.normal(0, noise_sd, (2, *shape))  # [2, R, S, P]
+        clusters = np.repeat(rng.normal(0, cluster_sd, (2, reps, 1, len(sizes))), sizes, -1)
+        sides = runs + clusters + noise  # [2, R, S, P]
+        diff = (sides[0] - drop) - sides[1]  # [R, S, P]
+        point, boot = _replicates([(diff, seeds, 1.0)], prompts)  # [R], [R, B]
+        low, high = np.quantile(boot, [0.025, 0.975], axis=1)  # [R], [R]
+        decisions = pd.Series(
+            [
+                gate_decision(d, lo, hi, tolerance)
+                for d, lo, hi in zip(point, low, high, strict=True)
+            ]
+        )
+        rate = decisions.value_counts(normalize=True)
+        rows.append(
+            {
+                "true_drop": drop,
+                "p_regression": float(rate.get("regression", 0.0)),
+                "p_inconclusive": float(rate.get("inconclusive", 0.0)),
+                "p_pass": float(rate.get("pass", 0.0)),
+                "half_width": float(np.mean(high - low) / 2),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,126 @@
+"""A validated suite made concrete, once: which models, data, judges and decodings it means.
+
+``resolve(suite)`` is the only place that asks "the embedded world or the hub?": a world suite
+becomes the same model references and data sources a hub suite writes by hand (pointing at the
+built world's directories and files), so every other module receives plain values and loads them
+one way. Building the world on first use happens here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness.builder.build import ensure_world
+from harness.core.rules import PROXY
+from harness.suite.schema import Data, DataSource, Decoding, EvalDecoding, ModelRef, Suite
+
+# The world's file of each split a world data source names.
+WORLD_FILES = {
+    "train": "train_prompts.jsonl",
+    "eval": "eval_prompts.jsonl",
+    "preferences": "preferences.jsonl",
+}
+
+
+@dataclass(frozen=True)
+class JudgeRef:
+    """How a judge scores: ``proxy`` (the training reward model itself), ``model`` (a reward
+    model of its own, ``model``), or ``gold`` (the world's gold reward function)."""
+
+    kind: Literal["proxy", "model", "gold"]
+    model: ModelRef | None = None
+
+
+@dataclass(frozen=True)
+class LmEvalSetup:
+    """The capability evaluation: lm-eval tasks (from ``include`` when they are local)."""
+
+    tasks: list[str]
+    include: Path | None
+    limit: int | None
+    batch_size: int
+    tolerance: float
+    trust_remote_code: bool = False  # as the suite says of the policy or reference, never more
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Everything a run of the suite loads, as concrete values."""
+
+    suite: Suite
+    policy: ModelRef
+    reference: ModelRef
+    reward: ModelRef
+    judges: dict[str, JudgeRef]  # in the order of eval.judges
+    data: Data  # no `world` sources left: world splits are `file` sources
+    train_decoding: Decoding  # how methods sample while training
+    eval_decoding: EvalDecoding  # how the evaluation samples (max_new_tokens always set)
+    lm_eval: LmEvalSetup
+    world_dir: Path | None  # the built world, for a world suite
+
+    @property
+    def shares_reference(self) -> bool:
+        """The reference is the base policy itself (a frozen copy of it, not a second load)."""
+        return self.reference == self.policy
+
+
+def resolve(suite: Suite) -> Resolved:
+    """The suite's concrete models, data, judges and decodings (building the world if needed)."""
+    world = ensure_world(suite.world) if suite.world is not None else None
+    if world is not None:
+        policy = ModelRef(path=str(world / "policy"), dtype="float32")
+        reference, reward = policy, ModelRef(path=str(world / "proxy_rm"), dtype="float32")
+        named = {"heldout": ModelRef(path=str(world / "heldout_rm"), dtype="float32")}
+    else:
+        assert suite.models is not None  # the schema requires one of world / models
+        policy, reward = suite.models.policy, suite.models.reward
+        reference = suite.models.reference or policy
+        named = dict(suite.models.judges)
+    judges = {name: _judge(name, named) for name in suite.eval.judges}
+    lm = suite.eval.lm_eval
+    return Resolved(
+        suite=suite,
+        policy=policy,
+        reference=reference,
+        reward=reward,
+        judges=judges,
+        data=_data(suite.data, world),
+        train_decoding=suite.train.decoding,
+        eval_decoding=suite.eval.decoding,
+        lm_eval=LmEvalSetup(
+            list(lm.tasks),
+            world / "tasks" if world is not None else None,
+            lm.limit,
+            lm.batch_size,
+            lm.tolerance,
+            policy.trust_remote_code or reference.trust_remote_code,
+        ),
+        world_dir=world,
+    )
+
+
+def _judge(name: str, named: dict[str, ModelRef]) -> JudgeRef:
+    if name == PROXY:
+        return JudgeRef("proxy")
+    if name == "gold":
+        return JudgeRef("gold")
+    return JudgeRef("model", named[name])  # the schema checked that the name exists
+
+
+def _data(data: Data, world: Path | None) -> Data:
+    def source(src: DataSource | None) -> DataSource | None:
+        if src is None or src.source != "world":
+            return src
+        assert world is not None  # the schema requires a world for world sources
+        path = world / "data" / WORLD_FILES.get(src.split, f"{src.split}.jsonl")
+        return src.model_copy(update={"source": "file", "path": str(path)})
+
+    return data.model_copy(
+        update={
+            "train_prompts": source(data.train_prompts),
+            "preferences": source(data.preferences),
+            "eval_prompts": source(data.eval_prompts),
+        }
+    )
