@@ -7,10 +7,11 @@ tensors, and ``train(ctx, params)``. The registry in ``methods/__init__.py`` lis
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
@@ -209,17 +210,40 @@ Respond = Callable[[TrainContext, Any, list[str], Draw], Responses]
 tokens, reward calls) goes into ``ctx.costs``."""
 
 
+Train = Callable[[TrainContext, Any], None]
+"""A training loop: ``train(ctx, params)`` updates ``ctx.policy`` in place within ``ctx.budget``."""
+
+
 @dataclass(frozen=True)
 class Method:
-    """A registry entry."""
+    """A registry entry: what a suite may name, its params model (torch-free), and the module of
+    its ``train`` (and ``respond``), imported only when a run needs it."""
 
     name: str
     description: str
     params: type[MethodParams]
-    train: Callable[[TrainContext, Any], None] | None  # None: nothing is trained (baselines)
-    respond: Respond | None = None  # None: one sample per prompt from the policy
+    module: str | None  # "methods.dpo": holds ``train`` (and ``respond``); None: no code to run
+    trains: bool = True  # False: nothing is trained (baselines)
+    responds: bool = False  # True: ``module.respond`` answers; else one sample per prompt
     needs_reference: bool = False
     source: str = ""
+
+    def train_fn(self) -> Train | None:
+        """The method's ``train``; None for a method that trains nothing."""
+        if not self.trains:
+            return None
+        return cast(Train, self._module().train)
+
+    def respond_fn(self) -> Respond | None:
+        """The method's ``respond``; None when the policy answers one sample per prompt."""
+        if not self.responds:
+            return None
+        return cast(Respond, self._module().respond)
+
+    def _module(self) -> Any:
+        if self.module is None:
+            raise ValueError(f"method {self.name!r} names no module")
+        return importlib.import_module(self.module)
 
 
 def prompt_rounds(prompts: list[str], budget: Budget, seed: int) -> list[list[str]]:

@@ -5,16 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
 
-from methods.base import MAX_SAMPLES, Draw, Method, MethodParams, Pool, Responses, TrainContext
+from methods.base import Draw, Pool, Responses, TrainContext
 from methods.common import charge
-
-
-class BestOfNParams(MethodParams):
-    n: int = Field(
-        8, ge=1, le=MAX_SAMPLES, description="Samples drawn per prompt at inference time."
-    )
+from methods.params import BestOfNParams
 
 
 def best_of_n_kl(n: int) -> float:
@@ -35,14 +29,3 @@ def respond(ctx: TrainContext, params: BestOfNParams, prompts: list[str], draw: 
     best = rewards.argmax(dim=1) + torch.arange(len(prompts), device=rewards.device) * n  # [P]
     pool = Pool(samples, rewards.reshape(-1), n, best)
     return Responses(samples.select(best), kl=best_of_n_kl(n), pool=pool)
-
-
-METHOD = Method(
-    name="best_of_n",
-    description="Base policy answering with the best of N samples under the training reward.",
-    params=BestOfNParams,
-    train=None,
-    respond=respond,
-    needs_reference=False,
-    source="Nakano et al. 2021 (WebGPT); Stiennon et al. 2020",
-)

@@ -9,31 +9,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from methods import common
-from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, PreferencePair, TrainContext
+from methods.base import PreferencePair, TrainContext
+from methods.params import DPOParams
 from methods.sampling import Samples, pack
-
-
-class DPOParams(MethodParams):
-    """Defaults from the paper (beta 0.1, lr 1e-6 with RMSprop; we use AdamW)."""
-
-    lr: float = Field(1e-6, gt=0, description="Learning rate (paper: 1e-6).")
-    beta: float = Field(0.1, gt=0, description="KL strength beta.")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative-DPO epsilon.")
-    pairs: Literal["offline", "online"] = Field(
-        "offline",
-        description="'offline': dataset preference pairs; 'online': best/worst of K policy "
-        "samples.",
-    )
-    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Pairs per optimizer step.")
-    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 
 def dpo_loss(
@@ -187,13 +170,3 @@ def train(ctx: TrainContext, params: DPOParams) -> None:
                 loss, stats = batch_loss(ctx, pairs, batch, params)
                 step(loss, round_, pairs.mean_reward, stats)
     policy.eval()
-
-
-METHOD = Method(
-    name="dpo",
-    description="DPO: logistic loss on the policy/reference log-ratio margin of preference pairs.",
-    params=DPOParams,
-    train=train,
-    needs_reference=True,
-    source="Rafailov et al. 2023",
-)

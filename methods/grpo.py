@@ -9,27 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from pydantic import Field
 
 from methods import common
-from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, TrainContext
+from methods.base import TrainContext
+from methods.params import GRPOParams
 from methods.sampling import Samples
-
-
-class GRPOParams(MethodParams):
-    """Defaults from the DeepSeekMath paper (beta 0.04, lr 1e-6, clip 0.2)."""
-
-    lr: float = Field(1e-6, gt=0, description="Learning rate (paper: 1e-6).")
-    group_size: int | None = Field(
-        None, ge=2, description="Samples per prompt; default: the budget's samples_per_prompt."
-    )
-    beta: float = Field(0.04, ge=0, description="Coefficient of the k3 KL to the reference.")
-    clip: float = Field(0.2, gt=0, description="Ratio clip epsilon.")
-    iterations: int = Field(
-        1, ge=1, le=MAX_EPOCHS, description="Optimisation passes per group batch (mu)."
-    )
-    mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -167,13 +151,3 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
                 loss, stats = minibatch_loss(ctx, batch, rows, params)
                 step(loss, round_, float(batch.rewards.mean()), stats)
     policy.eval()
-
-
-METHOD = Method(
-    name="grpo",
-    description="GRPO: group-normalised advantages, clipped ratio, k3 KL to the reference.",
-    params=GRPOParams,
-    train=train,
-    needs_reference=True,
-    source="Shao et al. 2024 (DeepSeekMath)",
-)

@@ -10,35 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
 
 from methods import candidates, common
 from methods.base import (
-    MAX_EPOCHS,
-    CandidateList,
-    Method,
-    MethodParams,
     TrainContext,
-    default_candidates,
 )
-
-
-class PROParams(MethodParams):
-    """Defaults from the paper and the official code (AlibabaResearch/DAMO-ConvAI/PRO)."""
-
-    lr: float = Field(5e-6, gt=0, description="AdamW learning rate (official code).")
-    sft_weight: float = Field(0.05, ge=0, description="Coefficient beta of the SFT term.")
-    reward_gap_scaling: bool = Field(
-        True,
-        description="Scale each logit by the reward gap to the k-th candidate (temperature "
-        "1/(r_k - r_i), the largest gap for s_k itself), as the official code does.",
-    )
-    candidates: CandidateList = Field(
-        default_factory=default_candidates,
-        description="Generators of the candidates ranked per prompt.",
-    )
-    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's candidates.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+from methods.params import PROParams
 
 
 def sort_by_reward(
@@ -125,13 +102,3 @@ def _loss(
         return pro_total(scores, rewards, sft_nll, params.sft_weight, params.reward_gap_scaling)
 
     return batch.mean_over_prompts(group_loss, logps.new_zeros(()))
-
-
-METHOD = Method(
-    name="pro",
-    description="PRO: listwise Plackett-Luce ranking of candidates plus SFT on the best.",
-    params=PROParams,
-    train=train,
-    needs_reference=False,
-    source="Song et al. 2023; AlibabaResearch/DAMO-ConvAI/PRO",
-)

@@ -10,31 +10,11 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
 
 from methods import common
-from methods.base import MAX_BATCH, MAX_EPOCHS, Method, MethodParams, TrainContext
+from methods.base import TrainContext
+from methods.params import RAFTParams
 from methods.sampling import Samples, positions
-
-
-class RAFTParams(MethodParams):
-    """Defaults from the paper and LMFlow's RAFT aligner."""
-
-    lr: float = Field(2e-5, gt=0, description="AdamW learning rate (LMFlow).")
-    selection: Literal["local", "global"] = Field(
-        "local", description="'local': best of K per prompt; 'global': top fraction of the batch."
-    )
-    top_fraction: float = Field(
-        0.125, gt=0, le=1, description="Share kept under 'global' selection (paper: 1/K)."
-    )
-    train_prompt_tokens: bool = Field(
-        False, description="Also train on prompt tokens (as LMFlow's fine-tuning does)."
-    )
-    epochs: int = Field(
-        1, ge=1, le=MAX_EPOCHS, description="Fine-tuning passes over each round's kept samples."
-    )
-    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
 
 
 def keep_best(
@@ -88,13 +68,3 @@ def _sft_logps(
     logps = common.response_token_logps(policy, ids, attention, prompt_len=1)  # [n, P + T - 1]
     mask = attention[:, 1:] * (positions(attention)[:, 1:] > 0)  # [n, P + T - 1]
     return logps, mask
-
-
-METHOD = Method(
-    name="raft",
-    description="RAFT: sample K, keep the reward-best (per prompt or globally), fine-tune on them.",
-    params=RAFTParams,
-    train=train,
-    needs_reference=False,
-    source="Dong et al. 2023; LMFlow",
-)

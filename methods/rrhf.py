@@ -10,36 +10,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
 
 from methods import candidates, common
 from methods.base import (
-    MAX_EPOCHS,
-    CandidateList,
-    Method,
-    MethodParams,
     TrainContext,
-    default_candidates,
 )
-
-
-class RRHFParams(MethodParams):
-    """Defaults from the paper and the official code (GanjinZero/RRHF)."""
-
-    lr: float = Field(2e-5, gt=0, description="AdamW learning rate (official train script).")
-    rank_weight: float = Field(1.0, ge=0, description="Weight of the ranking loss (paper: 1).")
-    length_penalty: float = Field(1.0, ge=0, description="Exponent of the length normaliser.")
-    length_norm: Literal["response", "padded"] = Field(
-        "response",
-        description="'response': divide by the response length (paper); 'padded': by the padded "
-        "length, as the official code does.",
-    )
-    candidates: CandidateList = Field(
-        default_factory=default_candidates,
-        description="Generators of the candidates ranked per prompt.",
-    )
-    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's candidates.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+from methods.params import RRHFParams
 
 
 def rrhf_scores(
@@ -115,14 +91,3 @@ def _loss(
         return rrhf_loss(scores, rewards, best_nll, params.rank_weight)
 
     return batch.mean_over_prompts(group_loss, logps.new_zeros(()))
-
-
-METHOD = Method(
-    name="rrhf",
-    description="RRHF: hinge ranking loss on length-normalised log-probs plus SFT on the best "
-    "candidate.",
-    params=RRHFParams,
-    train=train,
-    needs_reference=False,
-    source="Yuan et al. 2023; github.com/GanjinZero/RRHF",
-)

@@ -15,15 +15,14 @@ from typer.testing import CliRunner
 from harness.bench import ours as bench_ours
 from harness.bench import trl as bench_trl
 from harness.bench import world as bench_world
-from harness.bench.core import (
+from harness.bench.config import (
     BenchConfig,
     BenchInputError,
-    ForwardCounter,
-    Run,
     Work,
     WorkMismatchError,
     check_equal_work,
 )
+from harness.bench.core import ForwardCounter, Run
 from harness.bench.report import markdown, write_report
 from harness.bench.run import run_bench, time_row
 from harness.cli.bench import register

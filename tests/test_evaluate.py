@@ -18,13 +18,13 @@ from harness.evaluation.evaluate import (
     EvalSetup,
     ReferenceEval,
     evaluate_policy,
+    kl_estimate,
     prompt_win_rates,
     reference_eval,
 )
 from harness.stats.estimates import (
     Estimate,
     distinct_n,
-    kl_estimate,
     mean_with_ci,
     outcomes,
     win_rate,
@@ -304,11 +304,10 @@ def test_damaged_policy_is_a_capability_regression(
 ) -> None:
     from methods import REGISTRY
 
-    method = dataclasses.replace(REGISTRY["sft"], name=f"noise{sigma}", train=add_noise(sigma))
+    method = dataclasses.replace(REGISTRY["sft"], name=f"noise{sigma}", trains=True)
     ctx, setup = run_context(suite, "raft")  # a trained variant's context: a frozen reference
     assert ctx.policy is not ctx.reference
-    assert method.train is not None
-    method.train(ctx, None)
+    add_noise(sigma)(ctx, None)
     rows = by_metric(evaluate_policy(ctx, method, None, setup, reference, tmp_path).metrics)
     assert (tmp_path / "policy" / "config.json").exists()
     assert not (tmp_path / "policy.tmp").exists()

@@ -37,8 +37,9 @@ to the end of the last, which leaves set-up out).
 
 **Modules**, imported in one direction (this package imports none of them):
 
-- ``core``: the settings, the ``Work`` and ``Run`` records, the forward counter, the step clock,
-  the equal-work check, ``quiet``;
+- ``config``: the settings, the ``Work`` record and the equal-work check (no torch: the command
+  line reads them);
+- ``core``: the ``Run`` records, the forward counter, the step clock, ``quiet``;
 - ``world``: the tiny world's models and data (``BenchWorld``), shared by both sides;
 - ``ours`` and ``trl``: one runner per row, each side (both import ``core`` and ``world``);
 - ``report``: the report as table cells, markdown, and its files;

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from harness.bench.core import (
+from harness.bench.config import (
     DPO_BETA,
     DPO_LR,
     GRPO_BETA,
@@ -24,11 +24,9 @@ from harness.bench.core import (
     RM_LR,
     SEED,
     BenchConfig,
-    ForwardCounter,
-    Run,
-    StepClock,
     Work,
 )
+from harness.bench.core import ForwardCounter, Run, StepClock
 from harness.bench.world import BenchWorld, Runner, rm_pairs, take
 from harness.builder import trainer
 from harness.evaluation.evaluate import SAMPLE_BATCH
@@ -234,9 +232,9 @@ def ours_method(name: str) -> Runner:
 
     def run(world: BenchWorld, cfg: BenchConfig) -> Run:
         method = REGISTRY[name]
-        if method.train is None:
+        train = method.train_fn()
+        if train is None:
             raise ValueError(f"{name} trains nothing: no throughput to measure")
-        train = method.train
         budget = Budget(cfg.batch_size, 1, cfg.group_size, cfg.max_new_tokens)
         clock = StepClock()
         ctx = our_context(world, name, budget, clock)

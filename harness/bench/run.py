@@ -15,7 +15,8 @@ import torch
 from harness.bench import ours as ours_side
 from harness.bench import trl as trl_side
 from harness.bench import world as bench_world
-from harness.bench.core import BenchConfig, Row, Run, Side, check_equal_work, quiet
+from harness.bench.config import BenchConfig, check_equal_work
+from harness.bench.core import Row, Run, Side, quiet
 from harness.bench.world import BenchWorld, Runner
 from harness.evaluation.evaluate import SAMPLE_BATCH
 from harness.run.provenance import git_commit

@@ -19,7 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from harness.bench.core import (
+from harness.bench.config import (
     DPO_BETA,
     DPO_LR,
     GRPO_BETA,
@@ -28,12 +28,9 @@ from harness.bench.core import (
     RM_LR,
     SEED,
     BenchConfig,
-    ForwardCounter,
-    Run,
-    StepClock,
     Work,
-    quiet,
 )
+from harness.bench.core import ForwardCounter, Run, StepClock, quiet
 from harness.bench.world import BenchWorld, Runner, rm_pairs, take
 from harness.builder import trainer as world_trainer
 from methods.base import Costs

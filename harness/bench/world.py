@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from harness.bench.core import SEED, BenchConfig, BenchInputError, Run
+from harness.bench.config import SEED, BenchConfig, BenchInputError
+from harness.bench.core import Run
 from harness.builder.build import ensure_world
 from harness.load.data import load_pairs_file, load_prompts_file
 from harness.run.execute import open_backend

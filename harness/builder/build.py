@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from harness.builder import card as world_card
-from harness.builder import store, trainer
+from harness.builder import measure, store, trainer
+from harness.world import card as world_card
 from harness.world import tasks as capability_tasks
 from harness.world.config import WorldConfig, world_dir
 from harness.world.dialogues import Request, all_requests, random_request, random_style, respond
@@ -165,7 +165,7 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
         log(f"{name}: pairwise accuracy against gold on 500 held-out pairs {acc:.3f}")
 
     t = time.perf_counter()
-    measured = world_card.measure(tmp, cfg, policy, tokenizer, [r.prompt for r in eval_pool], log)
+    measured = measure.measure(tmp, cfg, policy, tokenizer, [r.prompt for r in eval_pool], log)
     timings["card"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     world_card.write(tmp, cfg, rm_stats, measured, timings, store.content_hash(tmp))

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.bench.core import BenchConfig, BenchInputError, WorkMismatchError
+from harness.bench.config import BenchConfig, BenchInputError, WorkMismatchError
 from harness.bench.report import HEADERS, table_rows, write_report
 from harness.cli.common import (
     BAD_INPUT,

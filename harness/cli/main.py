@@ -18,8 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 
 import harness
-from harness.builder.card import load as load_card
-from harness.builder.card import markdown as card_markdown
 from harness.cli import bench as cli_bench
 from harness.cli import results as cli_results
 from harness.cli import tune
@@ -33,13 +31,16 @@ from harness.cli.common import (
     stdout,
 )
 from harness.core.errors import InputError
+from harness.load.data import data_issues
 from harness.run.cluster import check_before_start
 from harness.run.preflight import PreflightError, decide_offline
 from harness.run.preflight import check as preflight_check
 from harness.suite.checkpoints import checkpoint_rounds
 from harness.suite.loader import SuiteError, load_suite
-from harness.suite.runs import expand
+from harness.suite.runs import check_only
 from harness.suite.schema import Suite
+from harness.world.card import load as load_card
+from harness.world.card import markdown as card_markdown
 from harness.world.config import WorldConfig, world_dir
 from methods import REGISTRY
 
@@ -87,7 +88,11 @@ SuitePath = Annotated[Path, typer.Argument(metavar="SUITE", help="A suite YAML f
 def load_or_exit(path: Path, overrides: list[str] | None, debug: bool) -> Suite:
     """The validated suite, or every problem on stderr and exit 2 (exit 1 on an internal error)."""
     try:
-        return load_suite(path, overrides or [])
+        suite = load_suite(path, overrides or [])
+        issues = data_issues(suite, str(path))  # each local data file read through, as runs will
+        if issues:
+            raise SuiteError(issues)
+        return suite
     except SuiteError as exc:
         _report_issues(exc)
         if debug:
@@ -178,7 +183,7 @@ def run(
     """
     loaded = load_or_exit(suite, override, debug)
     try:
-        expand(loaded, only)
+        check_only(loaded, only)
         check_out(out / loaded.name)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
@@ -244,7 +249,7 @@ def list_methods() -> None:
     for name, method in REGISTRY.items():
         defaults = method.params().model_dump()
         params = "\n".join(f"{k}={v}" for k, v in defaults.items()) or "-"
-        trains = "yes" if method.train is not None else "no"
+        trains = "yes" if method.trains else "no"
         if method.needs_reference:
             trains += " (+ref)"
         table.add_row(name, method.description, trains, escape(params))

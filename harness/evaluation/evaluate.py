@@ -230,8 +230,9 @@ def _responses(
     inference-time strategy when it has one, else samples of the trained policy."""
     k = setup.samples_per_prompt
     draw = sampler(setup, POLICY_SEED + ctx.seed)
-    if method.respond is not None:
-        return method.respond(ctx, params, [p for p in prompts for _ in range(k)], draw)
+    respond = method.respond_fn()
+    if respond is not None:
+        return respond(ctx, params, [p for p in prompts for _ in range(k)], draw)
     return Responses(draw(ctx.policy, prompts, k))
 
 
@@ -264,7 +265,7 @@ def _capability(
     base model, so its scores are the base's (delta 0)."""
     if not setup.lm_eval.tasks:
         return []
-    if method.train is None:
+    if not method.trains:
         scores = base
     else:
         saved = save_policy(ctx.policy, ctx.tokenizer, out_dir)
@@ -379,3 +380,16 @@ def sample_index(n: int, k: int, clusters: Sequence[str]) -> dict[str, list[Any]
         "cluster": [named[i] for i in range(n) for _ in range(k)],
         "sample": [j for _ in range(n) for j in range(k)],
     }
+
+
+def kl_estimate(
+    logps: torch.Tensor,  # [N, T] the policy's log-probs of its own sampled tokens
+    ref_logps: torch.Tensor,  # [N, T] the reference's log-probs of the same tokens
+    mask: torch.Tensor,  # [N, T] 1 on real response tokens
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Estimate:
+    """Monte-Carlo KL(policy || reference): per response ``sum_t (logp_t - ref_logp_t)`` over real
+    tokens, then the mean over responses with a bootstrap 95% interval."""
+    per_response = ((logps.float() - ref_logps.float()) * mask).sum(dim=-1)  # [N]
+    return mean_with_ci(per_response, n_boot, seed)

@@ -23,6 +23,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.suite.loader import SpecIssue
+from harness.suite.schema import Suite
 from methods.base import PreferencePair
 
 HUMAN = "\n\nHuman:"
@@ -357,3 +359,29 @@ def _snap_to_turn(prompt: str, start: int) -> str:
 
 def _count_tokens(text: str, tokenizer: Any) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def data_issues(suite: Suite, file: str) -> list[SpecIssue]:
+    """Each local data file of the suite read through as the runs will read it: one that cannot
+    be read to its end, or that yields nothing usable, is an issue naming the file and what its
+    records were dropped for."""
+    sources = {"train_prompts": suite.data.train_prompts, "eval_prompts": suite.data.eval_prompts}
+    if suite.data.preferences is not None:
+        sources["preferences"] = suite.data.preferences
+    issues = []
+    for slot, src in sources.items():
+        if src.source != "file" or src.path is None:
+            continue
+        try:
+            if slot == "preferences":
+                _, report = load_pairs_file(src.path, src.limit)
+            else:
+                _, report = load_prompts_file(src.path, src.format, src.limit)
+        except DataUnavailableError as exc:
+            issues.append(SpecIssue(file, f"data.{slot}.path", src.path, exc.reason))
+            continue
+        if report.kept == 0:
+            what = "pairs" if slot == "preferences" else f"'{src.format}' prompts"
+            msg = f"no usable {what} in {src.path}: {report.summary().partition(': ')[2]}"
+            issues.append(SpecIssue(file, f"data.{slot}", "", msg))
+    return issues

@@ -34,9 +34,9 @@ from harness.load.models import (
 from harness.run.provenance import provenance
 from harness.suite.checkpoints import checkpoint_rounds
 from harness.suite.generation import Generation
-from harness.suite.resolve import Resolved, resolve
+from harness.suite.resolve import Resolved
 from harness.suite.runs import RunResult, RunSpec
-from harness.suite.schema import ModelRef, Suite
+from harness.suite.schema import ModelRef
 from methods import REGISTRY
 from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
 from methods.common import freeze, metered
@@ -92,7 +92,7 @@ def train_context(
     reference = None
     if not resolved.shares_reference:
         reference = freeze(load_policy(resolved.reference, device)[0])
-    elif REGISTRY[suite.variant(variant).method].train is None:
+    elif not REGISTRY[suite.variant(variant).method].trains:
         reference = policy  # a variant that trains nothing: its policy is the reference itself
     elif adapters is None:
         reference = freeze(policy)
@@ -187,8 +187,8 @@ def _train_and_evaluate(
     loaded: dict[str, Any],
     curve: list[dict[str, Any]],
 ) -> tuple[Evaluation, torch.device]:
-    suite = Suite.model_validate(spec.suite)
-    resolved = resolve(suite)
+    resolved = spec.resolved  # resolved once by the driver: never validated or resolved here
+    suite = resolved.suite
     variant = suite.variant(spec.variant)
     method = REGISTRY[spec.method]
     device = pick_device(suite.resources.gpus_per_run)
@@ -205,7 +205,8 @@ def _train_and_evaluate(
         loaded["sizes"] = model_sizes(ctx.policy, ctx.reward.model)
         proxy = ctx.reward.uncharged()
         setup = None
-        if method.train is not None:
+        train = method.train_fn()
+        if train is not None:
             wanted = checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds)
             if wanted:  # the judges are needed during training
                 setup = eval_setup(
@@ -215,7 +216,7 @@ def _train_and_evaluate(
                 ctx.checkpoint = CheckpointEval(ctx, subset, frozenset(wanted), ids, curve)
             phase("training")
             with metered(ctx):  # every forward pass of the policy and reference, into costs
-                method.train(ctx, variant.params)
+                train(ctx, variant.params)
             if costs.optimizer_steps == 0:  # a result that silently equals the base policy
                 raise RuntimeError(
                     f"{spec.variant} took no optimizer step: nothing in its data or samples to "
@@ -276,7 +277,7 @@ def execute_run(
         fields = {"error": error, "traceback": traceback.format_exc()}
     costs.wall_seconds = time.perf_counter() - start
     costs.peak_memory_mb = peak_memory_mb(device)
-    gpus = spec.suite["resources"]["gpus_per_run"]
+    gpus = spec.resolved.suite.resources.gpus_per_run
     sizes = loaded.pop("sizes", {})
     return RunResult.of(
         spec,

@@ -9,10 +9,10 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
+from harness.builder.build import ensure_world
 from harness.core.files import folder_lock, write_atomic
 from harness.load.models import describe_data
 from harness.report.leaderboard import write_leaderboard
@@ -27,7 +27,7 @@ from harness.run import schedule, shared
 from harness.run.cluster import check_before_start
 from harness.run.display import Display, summary_line
 from harness.run.tracking import Tracker, open_tracker, tracked
-from harness.suite.resolve import resolve
+from harness.suite.resolve import Resolved, resolve
 from harness.suite.runs import RunResult, RunSpec, expand
 from harness.suite.schema import Suite
 from methods import REGISTRY
@@ -73,14 +73,15 @@ def run_suite(
     suite with other settings."""
     console = console or Console()
     out_dir = out_root / suite.name
-    specs = expand(suite, only)
+    resolved = resolve(suite)  # once, here: every task receives this value
+    specs = expand(resolved, only)
     check_before_start(suite.resources, address, num_gpus)
     with folder_lock(out_dir):
-        return _run_locked(suite, out_dir, specs, fresh, address, console, num_gpus)
+        return _run_locked(resolved, out_dir, specs, fresh, address, console, num_gpus)
 
 
 def _run_locked(
-    suite: Suite,
+    resolved: Resolved,
     out_dir: Path,
     specs: list[RunSpec],
     fresh: bool,
@@ -88,6 +89,7 @@ def _run_locked(
     console: Console,
     num_gpus: int | None,
 ) -> Outcome:
+    suite = resolved.suite
     dump = merged_suite(out_dir, suite.model_dump(mode="json"))
     write_atomic(out_dir / "suite.json", json.dumps(dump, indent=1))
     done = {} if fresh else finished_runs(out_dir, console)
@@ -95,19 +97,20 @@ def _run_locked(
     skipped = [s.label for s in specs if s.run_id in done]
     if skipped:
         console.print(f"resuming: {len(skipped)} run(s) already done, {len(todo)} to run")
-    resolved = resolve(suite)  # a world suite's world is built once here, before any task
+    if suite.world is not None:  # built (or installed) once here, before any task
+        ensure_world(suite.world, log=lambda line: console.print(line, markup=False))
     for line in describe_data(resolved.data, suite.eval.num_prompts):
         console.print(line, markup=False)
     results = [done[s.run_id] for s in specs if s.run_id in done]
     if todo:
-        results += _run_on_pool(suite, todo, out_dir, fresh, address, console, num_gpus)
+        results += _run_on_pool(resolved, todo, out_dir, fresh, address, console, num_gpus)
     outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
     outcome.paths = write_outputs(out_dir, outcome.results)
     return outcome
 
 
 def _run_on_pool(
-    suite: Suite,
+    resolved: Resolved,
     todo: list[RunSpec],
     out_dir: Path,
     fresh: bool,
@@ -117,6 +120,7 @@ def _run_on_pool(
 ) -> list[RunResult]:
     """The runs ``todo`` on a Ray pool, after the suite's shared reference evaluation; each result
     saved, shown and tracked as it arrives."""
+    suite = resolved.suite
     res = suite.resources
     with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
         schedule.check_fits(res.cpus_per_run, res.gpus_per_run)
@@ -125,11 +129,9 @@ def _run_on_pool(
         ref = None if fresh else shared.load_or_none(ref_path)
         if ref is None:
             console.print("shared: reference generations and base capability (once per suite)")
-            ref = schedule.compute_shared_remote(
-                spec_dump(suite), res.cpus_per_run, res.gpus_per_run
-            )
+            ref = schedule.compute_shared_remote(resolved, res.cpus_per_run, res.gpus_per_run)
             ref.save(ref_path)
-        trains = {v.name for v in suite.methods if REGISTRY[v.method].train is not None}
+        trains = {v.name for v in suite.methods if REGISTRY[v.method].trains}
         tracker = open_tracker(suite.tracking, suite.name, out_dir)
         with Display(todo, console, suite.budget.rounds, trains) as display:
 
@@ -165,10 +167,6 @@ def track(tracker: Tracker, suite: Suite, result: RunResult, console: Console) -
         tracker.log(tracked(result, params, budget, suite.hash()))
     except Exception as exc:  # any backend error: reported, the suite goes on
         console.print(f"tracking: {result.variant}/seed{result.seed} not logged: {exc}")
-
-
-def spec_dump(suite: Suite) -> dict[str, Any]:
-    return suite.model_dump(mode="json")
 
 
 def _in_suite_order(results: list[RunResult], specs: list[RunSpec]) -> list[RunResult]:

@@ -26,6 +26,7 @@ from harness.core.files import write_atomic
 from harness.run.cluster import check_reachable, unfit
 from harness.run.execute import execute_run
 from harness.run.shared import compute_shared
+from harness.suite.resolve import Resolved
 from harness.suite.runs import RunResult, RunSpec
 from methods.base import Progress
 
@@ -59,9 +60,9 @@ def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float)
     return execute_run(spec, artifacts, shared, progress, phase=phase)
 
 
-def _shared_task(suite_dump: dict[str, Any], cpus: float) -> Any:
+def _shared_task(resolved: Resolved, cpus: float) -> Any:
     _task_setup(cpus)
-    return compute_shared(suite_dump)
+    return compute_shared(resolved)
 
 
 @dataclass
@@ -151,12 +152,12 @@ def progress_board() -> Queue:
 Reporter = Callable[[str, dict[str, Any]], None]
 
 
-def compute_shared_remote(suite_dump: dict[str, Any], cpus: float, gpus: float) -> Any:
+def compute_shared_remote(resolved: Resolved, cpus: float, gpus: float) -> Any:
     """The suite's shared work as one task; an error inside it is raised here as itself (not
     Ray's wrapper with the remote traceback)."""
     task = _remote(_shared_task, cpus, gpus, max_retries=1)
     try:
-        return ray.get(task.remote(suite_dump, cpus))
+        return ray.get(task.remote(resolved, cpus))
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from harness.evaluation.evaluate import ReferenceEval, reference_eval
 from harness.load.device import pick_device
 from harness.load.models import load_data, load_policy, load_reward
 from harness.run.execute import eval_setup, open_backend
-from harness.suite.resolve import resolve
+from harness.suite.resolve import Resolved
 from harness.suite.schema import Suite
 
 
@@ -31,10 +30,10 @@ def shared_path(suite: Suite, out_dir: Path) -> Path:
     return out_dir / "shared" / f"reference-{shared_key(suite)}.json"
 
 
-def compute_shared(suite_dump: dict[str, Any]) -> ReferenceEval:
-    """Generate and judge the reference policy's responses; score the base model with lm-eval."""
-    suite = Suite.model_validate(suite_dump)
-    resolved = resolve(suite)
+def compute_shared(resolved: Resolved) -> ReferenceEval:
+    """Generate and judge the reference policy's responses; score the base model with lm-eval.
+    Runs in a task: it receives the suite resolved by the driver and validates nothing again."""
+    suite = resolved.suite
     device = pick_device(suite.resources.gpus_per_run)
     reference, tokenizer = load_policy(resolved.reference, device)
     reference.eval()

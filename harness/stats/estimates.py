@@ -1,5 +1,5 @@
-"""Statistics of the evaluation: pure functions over numbers (numpy / torch / pandas in, numbers
-out).
+"""Statistics of the evaluation: pure functions over numbers (numpy / pandas in, numbers out;
+a torch tensor is read as an array).
 
 Win-rates with paired outcomes, means with seeded bootstrap intervals, Monte-Carlo KL, distinct-n,
 the capability rows of a run against the base model; the per-prompt table that the hierarchical,
@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats as sps
 
 from harness.suite.runs import MetricRow
@@ -44,8 +43,8 @@ def _finite(x: float) -> float | None:
 
 
 def _array(values: ArrayLike) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().double().numpy()
+    if hasattr(values, "detach"):  # a torch tensor, read without importing torch here
+        return np.asarray(values.detach().cpu().double().numpy())
     return np.asarray(values, dtype=np.float64)
 
 
@@ -93,19 +92,6 @@ def distinct_n(texts: list[str], n: int) -> float:
         for i in range(len(tokens) - n + 1)
     ]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def kl_estimate(
-    logps: torch.Tensor,  # [N, T] the policy's log-probs of its own sampled tokens
-    ref_logps: torch.Tensor,  # [N, T] the reference's log-probs of the same tokens
-    mask: torch.Tensor,  # [N, T] 1 on real response tokens
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> Estimate:
-    """Monte-Carlo KL(policy || reference): per response ``sum_t (logp_t - ref_logp_t)`` over real
-    tokens, then the mean over responses with a bootstrap 95% interval."""
-    per_response = ((logps.float() - ref_logps.float()) * mask).sum(dim=-1)  # [N]
-    return mean_with_ci(per_response, n_boot, seed)
 
 
 # --------------------------------------------------------------------------- per-prompt table

@@ -15,7 +15,6 @@ from typing import Any, NamedTuple, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.load import data
 from harness.suite.rules import Loc
 from harness.suite.schema import VARIANTS, ModelRef, Suite
 from methods import REGISTRY, did_you_mean
@@ -297,33 +296,6 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     except ValidationError as exc:
         issues += [_issue(str(path), err) for err in exc.errors()]
         raise SuiteError(issues) from None
-    issues += data_issues(suite, str(path))
     if issues:
         raise SuiteError(issues)
     return suite
-
-
-def data_issues(suite: Suite, file: str) -> list[SpecIssue]:
-    """Each local data file of the suite read through as the runs will read it: one that cannot
-    be read to its end, or that yields nothing usable, is an issue naming the file and what its
-    records were dropped for."""
-    sources = {"train_prompts": suite.data.train_prompts, "eval_prompts": suite.data.eval_prompts}
-    if suite.data.preferences is not None:
-        sources["preferences"] = suite.data.preferences
-    issues = []
-    for slot, src in sources.items():
-        if src.source != "file" or src.path is None:
-            continue
-        try:
-            if slot == "preferences":
-                _, report = data.load_pairs_file(src.path, src.limit)
-            else:
-                _, report = data.load_prompts_file(src.path, src.format, src.limit)
-        except data.DataUnavailableError as exc:
-            issues.append(SpecIssue(file, f"data.{slot}.path", src.path, exc.reason))
-            continue
-        if report.kept == 0:
-            what = "pairs" if slot == "preferences" else f"'{src.format}' prompts"
-            msg = f"no usable {what} in {src.path}: {report.summary().partition(': ')[2]}"
-            issues.append(SpecIssue(file, f"data.{slot}", "", msg))
-    return issues

@@ -3,7 +3,12 @@
 ``resolve(suite)`` is the only place that asks "the embedded world or the hub?": a world suite
 becomes the same model references and data sources a hub suite writes by hand (pointing at the
 built world's directories and files), so every other module receives plain values and loads them
-one way. Building the world on first use happens here too.
+one way. It is pure: a world suite resolves to the folder its world is cached in
+(``harness.world.config.world_dir``); the driver builds or installs that world once, before any
+run starts (``harness.builder.build.ensure_world``).
+
+``Resolved`` is frozen and serialisable (plain values and pydantic models): the driver resolves a
+suite once and every Ray task receives the value; no task validates or resolves again.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.builder.build import ensure_world
 from harness.core.rules import PROXY
 from harness.suite.schema import Data, DataSource, Decoding, EvalDecoding, ModelRef, Suite
+from harness.world.config import world_dir
 
 # The world's file of each split a world data source names.
 WORLD_FILES = {
@@ -67,8 +72,9 @@ class Resolved:
 
 
 def resolve(suite: Suite) -> Resolved:
-    """The suite's concrete models, data, judges and decodings (building the world if needed)."""
-    world = ensure_world(suite.world) if suite.world is not None else None
+    """The suite's concrete models, data, judges and decodings; a world suite's world is named by
+    its cache folder, which this does not build (the driver ensures it once)."""
+    world = world_dir(suite.world) if suite.world is not None else None
     if world is not None:
         policy = ModelRef(path=str(world / "policy"), dtype="float32")
         reference, reward = policy, ModelRef(path=str(world / "proxy_rm"), dtype="float32")

@@ -68,7 +68,7 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
             issues.append((("methods", i, "name"), name, "duplicate variant name"))
     for i, variant in enumerate(methods if isinstance(methods, list) else []):
         method = variant.get("method") if isinstance(variant, dict) else None
-        untrained = isinstance(method, str) and method in REGISTRY and not REGISTRY[method].train
+        untrained = isinstance(method, str) and method in REGISTRY and not REGISTRY[method].trains
         if untrained and variant.get("lora") is not None:
             msg = f"{method} trains nothing, so it takes no lora"
             issues.append((("methods", i, "lora"), variant["lora"], msg))

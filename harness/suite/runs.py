@@ -26,6 +26,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.suite.resolve import Resolved
 from harness.suite.schema import Suite
 
 RESULT_VERSION = 1
@@ -42,7 +43,7 @@ class MetricRow:
 
 @dataclass(frozen=True)
 class RunSpec:
-    suite: dict[str, Any]  # the resolved suite (Suite.model_dump(mode="json"))
+    resolved: Resolved  # the suite, resolved once by the driver; tasks never validate it again
     suite_hash: str
     variant: str
     method: str
@@ -82,7 +83,7 @@ class RunResult:
         """The result of ``spec`` with ``status`` and any other fields given."""
         return cls(
             run_id=spec.run_id,
-            suite=spec.suite["name"],
+            suite=spec.resolved.suite.name,
             variant=spec.variant,
             method=spec.method,
             seed=spec.seed,
@@ -138,16 +139,22 @@ def run_id(suite: Suite, variant: str, seed: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def expand(suite: Suite, only: list[str] | None = None) -> list[RunSpec]:
-    """One RunSpec per (variant, seed), in suite order; ``only`` keeps the named variants."""
+def check_only(suite: Suite, only: list[str] | None) -> None:
+    """``ValueError`` naming the variants of ``only`` that ``suite`` does not have."""
     names = [v.name for v in suite.methods]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; suite has {', '.join(names)}")
-    dump = suite.model_dump(mode="json")
+
+
+def expand(resolved: Resolved, only: list[str] | None = None) -> list[RunSpec]:
+    """One RunSpec per (variant, seed), in suite order, each carrying ``resolved``; ``only`` keeps
+    the named variants."""
+    suite = resolved.suite
+    check_only(suite, only)
     suite_hash = suite.hash()
     return [
-        RunSpec(dump, suite_hash, v.name, v.method, seed, run_id(suite, v.name, seed))
+        RunSpec(resolved, suite_hash, v.name, v.method, seed, run_id(suite, v.name, seed))
         for v in suite.methods
         if not only or v.name in only
         for seed in suite.seeds

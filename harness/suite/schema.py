@@ -32,7 +32,6 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.core.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
-from harness.load.lora import Lora
 from harness.suite import checkpoints as ckpt
 from harness.suite.bounds import (
     MAX_BOOTSTRAP,
@@ -52,6 +51,7 @@ from harness.suite.bounds import (
 )
 from harness.suite.generation import DEFAULT as DEFAULT_GENERATION
 from harness.suite.generation import Generation
+from harness.suite.lora import Lora
 from harness.suite.rules import WORLD_SPLITS, cross_checks, fill_defaults
 from harness.suite.settings import Resources, Tracking
 from harness.suite.sweep import expand_methods
@@ -347,7 +347,7 @@ def _resolve(suite: Suite) -> Suite:
     if suite.train.lora is not None:
         methods = [
             v.model_copy(update={"lora": suite.train.lora})
-            if v.lora is None and REGISTRY[v.method].train is not None
+            if v.lora is None and REGISTRY[v.method].trains
             else v
             for v in methods
         ]

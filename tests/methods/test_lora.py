@@ -15,6 +15,7 @@ pytest.importorskip("peft", reason="LoRA needs peft: pip install -e '.[lora]'")
 from harness.evaluation.evaluate import save_policy
 from harness.load import lora
 from harness.load.models import load_policy
+from harness.suite import lora as lora_settings
 from harness.suite.loader import SuiteError, load_suite
 from harness.suite.resolve import resolve
 from methods import REGISTRY, common, ppo, sampling
@@ -211,8 +212,8 @@ def test_suite_lora_fills_every_trained_variant_and_a_variant_gives_its_own() ->
     suite = load("train.lora={r: 8}", "methods.dpo.lora={r: 4, target_modules: [q_proj]}")
     by_name = {v.name: v.lora for v in suite.methods}
     assert by_name["sft"] is None and by_name["best_of_n"] is None  # they train nothing
-    assert by_name["dpo"] == lora.Lora(r=4, target_modules=["q_proj"])
-    assert all(by_name[m] == lora.Lora(r=8) for m in TRAINED if m != "dpo")
+    assert by_name["dpo"] == lora_settings.Lora(r=4, target_modules=["q_proj"])
+    assert all(by_name[m] == lora_settings.Lora(r=8) for m in TRAINED if m != "dpo")
     again = type(suite).model_validate(suite.model_dump(mode="json"))
     assert again == suite and again.hash() == suite.hash()
 
@@ -247,7 +248,7 @@ def test_bad_lora_is_named(override: str, message: str) -> None:
 def test_lora_without_peft_fails_validation_with_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(lora, "peft_installed", lambda: False)
+    monkeypatch.setattr(lora_settings, "peft_installed", lambda: False)
     (issue,) = issues("train.lora={r: 8}")
     assert issue.startswith("train.lora: lora needs 'peft', which is not installed")
     assert "pip install" in issue

@@ -1,0 +1,69 @@
+"""A built world's card: what its build measured (reward models' accuracy, the base policy's
+rewards, styles and capability), as ``card.json`` and a Markdown page. Reading and writing it
+needs no torch; measuring it is ``harness.builder.measure``'s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.world.config import WorldConfig
+
+
+def write(
+    world: Path,
+    cfg: WorldConfig,
+    rm_stats: dict[str, Any],
+    measured: dict[str, Any],
+    timings: dict[str, float],
+    content_hash: str,
+) -> dict[str, Any]:
+    card = {
+        "world": cfg.model_dump(),
+        "key": cfg.key(),
+        "content_hash": content_hash,
+        "reward_models": rm_stats,
+        **measured,
+        "build_seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (world / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (world / "card.md").write_text(markdown(card))
+    return card
+
+
+def load(world: Path) -> dict[str, Any]:
+    card: dict[str, Any] = json.loads((world / "card.json").read_text())
+    return card
+
+
+def markdown(card: dict[str, Any]) -> str:
+    base = card["base_policy"]
+    lines = [
+        f"# Tiny world `{card['key']}` (seed {card['world']['seed']})",
+        "",
+        f"Content hash `{card['content_hash']}`. The offline preference pairs are the proxy "
+        "reward model's training pairs.",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+    ]
+    for name, stats in card["reward_models"].items():
+        acc = stats["heldout_pair_accuracy"]
+        lines.append(f"| {name} pairwise accuracy vs gold (held-out pairs) | {acc:.3f} |")
+    lines += [
+        f"| base policy EOS within {base['max_new_tokens']} tokens | {base['eos_rate']:.3f} |",
+        f"| base policy gold reward, mean ± std "
+        f"| {base['gold_mean']:.2f} ± {base['gold_std']:.2f} |",
+        f"| base policy gold reward, range | {base['gold_min']:.1f} to {base['gold_max']:.1f} |",
+        f"| base policy mean response tokens | {base['mean_tokens']:.1f} |",
+    ]
+    for task, s in card["capability"].items():
+        lines.append(
+            f"| lm-eval {task} accuracy (n={s['n']}) | {s['acc']:.3f} ± {s['stderr']:.3f} |"
+        )
+    lines += ["", "Base policy styles on the evaluation prompts:", ""]
+    lines += [f"- {s}: {share:.1%}" for s, share in base["style_shares"].items()]
+    total = card["build_seconds"].get("total", 0.0)
+    lines += ["", f"Built in {total:.0f} s."]
+    return "\n".join(lines) + "\n"
