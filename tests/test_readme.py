@@ -1,5 +1,6 @@
 """The README's commands are true: the two set-up lines are what CI runs, and the example of
-gating a new variant works as written."""
+gating a new variant works as written. The README stays short (the rest is the MkDocs site under
+docs/), its links into docs/ resolve, and every page there is in mkdocs.yml's nav."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+DOCS = REPO / "docs"
+MAX_README_LINES = 250
 
 TEST_COMMAND = (
     "python3 -m venv .venv && . .venv/bin/activate && "
@@ -35,6 +39,38 @@ def _block_after(heading: str) -> list[str]:
 def test_the_two_command_lines_are_in_the_readme_and_ci_runs_the_test_one() -> None:
     assert TEST_COMMAND in README and RUN_COMMAND in README
     assert TEST_COMMAND in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_readme_is_at_most_250_lines() -> None:
+    lines = len(README.splitlines())
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines; move the detail into docs/"
+
+
+def _nav_pages(entry: object) -> list[str]:
+    """Every page named in a MkDocs ``nav`` (strings, lists and ``{title: page}`` mappings)."""
+    if isinstance(entry, str):
+        return [entry]
+    if isinstance(entry, list):
+        return [page for item in entry for page in _nav_pages(item)]
+    if isinstance(entry, dict):
+        return [page for value in entry.values() for page in _nav_pages(value)]
+    return []
+
+
+def test_every_docs_page_is_in_the_mkdocs_nav() -> None:
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    nav = set(_nav_pages(config["nav"]))
+    pages = {path.relative_to(DOCS).as_posix() for path in DOCS.rglob("*.md")}
+    assert pages, "docs/ has no pages"
+    assert pages - nav == set(), f"pages missing from mkdocs.yml's nav: {sorted(pages - nav)}"
+    assert nav - pages == set(), f"nav entries without a page: {sorted(nav - pages)}"
+
+
+def test_the_readme_links_into_docs_resolve() -> None:
+    targets = re.findall(r"\]\((docs/[^)#\s]+)", README)
+    assert targets, "the README links to no page of docs/"
+    missing = sorted({t for t in targets if not (REPO / t).is_file()})
+    assert missing == [], f"README links to missing pages: {missing}"
 
 
 @pytest.mark.slow
