@@ -15,6 +15,7 @@ import torch
 from harness.evaluation.checkpoints import checkpoint_subset
 from harness.suite.checkpoints import checkpoint_rounds
 from harness.suite.loader import SuiteError, load_suite
+from harness.suite.resolve import resolve
 from harness.suite.runs import RunResult
 from methods import common
 from methods.base import Budget, Decoding, TrainContext
@@ -124,7 +125,7 @@ def test_a_run_with_checkpoints_trains_the_same_policy(
         runs = []
         for extra in ([], ["eval.checkpoints=every_round", "eval.checkpoint_prompts=4"]):
             suite = load_suite(TINY, small + extra)
-            spec = next(s for s in expand(suite) if s.variant == variant)
+            spec = next(s for s in expand(resolve(suite)) if s.variant == variant)
             runs.append(execute.execute_run(spec, tmp_path / variant))
         without, with_ = runs
         assert without.status == with_.status == "done", with_.error

@@ -11,7 +11,7 @@ from harness.suite.runs import RunSpec
 
 
 def display() -> Display:
-    specs = [RunSpec({}, "h", v, v, 0, v) for v in ("ppo", "sft")]
+    specs = [RunSpec(None, "h", v, v, 0, v) for v in ("ppo", "sft")]  # type: ignore[arg-type]
     console = Console(file=io.StringIO(), force_terminal=False, width=120)
     return Display(specs, console, rounds=4, trains={"ppo"})
 

@@ -3,10 +3,23 @@ statistics."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from harness.run.execute import RoundLog
+from harness.builder import build
+from harness.run.execute import RoundLog, execute_run
+from harness.run.shared import compute_shared
+from harness.suite import resolve as resolve_module
+from harness.suite import schema
+from harness.suite.loader import load_suite
+from harness.suite.resolve import resolve
+from harness.suite.runs import expand
+from tests.conftest import REPO
+
 from methods.base import Progress
+
+TINY = REPO / "suites" / "tiny.yaml"
 
 
 def test_round_log_keeps_the_mean_of_each_statistic_per_round() -> None:
@@ -24,3 +37,25 @@ def test_round_log_keeps_the_mean_of_each_statistic_per_round() -> None:
     }
     assert second == {"round": 1, "steps": 1, "loss": 2.0, "kl": 0.1}  # no reward: none kept
     assert RoundLog().rounds() == []
+
+
+def test_tasks_neither_validate_nor_resolve_the_suite(
+    tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver resolves the suite once; the shared task and a run's task receive the value.
+    From the moment the specs exist, validating a suite (its wrap validator's sweep expansion) or
+    resolving one (``resolve``'s data step) or ensuring the world fails the test."""
+    small = ["seeds=[0]", "budget.rounds=1", "budget.prompts_per_round=4", "eval.num_prompts=8"]
+    small += ["eval.samples_per_prompt=1", "eval.lm_eval.tasks=[]", "eval.bootstrap=100"]
+    (spec,) = expand(resolve(load_suite(TINY, small)), ["raft"])
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a task validated or resolved the suite again")
+
+    monkeypatch.setattr(schema, "expand_methods", refuse)
+    monkeypatch.setattr(resolve_module, "_data", refuse)
+    monkeypatch.setattr(build, "ensure_world", refuse)
+    shared = compute_shared(spec.resolved)
+    result = execute_run(spec, tmp_path / "run", shared)
+    assert result.status == "done", f"{result.error}\n{result.traceback}"
+    assert result.suite == spec.resolved.suite.name and result.variant == "raft"

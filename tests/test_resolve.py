@@ -70,7 +70,7 @@ def test_tempered_eval_trains_untempered_and_kl_is_untempered(
 
     training = Recorder()
     ctx.generation = training
-    REGISTRY["raft"].train(ctx, suite.variant("raft").params)  # type: ignore[misc]
+    REGISTRY["raft"].train_fn()(ctx, suite.variant("raft").params)  # type: ignore[misc]
     assert [(t, p) for t, p, _ in training.drawn] == [(1.0, 1.0)]  # one round, untempered
 
     kl_of: list[Any] = []

@@ -13,6 +13,7 @@ import pytest
 
 from harness.run import tracking
 from harness.suite.loader import SuiteError, load_suite
+from harness.suite.resolve import resolve
 from harness.suite.runs import MetricRow, RunResult, expand
 from harness.suite.settings import Tracking
 
@@ -144,4 +145,6 @@ def test_tracking_changes_no_run_id_nor_the_suite_hash() -> None:
     plain = load_suite(TINY, [])
     tracked = load_suite(TINY, ["tracking.backend=mlflow", "tracking.experiment=x"])
     assert plain.hash() == tracked.hash()
-    assert [s.run_id for s in expand(plain)] == [s.run_id for s in expand(tracked)]
+    assert [s.run_id for s in expand(resolve(plain))] == [
+        s.run_id for s in expand(resolve(tracked))
+    ]

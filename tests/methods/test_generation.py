@@ -18,6 +18,7 @@ from harness.run.execute import open_backend
 from harness.run.shared import shared_key
 from harness.suite.generation import DEFAULT, Generation
 from harness.suite.loader import SuiteError, load_suite
+from harness.suite.resolve import resolve
 from harness.suite.runs import expand
 from harness.suite.schema import EvalDecoding, ModelRef
 from methods.base import Budget, Costs, Decoding, TrainContext
@@ -59,10 +60,12 @@ def test_the_default_backend_changes_no_hash_and_another_is_part_of_every_id() -
     vllm = load_suite(TINY, ["generation.backend=vllm"])
     assert "generation" not in plain.model_dump(mode="json")  # dumps as before the field
     assert plain.hash() == hf.hash() and shared_key(plain) == shared_key(hf)
-    assert [s.run_id for s in expand(plain)] == [s.run_id for s in expand(hf)]
+    assert [s.run_id for s in expand(resolve(plain))] == [s.run_id for s in expand(resolve(hf))]
     assert vllm.model_dump(mode="json")["generation"]["backend"] == "vllm"
     assert vllm.hash() != plain.hash() and shared_key(vllm) != shared_key(plain)
-    assert not {s.run_id for s in expand(plain)} & {s.run_id for s in expand(vllm)}
+    assert not {s.run_id for s in expand(resolve(plain))} & {
+        s.run_id for s in expand(resolve(vllm))
+    }
     again = type(vllm).model_validate(vllm.model_dump(mode="json"))
     assert again.generation.backend == "vllm"  # what a Ray task validates again
 
