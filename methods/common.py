@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.base import Costs, DivergenceError, Progress, TrainContext, prompt_rounds
-from methods.sampling import Samples, accepts_logits_to_keep, positions, sampling_now
+from methods.sampling import SampleRequest, Samples, accepts_logits_to_keep, positions, sampling_now
 
 T = TypeVar("T")
 
@@ -214,13 +214,15 @@ def generate(
     samples = ctx.generation.sample(
         model,
         ctx.tokenizer,
-        prompts,
-        n=n,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=generator,
-        device=ctx.device,
+        SampleRequest(
+            prompts,
+            n=n,
+            max_new_tokens=ctx.budget.max_new_tokens,
+            temperature=ctx.decoding.temperature,
+            top_p=ctx.decoding.top_p,
+            generator=generator,
+        ),
+        ctx.device,
     )
     charge(ctx.costs, samples)
     return samples

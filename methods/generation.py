@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from methods.sampling import Samples, sample
+from methods.sampling import SampleRequest, Samples, sample
 
 
 class Backend(Protocol):
@@ -37,19 +37,12 @@ class Backend(Protocol):
         self,
         model: Any,
         tokenizer: Any,
-        prompts: list[str],
-        n: int,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        generator: torch.Generator | None,
+        request: SampleRequest,
         device: torch.device | str,
-        batch_size: int | None = None,
-        eos_token_id: int | None = None,
     ) -> Samples:
-        """``n`` responses per prompt from ``model``'s CURRENT weights (row ``i * n + j``), as
-        ``methods.sampling.sample`` documents; ``batch_size`` bounds the rows of one forward pass
-        where the backend batches by itself (the hf one), others may ignore it."""
+        """What ``request`` asks for, from ``model``'s CURRENT weights (``SampleRequest``
+        documents the layout); ``request.batch_size`` bounds the rows of one forward pass where
+        the backend batches by itself (the hf one), others may ignore it."""
         ...
 
     def push(self, model: Any) -> None:
@@ -71,29 +64,10 @@ class HFBackend:
         self,
         model: Any,
         tokenizer: Any,
-        prompts: list[str],
-        n: int,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        generator: torch.Generator | None,
+        request: SampleRequest,
         device: torch.device | str,
-        batch_size: int | None = None,
-        eos_token_id: int | None = None,
     ) -> Samples:
-        return sample(
-            model,
-            tokenizer,
-            prompts,
-            n,
-            max_new_tokens,
-            temperature,
-            top_p,
-            generator,
-            device,
-            batch_size,
-            eos_token_id,
-        )
+        return sample(model, tokenizer, request, device)
 
     def push(self, model: Any) -> None:
         """Nothing to push: the model samples itself."""

@@ -254,37 +254,57 @@ def _generate(
     return tokens[:, :width], alive[:, :width]
 
 
-def sample(
-    model: Any,
-    tokenizer: Any,
-    prompts: list[str],
-    n: int,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    generator: torch.Generator | None,
-    device: torch.device | str,
-    batch_size: int | None = None,
-    eos_token_id: int | None = None,
-) -> Samples:
-    """Draw ``n`` responses per prompt; row ``i * n + j`` is the j-th response to prompt i.
+@dataclass(frozen=True)
+class SampleRequest:
+    """One draw: ``n`` responses to each of ``prompts`` (row ``i * n + j`` is the j-th response
+    to prompt i), each at most ``max_new_tokens`` long and stopping at its EOS (``eos_token_id``,
+    default the tokenizer's); ``temperature == 0`` decodes greedily, else nucleus sampling with
+    ``top_p``; draws use ``generator``, so a seeded one makes the draw deterministic;
+    ``batch_size`` bounds the rows of one forward pass where a backend batches by itself."""
 
-    Batched (``batch_size`` rows at a time), KV-cached, each row stopping at its EOS
-    (``eos_token_id``, default the tokenizer's). ``temperature == 0`` decodes greedily. Draws use
-    ``generator``, so a seeded generator (best on ``device``) makes the run deterministic. The
-    model is put in eval mode for the draw and its mode restored after.
+    prompts: list[str]
+    n: int
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    generator: torch.Generator | None = None
+    batch_size: int | None = None
+    eos_token_id: int | None = None
+
+    @property
+    def rows(self) -> list[str]:
+        """Each prompt repeated ``n`` times, in row order."""
+        return [p for p in self.prompts for _ in range(self.n)]
+
+
+def sample(
+    model: Any, tokenizer: Any, request: SampleRequest, device: torch.device | str
+) -> Samples:
+    """Draw what ``request`` asks for from ``model``, batched (``request.batch_size`` rows at a
+    time) and KV-cached. The model is put in eval mode for the draw and its mode restored after.
     """
-    eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    r = request
+    eos = tokenizer.eos_token_id if r.eos_token_id is None else r.eos_token_id
     pad = pad_id(tokenizer)
-    rep_prompts = [p for p in prompts for _ in range(n)]
+    rep_prompts = r.rows
     prompt_ids, prompt_mask = encode_prompts(tokenizer, rep_prompts, device)
-    step = batch_size or max(len(rep_prompts), 1)
+    step = r.batch_size or max(len(rep_prompts), 1)
     was_training = model.training
     model.eval()
     try:
         with _sampling():
             chunks = [
-                _generate(model, ids, mask, max_new_tokens, temperature, top_p, generator, eos, pad)
+                _generate(
+                    model,
+                    ids,
+                    mask,
+                    r.max_new_tokens,
+                    r.temperature,
+                    r.top_p,
+                    r.generator,
+                    eos,
+                    pad,
+                )
                 for ids, mask in zip(prompt_ids.split(step), prompt_mask.split(step), strict=True)
             ]
     finally:

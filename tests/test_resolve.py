@@ -3,7 +3,6 @@ evaluation decode each their own way, and the KL row is the untempered policy's.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from harness.suite.resolve import JudgeRef, resolve
 from methods import REGISTRY
 from methods.base import Decoding
 from methods.generation import HFBackend
+from methods.sampling import SampleRequest
 from tests.conftest import REPO, load_run
 
 TINY = REPO / "suites" / "tiny.yaml"
@@ -53,10 +53,9 @@ class Recorder(HFBackend):
     def __init__(self) -> None:
         self.drawn: list[tuple[float, float, Any]] = []
 
-    def sample(self, *args: Any, **kwargs: Any) -> Any:
-        call = inspect.signature(HFBackend.sample).bind(self, *args, **kwargs).arguments
-        samples = super().sample(*args, **kwargs)
-        self.drawn.append((call["temperature"], call["top_p"], samples))
+    def sample(self, model: Any, tokenizer: Any, request: SampleRequest, device: Any) -> Any:
+        samples = super().sample(model, tokenizer, request, device)
+        self.drawn.append((request.temperature, request.top_p, samples))
         return samples
 
 

@@ -39,6 +39,7 @@ from harness.suite.schema import ModelRef
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import OptimizerStep, generate, token_logps
 from methods.generation import HF
+from methods.sampling import SampleRequest
 
 DRAWS = 6000  # per prompt and condition
 ALPHA = 1e-4
@@ -138,7 +139,7 @@ def fits(counts: torch.Tensor, probs: torch.Tensor) -> bool:
 def first_tokens(backend: Any, model: Any, tokenizer: Any, prompt: str, seed: int) -> torch.Tensor:
     """Counts ``[V]`` of the first response token over ``DRAWS`` draws through ``backend``."""
     gen = torch.Generator().manual_seed(seed)
-    s = backend.sample(model, tokenizer, [prompt], DRAWS, 1, 1.0, 1.0, gen, "cpu")
+    s = backend.sample(model, tokenizer, SampleRequest([prompt], DRAWS, 1, 1.0, 1.0, gen), "cpu")
     return torch.bincount(s.response_ids[:, 0], minlength=len(tokenizer))
 
 
@@ -176,7 +177,9 @@ def test_tempered_nucleus_draws_follow_the_filtered_softmax(
         logits = model(input_ids=ids).logits[0, -1:].double() / temperature
     probs = top_p_filter(logits, top_p).softmax(-1)[0]
     gen = torch.Generator().manual_seed(3)
-    s = engine.sample(model, tokenizer, [prompt], DRAWS, 1, temperature, top_p, gen, "cpu")
+    s = engine.sample(
+        model, tokenizer, SampleRequest([prompt], DRAWS, 1, temperature, top_p, gen), "cpu"
+    )
     counts = torch.bincount(s.response_ids[:, 0], minlength=len(tokenizer))
     assert int(counts[probs == 0].sum()) == 0  # nothing outside the nucleus
     assert fits(counts, probs), chi_square(counts, probs)
@@ -188,10 +191,14 @@ def test_greedy_responses_and_layout_match_the_hf_backend(
     """Greedy decoding gives the same tokens both ways, and the same layout: left-padded
     prompts, the EOS kept with mask 1, rows without it cut at max_new_tokens."""
     prompts = [*PROMPTS, "Human: hi\n\nAssistant:"]
-    ref = HF.sample(model, tokenizer, prompts, 1, 12, 0.0, 1.0, None, "cpu")
+    ref = HF.sample(model, tokenizer, SampleRequest(prompts, 1, 12, 0.0, 1.0, None), "cpu")
     stop = int(ref.response_ids[0, 3])  # the 4th greedy token of row 0 plays the EOS
-    hf = HF.sample(model, tokenizer, prompts, 2, 12, 0.0, 1.0, None, "cpu", eos_token_id=stop)
-    vl = engine.sample(model, tokenizer, prompts, 2, 12, 0.0, 1.0, None, "cpu", eos_token_id=stop)
+    hf = HF.sample(
+        model, tokenizer, SampleRequest(prompts, 2, 12, 0.0, 1.0, None, eos_token_id=stop), "cpu"
+    )
+    vl = engine.sample(
+        model, tokenizer, SampleRequest(prompts, 2, 12, 0.0, 1.0, None, eos_token_id=stop), "cpu"
+    )
     for field in ("prompt_ids", "prompt_mask", "response_ids", "response_mask"):
         assert torch.equal(getattr(hf, field), getattr(vl, field)), field
     assert vl.prompts == hf.prompts and vl.responses == hf.responses
@@ -206,7 +213,9 @@ def test_many_seeded_prompts_at_once(engine: Any, model: Any, tokenizer: Any) ->
         f"Human: Question {i}: how do I sort a list of things by size?\n\nAssistant:"
         for i in range(300)
     ]
-    s = engine.sample(model, tokenizer, prompts, 2, 4, 1.0, 1.0, torch.Generator(), "cpu")
+    s = engine.sample(
+        model, tokenizer, SampleRequest(prompts, 2, 4, 1.0, 1.0, torch.Generator()), "cpu"
+    )
     assert int(s.prompt_mask.sum()) > 4096 and len(s) == 600
     assert s.prompts == [p for p in prompts for _ in range(2)]
 

@@ -35,7 +35,7 @@ from methods import REGISTRY, dpo, grpo
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import adamw, freeze
 from methods.reward import RewardModel
-from methods.sampling import sample
+from methods.sampling import SampleRequest, sample
 
 
 class NoEosTokenizer:
@@ -175,7 +175,10 @@ def _timed_draw(
     gen = torch.Generator().manual_seed(SEED)
     t0 = time.perf_counter()
     samples = sample(
-        policy, world.tokenizer, prompts, n, max_new_tokens, 1.0, 1.0, gen, "cpu", rows
+        policy,
+        world.tokenizer,
+        SampleRequest(prompts, n, max_new_tokens, 1.0, 1.0, gen, rows),
+        "cpu",
     )
     seconds = time.perf_counter() - t0
     tokens = int(samples.response_mask.sum())
@@ -217,7 +220,10 @@ def ours_generation_on(backend: BackendName) -> Runner:
         model = world.generation_policy
         t0 = time.perf_counter()
         samples = generation.sample(
-            model, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, 1.0, gen, "cpu"
+            model,
+            tokenizer,
+            SampleRequest(prompts, cfg.group_size, cfg.max_new_tokens, 1.0, 1.0, gen),
+            "cpu",
         )
         seconds = time.perf_counter() - t0
         tokens = int(samples.response_mask.sum())

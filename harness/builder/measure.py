@@ -17,6 +17,7 @@ from harness.world.dialogues import STYLES
 from harness.world.gold import gold_reward, style
 from harness.world.tasks import TASKS
 from methods.generation import HF
+from methods.sampling import SampleRequest
 
 CARD_MAX_NEW_TOKENS = 64
 CARD_TEMPERATURE = 1.0
@@ -33,17 +34,19 @@ def measure(
     """Sample the base policy once per eval prompt; score the samples; run the capability tasks."""
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    samples = HF.sample(  # the world is built and measured with the hf backend, always
+    samples = HF.sample(
         policy,
         tokenizer,
-        eval_prompts,
-        n=1,
-        max_new_tokens=CARD_MAX_NEW_TOKENS,
-        temperature=CARD_TEMPERATURE,
-        top_p=1.0,
-        generator=gen,
-        device="cpu",
-        batch_size=128,
+        SampleRequest(
+            eval_prompts,
+            n=1,
+            max_new_tokens=CARD_MAX_NEW_TOKENS,
+            temperature=CARD_TEMPERATURE,
+            top_p=1.0,
+            generator=gen,
+            batch_size=128,
+        ),
+        "cpu",
     )
     ended = (samples.response_ids == tokenizer.eos_token_id) & samples.response_mask.bool()
     golds = [gold_reward(p, r) for p, r in zip(samples.prompts, samples.responses, strict=True)]

@@ -44,7 +44,7 @@ from harness.suite.schema import EvalDecoding, ModelRef
 from methods.base import Method, Responses, TrainContext
 from methods.common import token_logps
 from methods.generation import HF, Backend
-from methods.sampling import Samples
+from methods.sampling import SampleRequest, Samples
 
 REFERENCE_SEED = 1_000_003  # the reference's generations, the same for every run of a suite
 POLICY_SEED = 2_000_003  # a run with seed s draws with POLICY_SEED + s (s >= 0: never the above)
@@ -118,14 +118,8 @@ def sampler(setup: EvalSetup, seed: int, decoding: EvalDecoding | None = None) -
         return setup.generation.sample(
             model,
             setup.tokenizer,
-            prompts,
-            n,
-            max_new,
-            dec.temperature,
-            dec.top_p,
-            generator,
+            SampleRequest(prompts, n, max_new, dec.temperature, dec.top_p, generator, SAMPLE_BATCH),
             setup.device,
-            SAMPLE_BATCH,
         )
 
     return draw

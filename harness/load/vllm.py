@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from harness.load import lora
-from methods.sampling import Samples, encode_prompts, from_rows
+from methods.sampling import SampleRequest, Samples, encode_prompts, from_rows
 
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # the engine core in this process: push by reference
@@ -205,33 +205,27 @@ class VLLMBackend:
         self,
         model: Any,
         tokenizer: Any,
-        prompts: list[str],
-        n: int,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        generator: torch.Generator | None,
+        request: SampleRequest,
         device: torch.device | str,
-        batch_size: int | None = None,
-        eos_token_id: int | None = None,
     ) -> Samples:
         """``n`` responses per prompt from ``model``'s current weights, in the shared layout
         (``methods.generation.Backend.sample``); ``batch_size`` is left to vLLM's scheduler."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
-        rep_prompts = [p for p in prompts for _ in range(n)]
+        r = request
+        eos = tokenizer.eos_token_id if r.eos_token_id is None else r.eos_token_id
+        rep_prompts = r.rows
         prompt_ids, prompt_mask = encode_prompts(tokenizer, rep_prompts, device)
-        if not prompts or n == 0 or max_new_tokens == 0:
+        if not r.prompts or r.n == 0 or r.max_new_tokens == 0:
             return from_rows(
                 tokenizer, rep_prompts, prompt_ids, prompt_mask, [[]] * len(rep_prompts)
             )
         self.sync(model)
-        per_request = 1 if temperature == 0 else n  # vLLM draws no n > 1 greedily: n requests
+        per_request = 1 if r.temperature == 0 else r.n  # vLLM draws no n > 1 greedily: n requests
         starts = range(0, len(rep_prompts), per_request)  # the first row of each request
-        gen_device = generator.device if generator is not None else "cpu"
-        seeds = torch.randint(SEED_RANGE, (len(starts),), generator=generator, device=gen_device)
+        gen_device = r.generator.device if r.generator is not None else "cpu"
+        seeds = torch.randint(SEED_RANGE, (len(starts),), generator=r.generator, device=gen_device)
         requests, params = [], []
         for row, seed in zip(starts, seeds.tolist(), strict=True):
             ids = prompt_ids[row][prompt_mask[row].bool()].tolist()
@@ -239,9 +233,9 @@ class VLLMBackend:
             params.append(
                 SamplingParams(
                     n=per_request,
-                    temperature=temperature,
-                    top_p=top_p,
-                    max_tokens=max_new_tokens,
+                    temperature=r.temperature,
+                    top_p=r.top_p,
+                    max_tokens=r.max_new_tokens,
                     seed=seed,
                     ignore_eos=True,  # the one EOS below, as the hf sampler; not the config's
                     stop_token_ids=[eos] if eos is not None else None,

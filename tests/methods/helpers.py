@@ -15,6 +15,7 @@ import torch
 from methods import common, sampling
 from methods.base import Progress
 from methods.candidates import Candidates
+from methods.sampling import SampleRequest
 
 
 def snapshot(model: Any, trainable_only: bool = False) -> dict[str, torch.Tensor]:
@@ -39,13 +40,15 @@ def mean_proxy_reward(ctx: Any, model: Any, n_prompts: int = 64, k: int = 2) -> 
     samples = sampling.sample(
         model,
         ctx.tokenizer,
-        ctx.prompts[:n_prompts],
-        n=k,
-        max_new_tokens=ctx.budget.max_new_tokens,
-        temperature=ctx.decoding.temperature,
-        top_p=ctx.decoding.top_p,
-        generator=gen,
-        device=ctx.device,
+        SampleRequest(
+            ctx.prompts[:n_prompts],
+            k,
+            ctx.budget.max_new_tokens,
+            ctx.decoding.temperature,
+            ctx.decoding.top_p,
+            gen,
+        ),
+        ctx.device,
     )
     return float(ctx.reward(samples.prompts, samples.responses).mean())
 

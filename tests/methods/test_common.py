@@ -20,7 +20,7 @@ from methods.common import (
     token_logps,
 )
 from methods.reward import RewardModel, score_text
-from methods.sampling import Samples, encode_prompts, pack, sample, top_p_filter
+from methods.sampling import SampleRequest, Samples, encode_prompts, pack, sample, top_p_filter
 
 PROMPTS = [
     "human how do i make tea assistant",
@@ -38,7 +38,7 @@ def gen(seed: int) -> torch.Generator:
 def draw(policy: Any, tokenizer: Any, seed: int, **kwargs: Any) -> Samples:
     args: dict[str, Any] = {"n": 2, "max_new_tokens": 12, "temperature": 1.0, "top_p": 1.0}
     args.update(kwargs)
-    return sample(policy, tokenizer, PROMPTS, generator=gen(seed), device="cpu", **args)
+    return sample(policy, tokenizer, SampleRequest(PROMPTS, generator=gen(seed), **args), "cpu")
 
 
 def manual_logps(model: Any, prompt: list[int], response: list[int]) -> torch.Tensor:
@@ -71,7 +71,7 @@ def test_sample_layout(policy: Any, tokenizer: Any) -> None:
 
 def test_response_mask_ends_right_after_eos(policy: Any, tokenizer: Any) -> None:
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    s = sample(policy, tokenizer, PROMPTS * 8, 1, 48, 1.5, 1.0, gen(0), "cpu")
+    s = sample(policy, tokenizer, SampleRequest(PROMPTS * 8, 1, 48, 1.5, 1.0, gen(0)), "cpu")
     saw_eos = False
     for ids, mask in zip(s.response_ids.tolist(), s.response_mask.tolist(), strict=True):
         n = sum(mask)
@@ -86,10 +86,15 @@ def test_response_mask_ends_right_after_eos(policy: Any, tokenizer: Any) -> None
 
 
 def test_sampling_stops_when_all_rows_are_done(policy: Any, tokenizer: Any) -> None:
-    greedy = sample(policy, tokenizer, PROMPTS[:1], 1, 8, 0.0, 1.0, None, "cpu")
+    greedy = sample(policy, tokenizer, SampleRequest(PROMPTS[:1], 1, 8, 0.0, 1.0, None), "cpu")
     stop = int(greedy.response_ids[0, 2])  # pretend the third greedy token is the EOS
     first = greedy.response_ids[0].tolist().index(stop)
-    s = sample(policy, tokenizer, PROMPTS[:1], 1, 8, 0.0, 1.0, None, "cpu", eos_token_id=stop)
+    s = sample(
+        policy,
+        tokenizer,
+        SampleRequest(PROMPTS[:1], 1, 8, 0.0, 1.0, None, eos_token_id=stop),
+        "cpu",
+    )
     assert s.response_ids.shape[1] == first + 1
     assert torch.equal(s.response_ids[0], greedy.response_ids[0, : first + 1])
 
@@ -112,7 +117,9 @@ def test_sampling_uses_no_deprecated_argument(tokenizer: Any, make_model: Any, k
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            sample(make_model(kind), tokenizer, PROMPTS, 2, 6, 1.0, 1.0, gen(0), "cpu")
+            sample(
+                make_model(kind), tokenizer, SampleRequest(PROMPTS, 2, 6, 1.0, 1.0, gen(0)), "cpu"
+            )
     finally:
         hf_root.removeHandler(handler)
     said = [str(w.message) for w in caught] + [r.getMessage() for r in records]
@@ -122,7 +129,9 @@ def test_sampling_uses_no_deprecated_argument(tokenizer: Any, make_model: Any, k
 @pytest.mark.parametrize("kind", MODELS)
 def test_kv_cache_greedy_equals_no_cache_loop(tokenizer: Any, make_model: Any, kind: str) -> None:
     policy = make_model(kind)
-    s = sample(policy, tokenizer, PROMPTS, 1, 10, 0.0, 1.0, None, "cpu", batch_size=2)
+    s = sample(
+        policy, tokenizer, SampleRequest(PROMPTS, 1, 10, 0.0, 1.0, None, batch_size=2), "cpu"
+    )
     for i, prompt in enumerate(PROMPTS):
         ids = tokenizer(prompt)["input_ids"]
         out: list[int] = []
@@ -138,24 +147,26 @@ def test_kv_cache_greedy_equals_no_cache_loop(tokenizer: Any, make_model: Any, k
 
 def test_sampling_restores_train_mode(tokenizer: Any, make_policy: Any) -> None:
     model = make_policy(tokenizer).train()
-    sample(model, tokenizer, PROMPTS[:1], 1, 3, 1.0, 1.0, gen(0), "cpu")
+    sample(model, tokenizer, SampleRequest(PROMPTS[:1], 1, 3, 1.0, 1.0, gen(0)), "cpu")
     assert model.training
     model.eval()
-    sample(model, tokenizer, PROMPTS[:1], 1, 3, 1.0, 1.0, gen(0), "cpu")
+    sample(model, tokenizer, SampleRequest(PROMPTS[:1], 1, 3, 1.0, 1.0, gen(0)), "cpu")
     assert not model.training
 
 
 def test_batching_does_not_change_greedy_samples(policy: Any, tokenizer: Any) -> None:
-    whole = sample(policy, tokenizer, PROMPTS, 2, 6, 0.0, 1.0, None, "cpu")
-    chunked = sample(policy, tokenizer, PROMPTS, 2, 6, 0.0, 1.0, None, "cpu", batch_size=4)
+    whole = sample(policy, tokenizer, SampleRequest(PROMPTS, 2, 6, 0.0, 1.0, None), "cpu")
+    chunked = sample(
+        policy, tokenizer, SampleRequest(PROMPTS, 2, 6, 0.0, 1.0, None, batch_size=4), "cpu"
+    )
     assert whole.responses == chunked.responses
     assert torch.equal(whole.response_mask, chunked.response_mask)
 
 
 def test_sampling_edge_cases(policy: Any, tokenizer: Any) -> None:
-    empty = sample(policy, tokenizer, [], 2, 5, 1.0, 1.0, None, "cpu")
+    empty = sample(policy, tokenizer, SampleRequest([], 2, 5, 1.0, 1.0, None), "cpu")
     assert len(empty) == 0 and empty.responses == []
-    nothing = sample(policy, tokenizer, PROMPTS[:1], 2, 0, 1.0, 1.0, None, "cpu")
+    nothing = sample(policy, tokenizer, SampleRequest(PROMPTS[:1], 2, 0, 1.0, 1.0, None), "cpu")
     assert nothing.response_ids.shape == (2, 0) and nothing.responses == ["", ""]
 
 
@@ -194,7 +205,7 @@ def strip(s: Samples, i: int) -> Samples:
 @pytest.mark.parametrize("kind", MODELS)
 def test_left_padding_gives_the_same_logps(tokenizer: Any, make_model: Any, kind: str) -> None:
     model = make_model(kind)
-    s = sample(model, tokenizer, PROMPTS, 1, 8, 1.0, 1.0, gen(5), "cpu")
+    s = sample(model, tokenizer, SampleRequest(PROMPTS, 1, 8, 1.0, 1.0, gen(5)), "cpu")
     assert not s.prompt_mask.all()  # the prompts differ in length: some rows are padded
     with torch.no_grad():
         batch = token_logps(model, s)  # [3, T]

@@ -24,7 +24,7 @@ from harness.suite.schema import EvalDecoding, ModelRef
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.common import OptimizerStep, generate
 from methods.generation import HF
-from methods.sampling import Samples, pack
+from methods.sampling import SampleRequest, Samples, pack
 
 TINY = Path(__file__).resolve().parents[2] / "suites" / "tiny.yaml"
 
@@ -89,23 +89,12 @@ class Recorder:
         self.calls: list[dict[str, Any]] = []
 
     def sample(
-        self,
-        model: Any,
-        tokenizer: Any,
-        prompts: list[str],
-        n: int,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        generator: torch.Generator | None,
-        device: torch.device | str,
-        batch_size: int | None = None,
-        eos_token_id: int | None = None,
+        self, model: Any, tokenizer: Any, request: SampleRequest, device: torch.device | str
     ) -> Samples:
-        args = (max_new_tokens, temperature, top_p)
-        self.calls.append({"model": model, "prompts": prompts, "n": n, "args": args})
-        rows = [p for p in prompts for _ in range(n)]
-        return pack(tokenizer, rows, ["one two"] * len(rows), "cpu")
+        r = request
+        args = (r.max_new_tokens, r.temperature, r.top_p)
+        self.calls.append({"model": model, "prompts": r.prompts, "n": r.n, "args": args})
+        return pack(tokenizer, r.rows, ["one two"] * len(r.rows), "cpu")
 
     def push(self, model: Any) -> None:
         pass

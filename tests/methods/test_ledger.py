@@ -14,6 +14,7 @@ from harness.evaluation import compute
 from methods import common, dpo, grpo, ppo, raft, sampling
 from methods.base import Budget, Costs, Decoding, TrainContext
 from methods.reward import RewardModel
+from methods.sampling import SampleRequest
 
 # --------------------------------------------------------------------------- by hand
 
@@ -87,7 +88,7 @@ def test_flops_of_a_tiny_run_are_the_hand_count(tokenizer: Any, rm_tokenizer: An
         common.token_logps(ctx.policy, pair).sum().backward()  # trained: 17
         common.charge(ctx.costs, pair)  # as if sampled: generated 5, prompts prefilled 12
         generator = torch.Generator().manual_seed(0)
-        sampling.sample(policy, tokenizer, prompts, 1, 4, 1.0, 1.0, generator, "cpu")
+        sampling.sample(policy, tokenizer, SampleRequest(prompts, 1, 4, 1.0, 1.0, generator), "cpu")
         with common.uncharged():
             common.token_logps(ctx.policy, pair)  # the harness's own: nobody's
     common.token_logps(ctx.policy, pair)  # outside: nobody's

@@ -14,6 +14,7 @@ import torch
 
 from methods import candidates, common, rrhf, sampling
 from methods.base import DivergenceError, Progress, prompt_rounds
+from methods.sampling import SampleRequest
 from tests.methods.helpers import (
     mixed_count_candidates,
     nan_token_logps_after_first_step,
@@ -49,7 +50,10 @@ def test_dataset_only_candidates_generate_nothing() -> None:
 def test_concat_keeps_every_rows_logps(policy: Any, tokenizer: Any) -> None:
     """Samples of two sources and packed texts, re-padded into one batch, score as alone."""
     draws = sampling.sample(
-        policy, tokenizer, ["human how assistant"], 2, 6, 1.0, 1.0, torch.Generator(), "cpu"
+        policy,
+        tokenizer,
+        SampleRequest(["human how assistant"], 2, 6, 1.0, 1.0, torch.Generator()),
+        "cpu",
     )
     texts = sampling.pack(
         tokenizer, ["human what is a good bread with milk assistant"] * 2, ["no", "one two"], "cpu"
