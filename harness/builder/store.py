@@ -20,6 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
+from harness.core.files import publish_folder
 from harness.world import tasks as capability_tasks
 from harness.world.config import WorldConfig
 
@@ -102,12 +103,8 @@ def install(source: Path, target: Path, cfg: WorldConfig) -> Path:
 def publish(partial: Path, target: Path) -> None:
     """Rename the finished ``partial`` to ``target``; when another process got there first with a
     good world, keep theirs. The task YAML is rewritten for the final path."""
-    try:
-        partial.rename(target)
-    except OSError:
-        if verify(target) is not None:
-            raise
-        shutil.rmtree(partial, ignore_errors=True)
+    if not publish_folder(partial, target) and verify(target) is not None:
+        raise OSError(f"{target}: another process left a world here that is not intact")
     capability_tasks.write_yaml(target / "tasks")
 
 

@@ -1,10 +1,11 @@
-"""Writing files so that a killed process never leaves a half-written one behind, and a lock so
-that two processes never write one results folder at once."""
+"""Writing files and folders so that a killed process never leaves a half-written one behind, and
+a lock so that two processes never write one results folder at once."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,38 @@ def write_atomic_with(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A fresh folder beside ``path`` to write into. When the block ends, it replaces ``path``
+    (an older copy is renamed aside, then removed); when the block fails, it is removed and
+    ``path`` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = tmp.with_suffix(".old")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_folder(partial: Path, target: Path) -> bool:
+    """Rename the finished folder ``partial`` to ``target`` unless another process published
+    ``target`` first: then ``partial`` is removed and theirs kept. True when ours was published."""
+    try:
+        partial.rename(target)
+        return True
+    except OSError:  # target exists and is not empty: another writer finished first
+        if not target.is_dir():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        return False
 
 
 LOCK_NAME = ".lock"

@@ -17,8 +17,8 @@ kept in ``RunResult.checkpoints``)::
 
 Every checkpoint judges the same seeded subset of the eval prompts (``eval.checkpoint_prompts``),
 k answers each (``eval.samples_per_prompt``), drawn with the eval decoding from a generator
-seeded with ``CHECKPOINT_SEED + seed`` afresh at each checkpoint (common random numbers: two
-checkpoints of one run differ by their policies, not their draws). It never touches the
+seeded from ``Stream.CHECKPOINT`` and the run's seed afresh at each checkpoint (common random
+numbers: two checkpoints of one run differ by their policies, not their draws). It never touches the
 training's random state (the global generators are restored after it, the training's own
 generators are never drawn from), its forward passes and judge calls are not charged to the run,
 and the policy's train/eval mode is restored: a run with checkpoints trains the same policy as
@@ -38,19 +38,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.core.seeds import Stream, seed_for
 from harness.evaluation.evaluate import EvalSetup, answer_kl_terms, judge_all, sample_index, sampler
 from methods.base import Responses, TrainContext
 from methods.common import uncharged
 
-CHECKPOINT_SEED = 4_000_003  # a run with seed s draws its checkpoint answers with this + s
-SUBSET_SEED = 5_000_003  # which eval prompts the checkpoints judge: the same for every run
 UNTIMED = ("wall_seconds", "peak_memory_mb")  # set at the run's end: not counters of a point
 
 
 def checkpoint_subset(n_prompts: int, k: int) -> list[int]:
     """Indices of the ``k`` eval prompts (of ``n_prompts``) the checkpoints judge: a seeded
     sample, ascending, the same for every run of every suite (all of them when ``k >= n``)."""
-    return sorted(random.Random(SUBSET_SEED).sample(range(n_prompts), min(k, n_prompts)))
+    return sorted(
+        random.Random(seed_for(Stream.CHECKPOINT_PROMPTS)).sample(
+            range(n_prompts), min(k, n_prompts)
+        )
+    )
 
 
 def subset_setup(setup: EvalSetup, k: int) -> tuple[EvalSetup, list[int]]:
@@ -108,7 +111,7 @@ class CheckpointEval:
     def evaluate(self, round_: int) -> dict[str, Any]:
         ctx, setup = self.ctx, self.setup
         k = setup.samples_per_prompt
-        draw = sampler(setup, CHECKPOINT_SEED + ctx.seed)
+        draw = sampler(setup, seed_for(Stream.CHECKPOINT, ctx.seed))
         answers = Responses(draw(ctx.policy, setup.prompts, k))  # [n * k]
         terms, kl = answer_kl_terms(ctx, setup, answers, setup.prompts)
         judged = [p for p in setup.hh_prompts for _ in range(k)]

@@ -1,13 +1,13 @@
-"""Evaluation of a run's final policy (DESIGN.md, "Evaluation protocol").
+"""Evaluation of a run's final policy (the protocol: ``docs/protocol.md``).
 
 Everything arrives as objects in an ``EvalSetup`` (judges, reference model, decoding, settings);
 nothing here loads a model by name or decides "world or hub". Two steps:
 
 1. ``reference_eval``, the per-suite shared work: k responses per eval prompt from the reference
    (base) policy (``eval.samples_per_prompt``), drawn ONCE per suite with a fixed seed
-   (``REFERENCE_SEED``) and scored by every judge, plus the base model's lm-eval scores. Every run
-   of the suite is compared against the same ``ReferenceEval``, so each win-rate is paired per
-   prompt.
+   (``harness.core.seeds.Stream.REFERENCE``) and scored by every judge, plus the base model's
+   lm-eval scores. Every run of the suite is compared against the same ``ReferenceEval``, so each
+   win-rate is paired per prompt.
 2. ``evaluate_policy``: the run's k responses per prompt (through the method's own ``respond``
    strategy when it has one) judged against the reference's k, a prompt's win-rate over all k x k
    pairs; KL, length, distinct-n, and capability through lm-eval in the run's process
@@ -23,7 +23,6 @@ is untempered).
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.core.files import write_atomic
+from harness.core.files import atomic_folder, write_atomic
+from harness.core.seeds import Stream, seed_for
 from harness.evaluation import bon, capability
 from harness.evaluation.capability import TaskScore
 from harness.load import lora
@@ -46,10 +46,7 @@ from methods.common import token_logps
 from methods.generation import HF, Backend
 from methods.sampling import SampleRequest, Samples
 
-REFERENCE_SEED = 1_000_003  # the reference's generations, the same for every run of a suite
-POLICY_SEED = 2_000_003  # a run with seed s draws with POLICY_SEED + s (s >= 0: never the above)
-KL_SEED = 3_000_003  # a run's untempered KL samples when the eval decoding is tempered
-BOOTSTRAP_SEED = 0  # fixed, so a result's intervals are reproducible
+BOOTSTRAP_SEED = seed_for(Stream.BOOTSTRAP)
 SAMPLE_BATCH = 256  # rows per KV-cached generation pass (1.36x 64's tokens/s: harness bench)
 EVAL_BATCH = 64  # rows per log-prob forward pass (its logits are [rows, length, vocab])
 
@@ -160,9 +157,11 @@ def base_capability(setup: EvalSetup) -> dict[str, TaskScore]:
 
 def reference_eval(setup: EvalSetup) -> ReferenceEval:
     """The suite's shared reference side: one response per eval prompt from the reference
-    (seeded with ``REFERENCE_SEED``), every judge's scores, and the base lm-eval scores."""
+    (seeded from ``Stream.REFERENCE``), every judge's scores, and the base lm-eval scores."""
     k = setup.samples_per_prompt
-    samples = sampler(setup, REFERENCE_SEED)(setup.reference, setup.prompts, k)  # [N * k]
+    samples = sampler(setup, seed_for(Stream.REFERENCE))(
+        setup.reference, setup.prompts, k
+    )  # [N * k]
     judged = [p for p in setup.hh_prompts for _ in range(k)]
     scores = judge_all(setup.judges, judged, samples.responses)
     capability = base_capability(setup)
@@ -178,18 +177,14 @@ def reference_eval(setup: EvalSetup) -> ReferenceEval:
 
 
 def save_policy(model: Any, tokenizer: Any, out_dir: Path) -> Path:
-    """``save_pretrained`` model and tokenizer to ``out_dir/policy`` through ``policy.tmp`` and a
-    rename, so a killed run never leaves a half-written ``policy``; returns that directory. A
-    LoRA policy is saved with its adapters merged: a plain model, as lm-eval loads it."""
-    final, tmp, old = out_dir / "policy", out_dir / "policy.tmp", out_dir / "policy.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=lora.merged_state_dict(model))
-    tokenizer.save_pretrained(tmp)
-    if final.exists():  # a retried run: swap the old copy out, then drop it
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    """``save_pretrained`` model and tokenizer to ``out_dir/policy`` as one folder swap
+    (``atomic_folder``), so a killed run never leaves a half-written ``policy`` and a retried one
+    replaces it whole; returns that directory. A LoRA policy is saved with its adapters merged: a
+    plain model, as lm-eval loads it."""
+    final = out_dir / "policy"
+    with atomic_folder(final) as tmp:
+        model.save_pretrained(tmp, state_dict=lora.merged_state_dict(model))
+        tokenizer.save_pretrained(tmp)
     return final
 
 
@@ -223,7 +218,7 @@ def _responses(
     """The run's k answers to each of ``prompts`` (row ``i * k + j``): the method's
     inference-time strategy when it has one, else samples of the trained policy."""
     k = setup.samples_per_prompt
-    draw = sampler(setup, POLICY_SEED + ctx.seed)
+    draw = sampler(setup, seed_for(Stream.POLICY, ctx.seed))
     respond = method.respond_fn()
     if respond is not None:
         return respond(ctx, params, [p for p in prompts for _ in range(k)], draw)
@@ -246,7 +241,7 @@ def answer_kl_terms(
     if (dec.temperature, dec.top_p) == (1.0, 1.0):
         terms = kl_terms(ctx.policy, setup.reference, answers.samples)
         return terms, mean_with_ci(terms, setup.bootstrap, BOOTSTRAP_SEED)
-    draw = sampler(setup, KL_SEED + ctx.seed, UNTEMPERED)
+    draw = sampler(setup, seed_for(Stream.KL, ctx.seed), UNTEMPERED)
     untempered = draw(ctx.policy, prompts, setup.samples_per_prompt)
     terms = kl_terms(ctx.policy, setup.reference, untempered)
     return None, mean_with_ci(terms, setup.bootstrap, BOOTSTRAP_SEED)
