@@ -75,7 +75,7 @@ class DivergenceError(RuntimeError):
 class Costs:
     """What a run spent; every method fills the same counters so budgets can be compared.
 
-    The token counters are the compute ledger (``harness.evaluation.compute`` prices them in
+    The token counters are the compute ledger (``harness.core.ledger`` prices them in
     FLOPs); each is charged in one place, never by a method itself, and counts real tokens
     (attention-mask ones,
     not padding):

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.evaluation.evaluate import sample_index
 from harness.report.results import write_tables
+from harness.stats.estimates import sample_index
 from harness.suite.runs import MetricRow, RunResult
 
 JUDGES = ("proxy", "gold")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,10 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli.main import app
-from harness.evaluation import compute
+from harness.core.ledger import run_flops
 from harness.load.data import ASSISTANT, HUMAN, split_hh
 from harness.suite.loader import load_suite
+from harness.suite.resolve import resolve
 from harness.suite.runs import RunResult, expand
 from harness.suite.schema import ModelRef, Suite
 from methods import REGISTRY
@@ -325,7 +325,7 @@ def test_reward_scores_text_with_its_own_tokenizer(world: World, role: str) -> N
 def test_every_method_runs_one_round_on_hh(world: World, variant: str) -> None:
     from harness.run.execute import execute_run
 
-    (spec,) = expand(world.suite, [variant])
+    (spec,) = expand(resolve(world.suite), [variant])
     result: RunResult = execute_run(spec, world.root / "runs" / variant, shared=None)
     assert result.status == "done", f"{result.error}\n{result.traceback}"
     rows = {m.metric: m for m in result.metrics}
@@ -343,14 +343,14 @@ def test_every_method_runs_one_round_on_hh(world: World, variant: str) -> None:
     if variant == "rrhf":  # every round prompt has a pair: its chosen and rejected are scored too
         assert result.costs["reward_calls"] == samples + 2 * PROMPTS_PER_ROUND
     # the compute ledger: each counter moved where the method spends it, priced in FLOPs
-    trained = REGISTRY[variant].train is not None
+    trained = REGISTRY[variant].trains
     costs = result.costs
     assert (costs["trained_tokens"] > 0) == trained
     assert (costs["generated_tokens"] > 0) == (samples > 0)
     assert (costs["reward_tokens"] > 0) == (costs["reward_calls"] > 0)
     assert (costs["forward_tokens"] > 0) == (samples > 0 or REGISTRY[variant].needs_reference)
     assert costs["policy_params"] > 0 and costs["reward_params"] > 0
-    assert costs["flops"] == compute.run_flops(costs) and (costs["flops"] > 0) == (variant != "sft")
+    assert costs["flops"] == run_flops(costs) and (costs["flops"] > 0) == (variant != "sft")
     # each round's step statistics are kept, one row per round, for every trained method
     assert [r["round"] for r in result.rounds] == (list(range(ROUNDS)) if trained else [])
     assert sum(r["steps"] for r in result.rounds) == result.costs["optimizer_steps"]
@@ -363,7 +363,7 @@ def test_hh_suite_validates_offline() -> None:
     assert "suite hh" in result.stdout
 
 
-def test_hh_suite_run_fails_fast_offline(tmp_path: Path) -> None:
+def test_hh_suite_run_fails_before_training_offline(tmp_path: Path) -> None:
     """Offline, ``harness run suites/hh.yaml`` exits 2 before training, naming what it lacks."""
     suite = load_suite(HH_SUITE)
     assert suite.models is not None
@@ -376,11 +376,8 @@ def test_hh_suite_run_fails_fast_offline(tmp_path: Path) -> None:
     if cached:
         pytest.skip(f"the hub cache holds {cached}: the suite can resolve them")
     out = tmp_path / "results"
-    start = time.perf_counter()
     result = invoke("run", str(HH_SUITE), "--out", str(out))
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 2, result.output
-    assert elapsed < 20, f"took {elapsed:.1f} s"
     assert not out.exists()  # nothing was started
     message = result.stderr
     for ref in _refs(suite):

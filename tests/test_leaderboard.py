@@ -20,9 +20,11 @@ import typer
 from typer.testing import CliRunner
 
 from harness.cli.results import register
+from harness.core.judges import Judges
 from harness.report.gate import check
 from harness.report.leaderboard import markdown, summarise, write_leaderboard
-from harness.report.results import SuiteInfo, load_suite_info, primary_judge, read_table
+from harness.report.results import SuiteInfo, judges_ranked, load_suite_info, read_table
+from harness.report.summary import Summary
 from harness.report.tables import long_table
 from tests.sampled import write_sampled_dir
 from tests.test_results import SUITE_JSON, make_results, write_results_dir
@@ -52,10 +54,10 @@ def _summary(results_dir: Path):
 
 def test_summary_ranks_by_the_primary_judge(results_dir: Path) -> None:
     summary, _, _ = _summary(results_dir)
-    assert list(summary["variant"]) == ["ppo", "dpo", "sft"]  # gold: 0.70, 0.65, 0.495
-    assert list(summary["rank"]) == [1, 2, 3]
-    assert summary.attrs["primary_judge"] == "gold"
-    dpo = summary.set_index("variant").loc["dpo"]
+    assert list(summary.table["variant"]) == ["ppo", "dpo", "sft"]  # gold: 0.70, 0.65, 0.495
+    assert list(summary.table["rank"]) == [1, 2, 3]
+    assert summary.judges.primary == "gold"
+    dpo = summary.table.set_index("variant").loc["dpo"]
     assert dpo["winrate.gold"] == pytest.approx(0.65)
     # two seeds 0.64, 0.66: sd 0.01414, se 0.01, t(1) = 12.706
     assert dpo["winrate.gold.low"] == pytest.approx(0.65 - 0.12706)
@@ -66,7 +68,7 @@ def test_summary_ranks_by_the_primary_judge(results_dir: Path) -> None:
 
 def test_one_seed_keeps_its_interval_and_failures_are_counted(results_dir: Path) -> None:
     summary, _, _ = _summary(results_dir)
-    ppo = summary.set_index("variant").loc["ppo"]
+    ppo = summary.table.set_index("variant").loc["ppo"]
     assert (ppo["seeds"], ppo["failed"]) == (1, 1)
     assert (ppo["winrate.gold.low"], ppo["winrate.gold.high"]) == pytest.approx((0.62, 0.78))
     assert bool(ppo["regression.tiny_arith"]) and not bool(ppo["regression.tiny_facts"])
@@ -84,11 +86,11 @@ def _with_deltas(deltas: dict[tuple[str, str, int], float]) -> pd.DataFrame:
     return df
 
 
-def _flagged(summary: pd.DataFrame) -> set[tuple[str, str]]:
+def _flagged(summary: Summary) -> set[tuple[str, str]]:
     return {
         (row["variant"], task)
-        for _, row in summary.iterrows()
-        for task in summary.attrs["tasks"]
+        for _, row in summary.table.iterrows()
+        for task in summary.tasks
         if row[f"regression.{task}"]
     }
 
@@ -100,7 +102,7 @@ def test_one_seed_beyond_the_tolerance_is_no_regression_when_the_mean_is_not() -
     rows = long_df[(long_df["variant"] == "dpo") & (long_df["metric"] == "regression.tiny_arith")]
     assert list(rows["value"]) == [1.0, 0.0]
     summary = summarise(long_df, None, SUITE_JSON)
-    dpo = summary.set_index("variant").loc["dpo"]
+    dpo = summary.table.set_index("variant").loc["dpo"]
     assert dpo["capability_delta.tiny_arith"] == pytest.approx(-0.04)
     assert not bool(dpo["regression.tiny_arith"])
     text = markdown(summary, None, SuiteInfo.from_dump(SUITE_JSON))
@@ -128,21 +130,25 @@ def test_the_mark_is_what_the_gate_flags_against_the_base_model() -> None:
         if r.metric.startswith("capability_delta.")
     }
     summary = summarise(long_df, None, SUITE_JSON)
-    assert verdict.tolerance == summary.attrs["tolerance"] == 0.05
+    assert verdict.tolerance == summary.tolerance == 0.05
     assert _flagged(summary) == gated == {("dpo", "tiny_facts"), ("ppo", "tiny_arith")}
 
 
 def test_primary_judge_defaults_to_the_first_non_proxy_judge() -> None:
-    assert primary_judge(["proxy", "heldout", "gold"], None) == "heldout"
-    assert primary_judge(["proxy"], None) == "proxy"
-    assert primary_judge([], None) is None
+    assert judges_ranked(["proxy", "heldout", "gold"], None).primary == "heldout"
+    assert judges_ranked(["proxy"], None).primary == "proxy"
+    assert judges_ranked([], None).primary is None
+    named = SuiteInfo.from_dump(SUITE_JSON)  # names gold
+    assert judges_ranked(["proxy", "heldout", "gold"], named) == Judges(
+        ("proxy", "heldout", "gold"), "gold"
+    )
 
 
 def test_suite_json_mapping_is_accepted(results_dir: Path) -> None:
     long_df, runs_df = read_table(results_dir)
     from_dict = summarise(long_df, runs_df, SUITE_JSON)
     from_info = summarise(long_df, runs_df, SuiteInfo.from_dump(SUITE_JSON))
-    assert from_dict.equals(from_info)
+    assert from_dict.table.equals(from_info.table) and from_dict.judges == from_info.judges
 
 
 def test_a_variant_whose_every_run_failed_is_still_listed(tmp_path: Path) -> None:

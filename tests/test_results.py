@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.evaluation import compute
+from harness.core import ledger
 from harness.report.results import (
     ResultsError,
     SuiteInfo,
@@ -85,7 +85,7 @@ def _ledger(variant: str) -> dict[str, float]:
     return {
         **counters,
         **sizes,
-        "flops": compute.flops(generated_tokens=generated, **counters, **sizes),
+        "flops": ledger.flops(generated_tokens=generated, **counters, **sizes),
     }
 
 

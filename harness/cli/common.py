@@ -19,6 +19,9 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from harness.core.errors import InputError
+from harness.load.data import DataUnavailableError
+
 BAD_INPUT = 2
 INTERNAL_ERROR = 1
 REGRESSION = 1
@@ -47,9 +50,6 @@ def fail_on(exc: BaseException) -> NoReturn:
     """Exit for an exception no command expected by name: bad input (``InputError``, data that
     cannot be had, a file the system refuses) is exit 2 with its message; anything else an
     internal error (exit 1), with the first line of its message."""
-    from harness.core.errors import InputError
-    from harness.load.data import DataUnavailableError  # light: the data module imports no torch
-
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, InputError | DataUnavailableError):
         fail(text, BAD_INPUT)

@@ -103,10 +103,10 @@ def _leaderboard(results_dir: Path) -> None:
     long_df, runs_df = read_table(results_dir)
     summary = summarise_dir(results_dir, long_df, runs_df, info)
     written += write_leaderboard(results_dir, long_df, runs_df, info, summary)
-    title = f"Leaderboard (ranked by {summary.attrs['primary_judge']} win-rate)"
+    title = f"Leaderboard (ranked by {summary.judges.primary} win-rate)"
     out = stdout()
     print_table(out, title, *table_cells(summary), left={1, 2}, keys=2)
-    failed = int(summary["failed"].sum())
+    failed = int(summary.table["failed"].sum())
     if failed:
         out.print(f"[bold yellow]{failed} failed run(s)[/]: listed in leaderboard.md")
     for path in written:

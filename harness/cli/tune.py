@@ -20,9 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli.common import BAD_INPUT, Debug, fail, print_table, stdout
-from harness.core.rules import PROXY
-
-GOLD = "gold"
+from harness.core.judges import GOLD, PROXY
 
 
 class TuneError(ValueError):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from harness.core.rules import is_regression
 from harness.stats.estimates import Z95, Estimate
@@ -101,8 +102,6 @@ def evaluate(
         quiet.setLevel(level)
         gc.collect()  # the model lm-eval loaded: its memory back before the run goes on
         if device.startswith("cuda"):
-            import torch
-
             torch.cuda.empty_cache()
 
 

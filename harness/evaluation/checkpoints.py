@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from harness.core.seeds import Stream, seed_for
-from harness.evaluation.evaluate import EvalSetup, answer_kl_terms, judge_all, sample_index, sampler
+from harness.evaluation.evaluate import EvalSetup, answer_kl_terms, judge_all, sampler
+from harness.stats.estimates import sample_index
 from methods.base import Responses, TrainContext
 from methods.common import uncharged
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from harness.core.seeds import Stream, seed_for
 from harness.evaluation import bon, capability
 from harness.evaluation.capability import TaskScore
 from harness.load import lora
-from harness.stats.estimates import Estimate, distinct_n, mean_with_ci, outcomes
+from harness.stats.estimates import Estimate, distinct_n, mean_with_ci, outcomes, sample_index
 from harness.suite.resolve import LmEvalSetup
 from harness.suite.runs import MetricRow
 from harness.suite.schema import EvalDecoding, ModelRef
@@ -358,17 +358,6 @@ def evaluate_policy(
         **{f"score.{j}": s for j, s in scores.items()},
     }
     return Evaluation(rows, columns, curve)
-
-
-def sample_index(n: int, k: int, clusters: Sequence[str]) -> dict[str, list[Any]]:
-    """The ``prompt_id, cluster, sample`` columns of ``n`` prompts with ``k`` samples each
-    (row ``i * k + j``); a prompt with no cluster named is a cluster of its own."""
-    named = list(clusters) or [f"p{i}" for i in range(n)]
-    return {
-        "prompt_id": [i for i in range(n) for _ in range(k)],
-        "cluster": [named[i] for i in range(n) for _ in range(k)],
-        "sample": [j for _ in range(n) for j in range(k)],
-    }
 
 
 def kl_estimate(

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+from transformers.utils import logging
 
 from harness.load import data as hh
 from harness.load import hub as data_hub
@@ -32,14 +38,10 @@ def torch_dtype(ref: ModelRef, device: torch.device) -> torch.dtype:
 
 
 def _quiet_transformers() -> None:
-    from transformers.utils import logging
-
     logging.disable_progress_bar()  # a "Loading weights" bar per model drowns the run's output
 
 
 def load_tokenizer(ref: ModelRef) -> Any:
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(
         ref.tokenizer or ref.path, revision=ref.revision, trust_remote_code=ref.trust_remote_code
     )
@@ -50,8 +52,6 @@ def load_tokenizer(ref: ModelRef) -> Any:
 
 def load_policy(ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
     """(causal LM on ``device``, its tokenizer) for any ``AutoModelForCausalLM``."""
-    from transformers import AutoModelForCausalLM
-
     _quiet_transformers()
     model: Any = AutoModelForCausalLM.from_pretrained(
         ref.path,
@@ -74,8 +74,6 @@ def load_reward(
 ) -> RewardModel:
     """A frozen ``AutoModelForSequenceClassification`` that scores text with its own tokenizer;
     ``prompt_map`` (``SuiteData.hh_prompts``) gives it the HH text of a chat-templated prompt."""
-    from transformers import AutoModelForSequenceClassification
-
     _quiet_transformers()
     model: Any = AutoModelForSequenceClassification.from_pretrained(
         ref.path,

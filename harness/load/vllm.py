@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness.load import lora
@@ -77,8 +78,6 @@ SHAPE_FIELDS = (
 def process_state_kept() -> Iterator[None]:
     """Restore what starting a vLLM engine changes in this process: torch's thread count and
     ``torch.set_num_threads`` itself, and the torch, CUDA, Python and NumPy RNG states."""
-    import numpy as np
-
     threads, set_threads = torch.get_num_threads(), torch.set_num_threads
     rng = torch.get_rng_state(), random.getstate(), np.random.get_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None

@@ -166,7 +166,7 @@ class Power:
         return f"{head}; {need} or {self.prompts:,} prompts at these seeds"
 
 
-@dataclass(frozen=True, eq=False)  # compared by identity: pandas compares frames' attrs
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds frames
 class SampleSummary:
     """What the leaderboard shows from the samples (a summary frame's ``attrs["samples"]``)."""
 

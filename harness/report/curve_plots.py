@@ -87,7 +87,7 @@ def flops_plot(report: CurveReport) -> Figure:
         ax.axvline(report.budget, color="grey", linestyle="--", linewidth=1, label="FLOP budget")
     ax.set_xscale("log")
     ax.axhline(0, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("training FLOPs (estimate, harness.evaluation.compute)")
+    ax.set_xlabel("training FLOPs (estimate, harness.core.ledger)")
     ax.set_ylabel(f"{report.roles.truth} reward, z on the base policy")
     ax.legend(fontsize="small")
     return fig

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.core.rules import PROXY
+from harness.core.judges import GOLD, PROXY
 from harness.report.curves import load_curves
 from harness.report.results import BON_FILE
 from harness.stats.frontier import (
@@ -40,8 +40,6 @@ from harness.stats.frontier import (
     standardise,
 )
 from harness.stats.paired import hierarchical_bootstrap
-
-GOLD = "gold"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
       suite, run_id, method, variant, seed, round, step, kl, reward.<judge>..., eval_seconds,
       <every cost counter at the checkpoint: samples, generated_tokens, reward_calls...>, flops
 
-  ``flops`` is the compute ledger's estimate (``harness.evaluation.compute``) of the counters at the
+  ``flops`` is the compute ledger's estimate (``harness.core.ledger``) of the counters at the
   checkpoint, priced with the run's parameter counts;
 - ``curve_answers.parquet``, one row per (run, checkpoint, judged answer)::
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.core.files import write_atomic_with
-from harness.evaluation.compute import SIZES, run_flops
+from harness.core.ledger import SIZES, run_flops
 from harness.suite.runs import RunResult
 
 CURVES_FILE, CURVES_CSV, ANSWERS_FILE = "curves.parquet", "curves.csv", "curve_answers.parquet"
@@ -36,7 +36,7 @@ POINT_KEYS = ["round", "step", "kl"]
 
 def point_flops(costs: Mapping[str, float], run_costs: Mapping[str, float]) -> float:
     """FLOPs of a checkpoint's counters ``costs``, priced with the parameter counts of the run's
-    final costs ``run_costs`` (``harness.evaluation.compute.run_flops``); NaN where a counter or a
+    final costs ``run_costs`` (``harness.core.ledger.run_flops``); NaN where a counter or a
     count is missing."""
     sizes = {k: run_costs[k] for k in SIZES if k in run_costs}
     return run_flops({**costs, **sizes})

@@ -4,7 +4,7 @@
 variant: per judge the win-rate (mean over seeds, 95% t-interval over seeds; one seed keeps its
 bootstrap interval), KL, length, distinct-1/2, capability deltas (mean over seeds, marked ⚠ where
 ``harness check`` against the base model would flag a regression) and median costs (the FLOPs
-estimate of ``harness.evaluation.compute`` among them).
+estimate of ``harness.core.ledger`` among them).
 ``write_leaderboard`` writes ``leaderboard.md`` (stable text: no timestamps, no absolute paths)
 and a self-contained ``leaderboard.html`` (inline CSS, plots from ``harness.report.plots`` as
 base64 PNG; no script, no network).
@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from harness.core.files import write_atomic
-from harness.core.rules import PROXY, REGRESSION_MARK, is_regression
+from harness.core.judges import PROXY
+from harness.core.rules import REGRESSION_MARK, is_regression
 from harness.report.compare import SampleSummary, load_samples, read_comparisons, sample_summary
 from harness.report.curve_plots import curve_plots
 from harness.report.curve_report import CurveReport, load_report, tables
@@ -30,12 +31,13 @@ from harness.report.results import (
     SuiteInfo,
     aggregate,
     judges_of,
+    judges_ranked,
     metric_suffixes,
-    primary_judge,
     suite_hash,
     tolerance_of,
     variant_methods,
 )
+from harness.report.summary import Summary
 
 QUALITY = {"kl": "KL", "length": "length", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
 COSTS = {
@@ -44,7 +46,7 @@ COSTS = {
     "generated_tokens": "tokens",
     "reward_calls": "RM calls",
     "optimizer_steps": "opt steps",
-    "flops": "TFLOPs",  # the compute ledger's estimate (harness.evaluation.compute), in 10^12
+    "flops": "TFLOPs",  # the compute ledger's estimate (harness.core.ledger), in 10^12
 }
 SuiteLike = SuiteInfo | dict[str, Any] | None
 
@@ -57,7 +59,7 @@ def summarise(
     runs_df: pd.DataFrame | None,
     suite_info: SuiteLike,
     samples: SampleSummary | None = None,
-) -> pd.DataFrame:
+) -> Summary:
     """One row per variant, ranked (``rank`` 1 = best) by the primary judge's win-rate.
 
     Columns: rank, variant, method, seeds, failed, ``winrate.<judge>`` per judge and
@@ -65,9 +67,9 @@ def summarise(
     kl, length, distinct_1, distinct_2, ``regression.<task>`` (bool) per task, then the median
     costs. ``regression.<task>`` is the gate's rule (``harness.core.rules.is_regression``) on the
     mean delta over seeds and the upper end of its interval, against the base model's delta of 0.
-    ``attrs``: judges, primary_judge, tasks, tolerance, suites, seeds, samples (the
-    ``SampleSummary`` or None). ``suite_info`` is a ``SuiteInfo``, the ``suite.json`` mapping, or
-    None.
+    Returned as a ``Summary`` beside the judges (the primary one decided by ``Judges.of``), the
+    tasks, the tolerance, the suites and seeds, and the samples' statistics (or None).
+    ``suite_info`` is a ``SuiteInfo``, the ``suite.json`` mapping, or None.
 
     With ``samples`` (``harness.report.compare.sample_summary`` of the judged samples), every
     ``winrate.<judge>`` and its interval is the hierarchical bootstrap's over seeds, clusters and
@@ -83,7 +85,7 @@ def summarise(
         _row(v, m, long_df, runs_df, agg, judges, tasks, tolerance) for v, m in variants.items()
     ]
     df = pd.DataFrame(rows)
-    primary = primary_judge(judges, suite_info)
+    primary = judges_ranked(judges, suite_info).primary
     if samples is not None and len(df):
         df = df.assign(**samples.columns(list(df["variant"]), judges))
     if primary is not None and len(df):
@@ -93,12 +95,15 @@ def summarise(
     df.insert(0, "rank", range(1, len(df) + 1))
     df = df.reset_index(drop=True)
     frames = [f for f in (long_df, runs_df) if f is not None]
-    df.attrs.update(judges=judges, primary_judge=primary, tasks=tasks)
-    df.attrs["tolerance"] = tolerance
-    df.attrs["suites"] = sorted({str(s) for f in frames for s in f["suite"]})
-    df.attrs["seeds"] = sorted({int(s) for f in frames for s in f["seed"]})
-    df.attrs["samples"] = samples
-    return df
+    return Summary(
+        table=df,
+        judges=judges_ranked(judges, suite_info),
+        tasks=tasks,
+        tolerance=tolerance,
+        suites=sorted({str(s) for f in frames for s in f["suite"]}),
+        seeds=sorted({int(s) for f in frames for s in f["seed"]}),
+        samples=samples,
+    )
 
 
 def _row(
@@ -175,13 +180,14 @@ def _ranks(row: pd.Series) -> str:
     return "-" if best == 0 else (str(best) if best == worst else f"{best}-{worst}")
 
 
-def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def table_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of the ranked table (shared by the markdown and the HTML)."""
-    judges, primary = summary.attrs["judges"], summary.attrs["primary_judge"]
+    primary, table = summary.judges.primary, summary.table
+    judges = list(summary.judges.names)
     judges = [primary, *[j for j in judges if j != primary]] if primary else judges
-    tasks, sampled = summary.attrs["tasks"], summary.attrs.get("samples") is not None
+    tasks, sampled = summary.tasks, summary.samples is not None
     # the method column only where some variant is not named after its method
-    named = bool((summary["variant"] != summary["method"]).any())
+    named = bool((table["variant"] != table["method"]).any())
     headers = ["rank", "variant", *(["method"] if named else []), "seeds"]
     headers += ["rank interval", "group"] if sampled else []
     for j in judges:
@@ -189,7 +195,7 @@ def table_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         headers += [f"reward {j}"] if sampled else []
     headers += [*QUALITY.values(), *[f"Δ {t}" for t in tasks], *COSTS.values()]
     rows = []
-    for _, row in summary.iterrows():
+    for _, row in table.iterrows():
         seeds = str(row["seeds"]) + (f" (+{row['failed']} failed)" if row["failed"] else "")
         cells = [str(row["rank"]), row["variant"], *([row["method"]] if named else []), seeds]
         cells += [_ranks(row), row["group"]] if sampled else []
@@ -220,13 +226,13 @@ def failed_runs(runs_df: pd.DataFrame | None) -> list[list[str]]:
     return rows
 
 
-def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> list[str]:
+def notes(summary: Summary, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> list[str]:
     """How the table was made, one bullet each (markdown inline code in backticks)."""
-    judges, primary = summary.attrs["judges"], summary.attrs["primary_judge"]
+    judges, primary = summary.judges.names, summary.judges.primary
     described = [f"{j} (primary: ranks the table)" if j == primary else j for j in judges]
     if PROXY in judges:
         described = [d + (" (the training reward model)" if d == PROXY else "") for d in described]
-    seeds, samples = summary.attrs["seeds"], summary.attrs.get("samples")
+    seeds, samples = summary.seeds, summary.samples
     out = [
         f"Judges: {', '.join(described) or 'none'}",
         f"Seeds: {', '.join(map(str, seeds)) or 'unknown'}",
@@ -234,12 +240,12 @@ def notes(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo |
         "KL: Monte-Carlo KL(policy ‖ reference) per response; length: mean response tokens;"
         " distinct-n: distinct n-grams / all n-grams",
         f"Capability: Δ = lm-eval accuracy minus the base model's, mean over seeds; tolerance"
-        f" {summary.attrs['tolerance']:.3f}; {REGRESSION_MARK} = a regression as `harness check`"
+        f" {summary.tolerance:.3f}; {REGRESSION_MARK} = a regression as `harness check`"
         " against the base model flags it: the mean dropped beyond the tolerance and its 95%"
         " interval lies below 0",
         "Costs: median over a variant's finished runs; TFLOPs: 2·N per token through a forward"
         " pass or generated, 6·N per token trained, 2·N_rm per token the reward model scores"
-        " (N: parameters a token multiplies by; `harness/evaluation/compute.py`)",
+        " (N: parameters a token multiplies by; `harness/core/ledger.py`)",
     ]
     if runs_df is not None:
         commits = sorted({str(c)[:12] for c in runs_df["git_commit"].dropna()}) or ["unknown"]
@@ -258,11 +264,11 @@ def _seed_notes() -> list[str]:
     ]
 
 
-def title(summary: pd.DataFrame, info: SuiteInfo | None) -> str:
-    return info.name if info else ", ".join(summary.attrs["suites"]) or "results"
+def title(summary: Summary, info: SuiteInfo | None) -> str:
+    return info.name if info else ", ".join(summary.suites) or "results"
 
 
-def made_by(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> str:
+def made_by(summary: Summary, runs_df: pd.DataFrame | None, info: SuiteInfo | None) -> str:
     """One sentence: which suite (and hash), how many runs finished and failed."""
     if runs_df is not None:
         done = int((runs_df["status"] == "done").sum())
@@ -278,7 +284,7 @@ def made_by(summary: pd.DataFrame, runs_df: pd.DataFrame | None, info: SuiteInfo
 
 
 def markdown(
-    summary: pd.DataFrame,
+    summary: Summary,
     runs_df: pd.DataFrame | None,
     info: SuiteInfo | None,
     curves: CurveReport | None = None,
@@ -318,13 +324,13 @@ img { max-width: 100%; }
 """
 
 
-def _matrix(summary: pd.DataFrame) -> pd.DataFrame | None:
-    samples: SampleSummary | None = summary.attrs.get("samples")
+def _matrix(summary: Summary) -> pd.DataFrame | None:
+    samples = summary.samples
     return None if samples is None else samples.pairs(samples.judge, "win")
 
 
 def html_page(
-    summary: pd.DataFrame,
+    summary: Summary,
     long_df: pd.DataFrame,
     runs_df: pd.DataFrame | None,
     info: SuiteInfo | None,
@@ -364,7 +370,7 @@ def write_leaderboard(
     long_df: pd.DataFrame,
     runs_df: pd.DataFrame | None,
     suite_info: SuiteLike,
-    summary: pd.DataFrame | None = None,
+    summary: Summary | None = None,
 ) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` and ``leaderboard.html`` into ``results_dir`` (atomically), from
     ``summary`` when given, else from ``summarise_dir``'s."""
@@ -375,7 +381,8 @@ def write_leaderboard(
         Path(results_dir) / "leaderboard.md",
         Path(results_dir) / "leaderboard.html",
     )
-    curves = load_report(Path(results_dir), summary.attrs["judges"], summary.attrs["primary_judge"])
+    judges = summary.judges
+    curves = load_report(Path(results_dir), list(judges.names), judges.primary)
     write_atomic(md_path, markdown(summary, runs_df, suite_info, curves))
     write_atomic(html_path, html_page(summary, long_df, runs_df, suite_info, curves))
     return md_path, html_path
@@ -383,14 +390,13 @@ def write_leaderboard(
 
 def summarise_dir(
     results_dir: Path, long_df: pd.DataFrame, runs_df: pd.DataFrame | None, suite_info: SuiteLike
-) -> pd.DataFrame:
+) -> Summary:
     """``summarise`` with the judged samples of ``results_dir`` when it has them (and its
     ``comparisons.parquet`` when that is up to date, else computed afresh)."""
     suite_info = SuiteInfo.of(suite_info)
     samples = load_samples(Path(results_dir))
     if samples is None:
         return summarise(long_df, runs_df, suite_info)
-    judges = judges_of(long_df, suite_info)
-    primary = primary_judge(judges, suite_info)
+    primary = judges_ranked(judges_of(long_df, suite_info), suite_info).primary
     stats = sample_summary(samples, primary, read_comparisons(Path(results_dir)))
     return summarise(long_df, runs_df, suite_info, stats)

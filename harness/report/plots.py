@@ -1,4 +1,4 @@
-"""The leaderboard's plots, drawn from its summary frame (``harness.report.leaderboard.summarise``):
+"""The leaderboard's plots, drawn from its ``Summary`` (``harness.report.leaderboard.summarise``):
 win-rate per variant and judge, win-rate against KL per seed, capability delta per task, and
 (when the judged samples are there) the pairwise matrix of win-rate differences. Each is a PNG as
 base64 text, for an ``<img>`` of the self-contained HTML page.
@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.core.rules import REGRESSION_MARK
+from harness.report.summary import Summary
 
 MARKERS = "osD^vPX*<>"
 
@@ -50,20 +51,20 @@ def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -
         ax.legend(fontsize="small")
 
 
-def _winrate_plot(summary: pd.DataFrame) -> Figure:
+def _winrate_plot(summary: pd.DataFrame, judges: tuple[str, ...]) -> Figure:
     fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
     ax = fig.add_subplot()
-    _grouped(ax, summary, {j: f"winrate.{j}" for j in summary.attrs["judges"]}, bars=False)
+    _grouped(ax, summary, {j: f"winrate.{j}" for j in judges}, bars=False)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("win-rate against the reference")
     return fig
 
 
-def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
+def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame, primary: str | None) -> Figure:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    key = f"winrate.{summary.attrs['primary_judge']}"
+    key = f"winrate.{primary}"
     rows = long_df[long_df["metric"].isin(["kl", key])]
     points = rows.pivot_table(index=["variant", "run_id"], columns="metric", values="value")
     if {"kl", key} <= set(points.columns):
@@ -75,16 +76,15 @@ def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame) -> Figure:
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.margins(0.08)
     ax.set_xlabel("KL(policy ‖ reference), per response")
-    ax.set_ylabel(f"win-rate ({summary.attrs['primary_judge']})")
+    ax.set_ylabel(f"win-rate ({primary})")
     return fig
 
 
-def _capability_plot(summary: pd.DataFrame) -> Figure:
+def _capability_plot(summary: pd.DataFrame, tasks: list[str], tolerance: float) -> Figure:
     """Each task's capability delta per variant, a bar with its interval; a task whose delta is 0
     for every variant (no bar to see) says so in the legend; a flagged regression is marked."""
     fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
     ax = fig.add_subplot()
-    tasks = summary.attrs["tasks"]
     keys = {}
     for t in tasks:
         mean, errors = _errors(summary, f"capability_delta.{t}")
@@ -107,7 +107,6 @@ def _capability_plot(summary: pd.DataFrame) -> Figure:
                 fontsize=14,
                 color="tab:red",
             )
-    tolerance = summary.attrs["tolerance"]
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
     ax.legend(fontsize="small")
@@ -149,13 +148,13 @@ def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
 
 
 def plots(
-    summary: pd.DataFrame, long_df: pd.DataFrame, comparisons: pd.DataFrame | None = None
+    summary: Summary, long_df: pd.DataFrame, comparisons: pd.DataFrame | None = None
 ) -> list[tuple[str, str]]:
     """(caption, base64 PNG) of the leaderboard plots: win-rates, win-rate against KL, the
     capability deltas when the suite has lm-eval tasks, and the pairwise matrix of one
     judge's win-rate when ``comparisons`` (that judge's win-rate rows of ``comparisons.parquet``)
     are given."""
-    primary, tolerance = summary.attrs["primary_judge"], summary.attrs["tolerance"]
+    primary, tolerance, table = summary.judges.primary, summary.tolerance, summary.table
     matrix = []
     if comparisons is not None and len(comparisons):
         judge = comparisons["judge"].iloc[0]
@@ -163,22 +162,25 @@ def plots(
             f"Pairwise differences of the {judge} win-rate, row minus column, paired on the"
             " same seeds and prompts; * = separated (Holm-adjusted p < 0.05 over every pair)."
         )
-        matrix = [(caption, _png(_matrix_plot(summary, comparisons)))]
+        matrix = [(caption, _png(_matrix_plot(table, comparisons)))]
     capability = []
-    if summary.attrs["tasks"]:  # a suite without lm-eval tasks has no capability to plot
+    if summary.tasks:  # a suite without lm-eval tasks has no capability to plot
         caption = (
             f"Capability delta per task: mean over seeds with its 95% interval (dashed: minus the"
             f" tolerance, {tolerance:.3f}; {REGRESSION_MARK} under a bar: a regression, as in the"
             " table)."
         )
-        capability = [(caption, _png(_capability_plot(summary)))]
+        capability = [(caption, _png(_capability_plot(table, summary.tasks, tolerance)))]
     return [
         (
             "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
             " interval (dotted: 0.5, no better than the reference).",
-            _png(_winrate_plot(summary)),
+            _png(_winrate_plot(table, summary.judges.names)),
         ),
-        (f"Win-rate ({primary}) against KL, one point per seed.", _png(_kl_plot(summary, long_df))),
+        (
+            f"Win-rate ({primary}) against KL, one point per seed.",
+            _png(_kl_plot(table, long_df, primary)),
+        ),
         *capability,
         *matrix,
     ]

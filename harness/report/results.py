@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from harness.core.errors import InputError
-from harness.core.rules import DEFAULT_TOLERANCE, default_primary_judge
+from harness.core.judges import Judges
+from harness.core.rules import DEFAULT_TOLERANCE
 from harness.report.compare import write_comparisons
 from harness.report.curves import write_curves
 from harness.report.samples import load_reference, write_samples
@@ -372,11 +373,10 @@ def judges_of(long_df: pd.DataFrame, info: SuiteInfo | None) -> list[str]:
     return listed + [j for j in found if j not in listed]
 
 
-def primary_judge(judges: list[str], info: SuiteInfo | None) -> str | None:
-    """The suite's primary judge when the table has it, else ``default_primary_judge``'s."""
-    if info and info.primary_judge in judges:
-        return info.primary_judge
-    return default_primary_judge(judges)
+def judges_ranked(judges: list[str], info: SuiteInfo | None) -> Judges:
+    """The table's judges, ranked by the suite's primary judge when the table has it, else by
+    the default rule (``Judges.of``: a bare table has no suite to name one)."""
+    return Judges.of(judges, info.primary_judge if info else None)
 
 
 def tolerance_of(info: SuiteInfo | None) -> float:

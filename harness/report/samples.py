@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.files import write_atomic_with
-from harness.evaluation.evaluate import sample_index
+from harness.stats.estimates import sample_index
 from harness.suite.runs import RunResult
 
 RUN_COLUMNS = ("suite", "run_id", "method", "variant", "seed")

@@ -8,7 +8,7 @@ and read from and written to ``.parquet`` / ``.csv`` files.
   (failed runs have no metrics, hence no rows: they are in the run table);
 - the **run table** (``runs.parquet`` / ``runs.csv``), one row per run: status, error, attempts,
   every cost (the compute ledger among them: token counters, parameter counts and ``flops``,
-  ``harness.evaluation.compute``), and the provenance flattened (package versions as
+  ``harness.core.ledger``), and the provenance flattened (package versions as
   ``pkg.<name>``).
 
 Both are sorted by the suite's variant order, then seed, then metric (then run_id), normalised to
@@ -50,7 +50,7 @@ COST_COLUMNS = [
     "prompts",
     "wall_seconds",
     "peak_memory_mb",
-    # the compute ledger (harness.evaluation.compute): token counters, parameter counts, FLOPs
+    # the compute ledger (harness.core.ledger): token counters, parameter counts, FLOPs
     "forward_tokens",
     "trained_tokens",
     "reward_tokens",

@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from harness.core.ledger import ledger
 from harness.evaluation.checkpoints import CheckpointEval, subset_setup
-from harness.evaluation.compute import ledger, model_sizes
+from harness.evaluation.compute import model_sizes
 from harness.evaluation.evaluate import EvalSetup, Evaluation, ReferenceEval, evaluate_policy
 from harness.load import lora
 from harness.load.device import peak_memory_mb, pick_device

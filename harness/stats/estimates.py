@@ -10,6 +10,7 @@ components.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,3 +329,14 @@ def needed_for(
             low, high = (low, mid) if detects(vc.n_seeds, mid) else (mid + 1, high)
         prompts = high
     return {"seeds": seeds, "prompts": prompts}
+
+
+def sample_index(n: int, k: int, clusters: Sequence[str]) -> dict[str, list[Any]]:
+    """The ``prompt_id, cluster, sample`` columns of ``n`` prompts with ``k`` samples each
+    (row ``i * k + j``); a prompt with no cluster named is a cluster of its own."""
+    named = list(clusters) or [f"p{i}" for i in range(n)]
+    return {
+        "prompt_id": [i for i in range(n) for _ in range(k)],
+        "cluster": [named[i] for i in range(n) for _ in range(k)],
+        "sample": [j for _ in range(n) for j in range(k)],
+    }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.core.rules import PROXY
+from harness.core.judges import GOLD, HELDOUT, PROXY
 from harness.suite.schema import Data, DataSource, Decoding, EvalDecoding, ModelRef, Suite
 from harness.world.config import world_dir
 
@@ -78,7 +78,7 @@ def resolve(suite: Suite) -> Resolved:
     if world is not None:
         policy = ModelRef(path=str(world / "policy"), dtype="float32")
         reference, reward = policy, ModelRef(path=str(world / "proxy_rm"), dtype="float32")
-        named = {"heldout": ModelRef(path=str(world / "heldout_rm"), dtype="float32")}
+        named = {HELDOUT: ModelRef(path=str(world / "heldout_rm"), dtype="float32")}
     else:
         assert suite.models is not None  # the schema requires one of world / models
         policy, reward = suite.models.policy, suite.models.reward
@@ -110,7 +110,7 @@ def resolve(suite: Suite) -> Resolved:
 def _judge(name: str, named: dict[str, ModelRef]) -> JudgeRef:
     if name == PROXY:
         return JudgeRef("proxy")
-    if name == "gold":
+    if name == GOLD:
         return JudgeRef("gold")
     return JudgeRef("model", named[name])  # the schema checked that the name exists
 

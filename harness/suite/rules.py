@@ -8,13 +8,13 @@ import copy
 import difflib
 from typing import Any
 
+from harness.core.judges import PROXY, WORLD_JUDGES
 from harness.suite import checkpoints as ckpt
 from methods import REGISTRY
 
 # Each data slot's split of the embedded world, and the format of the world's file for it.
 WORLD_SPLITS = {"train_prompts": "train", "preferences": "preferences", "eval_prompts": "eval"}
 WORLD_FORMATS = {"train_prompts": "prompt", "preferences": "hh", "eval_prompts": "prompt"}
-WORLD_JUDGES = ("heldout", "gold")  # reward models that only the embedded world has
 WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith"]
 
 Loc = tuple[str | int, ...]
@@ -87,7 +87,7 @@ def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> l
     issues: list[tuple[Loc, Any, str]] = []
     model_judges = _dig(data, "models", "judges")
     named = list(model_judges) if isinstance(model_judges, dict) else []
-    known = ["proxy", *(WORLD_JUDGES if has_world else ()), *named]
+    known = [PROXY, *(WORLD_JUDGES if has_world else ()), *named]
     for i, judge in enumerate(judges):
         if judge in known:
             if judge in judges[:i]:

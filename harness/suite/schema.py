@@ -31,7 +31,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from harness.core.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE, default_primary_judge
+from harness.core.judges import RESERVED, default_primary_judge
+from harness.core.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE
 from harness.suite import checkpoints as ckpt
 from harness.suite.bounds import (
     MAX_BOOTSTRAP,
@@ -86,8 +87,9 @@ class Models(Strict):
     @field_validator("judges")
     @classmethod
     def _no_reserved_judge_names(cls, judges: dict[str, ModelRef]) -> dict[str, ModelRef]:
-        if {"proxy", "gold"} & set(judges):
-            raise PydanticCustomError("reserved", "judge names 'proxy' and 'gold' are reserved")
+        if set(RESERVED) & set(judges):
+            names = " and ".join(f"'{name}'" for name in RESERVED)
+            raise PydanticCustomError("reserved", f"judge names {names} are reserved")
         return judges
 
 

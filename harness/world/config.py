@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.world.dialogues import all_requests
+
 WORLD_VERSION = 4  # bump when the builder changes what a config produces
 
 
@@ -37,8 +39,6 @@ class WorldConfig(BaseModel):
 
     @model_validator(mode="after")
     def _fits(self) -> WorldConfig:
-        from harness.world.dialogues import all_requests
-
         if self.preference_pairs > self.rm_pairs:
             raise ValueError(
                 f"preference_pairs ({self.preference_pairs}) are the proxy reward model's "

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
+from harness.core import ledger
 from harness.evaluation import compute
 from methods import common, dpo, grpo, ppo, raft, sampling
 from methods.base import Budget, Costs, Decoding, TrainContext
@@ -101,12 +102,12 @@ def test_flops_of_a_tiny_run_are_the_hand_count(tokenizer: Any, rm_tokenizer: An
     # 2 * 2,928 * (29 + 5) + 6 * 2,928 * 17 + 2 * 1,984 * 15 = 199,104 + 298,656 + 59,520
     sizes = compute.model_sizes(ctx.policy, rm.model)
     assert sizes == {"policy_params": 2928, "reward_params": 1984}
-    row = compute.ledger(costs, sizes)
+    row = ledger.ledger(costs, sizes)
     assert row["flops"] == 557_280
-    assert compute.run_flops(row) == 557_280
+    assert ledger.run_flops(row) == 557_280
     assert row["trained_tokens"] == 17 and row["policy_params"] == 2928
-    assert "flops" not in compute.ledger(costs, {})  # models never loaded: no estimate
-    assert compute.run_flops({"generated_tokens": 5.0}) != compute.run_flops(row)  # NaN
+    assert "flops" not in ledger.ledger(costs, {})  # models never loaded: no estimate
+    assert ledger.run_flops({"generated_tokens": 5.0}) != ledger.run_flops(row)  # NaN
 
 
 # --------------------------------------------------------------------------- every method
