@@ -15,9 +15,8 @@ from harness.suite import schema
 from harness.suite.loader import load_suite
 from harness.suite.resolve import resolve
 from harness.suite.runs import expand
-from tests.conftest import REPO
-
 from methods.base import Progress
+from tests.conftest import REPO
 
 TINY = REPO / "suites" / "tiny.yaml"
 
