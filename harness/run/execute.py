@@ -39,7 +39,7 @@ from harness.suite.resolve import Resolved
 from harness.suite.runs import RunResult, RunSpec
 from harness.suite.schema import ModelRef
 from methods import REGISTRY
-from methods.base import Budget, Costs, Decoding, DivergenceError, Progress, TrainContext
+from methods.base import Costs, DivergenceError, Progress, TrainContext
 from methods.common import freeze, metered
 from methods.generation import HF, Backend
 from methods.reward import RewardModel
@@ -101,7 +101,6 @@ def train_context(
         policy, base = lora.attach(policy, adapters)
         reference = base if reference is None else reference
     data = load_data(resolved.data, suite.eval.num_prompts, resolved.policy, tokenizer)
-    b, dec = suite.budget, resolved.train_decoding
     ctx = TrainContext(
         method=variant,
         policy=policy,
@@ -110,8 +109,8 @@ def train_context(
         reward=load_reward(resolved.reward, device, costs, prompt_map=data.hh_prompts),
         prompts=data.train_prompts,
         preferences=data.preferences,
-        budget=Budget(b.prompts_per_round, b.rounds, b.samples_per_prompt, b.max_new_tokens),
-        decoding=Decoding(dec.temperature, dec.top_p),
+        budget=resolved.budget,
+        decoding=resolved.train_decoding,
         device=device,
         seed=seed,
         costs=costs,

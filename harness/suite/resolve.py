@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from harness.core.judges import GOLD, HELDOUT, PROXY
-from harness.suite.schema import Data, DataSource, Decoding, EvalDecoding, ModelRef, Suite
+from harness.suite.schema import Data, DataSource, EvalDecoding, ModelRef, Suite
 from harness.world.config import world_dir
+from methods.base import Budget, Decoding
 
 # The world's file of each split a world data source names.
 WORLD_FILES = {
@@ -60,7 +61,8 @@ class Resolved:
     reward: ModelRef
     judges: dict[str, JudgeRef]  # in the order of eval.judges
     data: Data  # no `world` sources left: world splits are `file` sources
-    train_decoding: Decoding  # how methods sample while training
+    budget: Budget  # the methods' budget, identical for every variant
+    train_decoding: Decoding  # how methods sample while training (the budget's length applies)
     eval_decoding: EvalDecoding  # how the evaluation samples (max_new_tokens always set)
     lm_eval: LmEvalSetup
     world_dir: Path | None  # the built world, for a world suite
@@ -93,7 +95,8 @@ def resolve(suite: Suite) -> Resolved:
         reward=reward,
         judges=judges,
         data=_data(suite.data, world),
-        train_decoding=suite.train.decoding,
+        budget=Budget(**suite.budget.model_dump()),
+        train_decoding=Decoding(**suite.train.decoding.model_dump()),
         eval_decoding=suite.eval.decoding,
         lm_eval=LmEvalSetup(
             list(lm.tasks),
