@@ -93,4 +93,4 @@ def _print(report: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``bench`` to the ``harness`` app."""
-    app.command("bench")(bench)
+    app.command("bench", short_help="Time our training loops against TRL's.")(bench)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,6 +27,7 @@ from harness.cli.common import (
     Debug,
     fail,
     print_rich_table,
+    print_table,
     reported,
     stderr,
     stdout,
@@ -146,7 +148,7 @@ def _print_summary(suite: Suite, path: Path) -> None:
     out.print(f"  hash:     {suite.hash()[:16]}")
 
 
-@app.command()
+@app.command(short_help="Check a suite; show what it would run.")
 def validate(suite: SuitePath, override: Overrides = None, debug: Debug = False) -> None:
     """Check a suite (after overrides) and print what it would run; exit 2 listing every problem."""
     loaded = load_or_exit(suite, override, debug)
@@ -156,7 +158,7 @@ def validate(suite: SuitePath, override: Overrides = None, debug: Debug = False)
 # --- run -----------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Train and evaluate a suite; resume what is done.")
 def run(
     suite: SuitePath,
     override: Overrides = None,
@@ -175,6 +177,9 @@ def run(
         int | None,
         typer.Option(help="GPUs a local pool declares (default: those detected).", hidden=True),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="At the end, print the report's paths only.")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Train and evaluate every variant x seed of a suite on a Ray pool; resume what is done.
@@ -199,6 +204,8 @@ def run(
     with reported(debug, "interrupted: running tasks cancelled; finished runs are kept"):
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
     done = len(outcome.results) - len(outcome.failed)
+    if not quiet and outcome.results:
+        print_ranking(out_console, outcome.out_dir)
     out_console.print(
         f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
         f" - results in {outcome.out_dir}"
@@ -206,6 +213,19 @@ def run(
     for name, path in outcome.paths.items():
         out_console.print(f"  {name:<17} {path}")
     raise typer.Exit(outcome.exit_code)
+
+
+def print_ranking(out: Console, out_dir: Path) -> None:
+    """The ranking of the suite's results in ``out_dir``, in brief (``leaderboard.md`` has it
+    all): a reader sees the answer without opening a file."""
+    from harness.report.leaderboard import ranking_cells, summarise_dir
+    from harness.report.results import load_suite_info, read_table
+
+    long_df, runs_df = read_table(out_dir)
+    info = load_suite_info(out_dir)
+    summary = summarise_dir(out_dir, long_df, runs_df, info)
+    title = f"Ranking (by {summary.judges.primary} win-rate; leaderboard.md has every column)"
+    print_table(out, title, *ranking_cells(summary), left={1}, keys=2)
 
 
 def check_out(folder: Path) -> None:
@@ -238,7 +258,7 @@ def _preflight(suite: Suite, debug: bool, pool_problem: str | None = None) -> No
 # --- methods -------------------------------------------------------------------------------------
 
 
-@app.command("methods")
+@app.command("methods", short_help="List the methods and their defaults.")
 def list_methods() -> None:
     """List every registered alignment method with its default parameters."""
     table = Table(title="Registered methods", show_lines=True)
@@ -264,7 +284,7 @@ world_app = typer.Typer(
 app.add_typer(world_app, name="world")
 
 
-@world_app.command("build")
+@world_app.command("build", short_help="Build or install the tiny world.")
 def world_build(
     seed: Annotated[int, typer.Option(help="Seed of the world.")] = 0,
     cache_dir: Annotated[

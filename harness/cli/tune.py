@@ -149,4 +149,4 @@ def _value(value: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add ``tune`` to the ``harness`` app."""
-    app.command("tune")(tune)
+    app.command("tune", short_help="Pick each method's best value of a parameter.")(tune)
