@@ -212,6 +212,25 @@ def table_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def ranking_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """The ranking in brief, as ``harness run`` prints it at its end: rank, variant, the primary
+    judge's win-rate with its interval, the group (with judged samples) and each capability
+    delta (marked where it is a regression)."""
+    primary, table, sampled = summary.judges.primary, summary.table, summary.samples is not None
+    headers = ["rank", "variant", f"win-rate {primary}", *(["group"] if sampled else [])]
+    headers += [f"Δ {t}" for t in summary.tasks]
+    rows = []
+    for _, row in table.iterrows():
+        cells = [str(row["rank"]), row["variant"]]
+        cells.append(_interval(row, f"winrate.{primary}") if primary else "-")
+        cells += [row["group"]] if sampled else []
+        for task in summary.tasks:
+            mark = f" {REGRESSION_MARK}" if row[f"regression.{task}"] else ""
+            cells.append(_num(row[f"capability_delta.{task}"], sign=True) + mark)
+        rows.append(cells)
+    return headers, rows
+
+
 def failed_runs(runs_df: pd.DataFrame | None) -> list[list[str]]:
     """variant, seed, run_id, attempts, error (first 300 characters, on one line) per failure."""
     if runs_df is None:
