@@ -40,7 +40,7 @@ from harness.report.tables import (
     runs_beside,
     write_frame,
 )
-from harness.suite.runs import RunResult
+from harness.suite.runs import RunFileError, RunResult
 
 Problem = Callable[[str], None]
 
@@ -135,19 +135,22 @@ def read_run_files(runs_dir: Path, report: Problem) -> list[tuple[Path, RunResul
         try:
             loaded.append((file, RunResult.from_json(file.read_text(encoding="utf-8"))))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            said = str(exc) if isinstance(exc, RunFileError) else f"{type(exc).__name__}: {exc}"
+            reason = " ".join(said.split())[:200]
             report(f"{file}: unreadable run file ({reason}); {_quarantine(file)}")
     return loaded
 
 
 def _quarantine(file: Path) -> str:
-    target = file.parent / CORRUPT / file.name
+    folder = file.parent / CORRUPT
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        return f"left in place ({folder} is not a folder of its own)"
     try:
-        target.parent.mkdir(exist_ok=True)
-        os.replace(file, target)
+        folder.mkdir(exist_ok=True)
+        os.replace(file, folder / file.name)
     except OSError as exc:
         return f"left in place ({exc.strerror})"
-    return f"moved to {target.parent}/ (its run will be redone)"
+    return f"moved to {folder}/ (its run will be redone)"
 
 
 def corrupt_files(results_dir: Path) -> list[Path]:

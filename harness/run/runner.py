@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.builder.build import ensure_world
-from harness.core.files import folder_lock, write_atomic
+from harness.core.files import folder_lock, remove_temporaries, write_atomic
 from harness.load.models import describe_data
 from harness.report.leaderboard import write_leaderboard
 from harness.report.results import (
@@ -90,6 +90,14 @@ def _run_locked(
     num_gpus: int | None,
 ) -> Outcome:
     suite = resolved.suite
+    left = remove_temporaries(out_dir)  # by writers killed mid-write: no writer is left here
+    if left:
+        names = ", ".join(str(p.relative_to(out_dir)) for p in left[:3])
+        more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+        console.print(
+            f"removed {len(left)} temporary file(s) an interrupted run left: {names}{more}",
+            markup=False,
+        )
     dump = merged_suite(out_dir, suite.model_dump(mode="json"))
     write_atomic(out_dir / "suite.json", json.dumps(dump, indent=1))
     done = {} if fresh else finished_runs(out_dir, console)

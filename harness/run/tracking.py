@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
 from harness.suite.runs import RunResult
 from harness.suite.settings import Tracking
@@ -92,10 +93,10 @@ class Tracker(Protocol):
 
 def open_tracker(config: Tracking, suite_name: str, out_dir: Path) -> Tracker | None:
     """The tracker ``config`` names (None when off), writing under ``out_dir`` unless told
-    otherwise."""
+    otherwise (``mlflow_uri``)."""
     experiment = config.experiment or suite_name
     if config.backend == "mlflow":
-        return MlflowTracker(config.uri or default_mlflow_uri(out_dir), experiment)
+        return MlflowTracker(mlflow_uri(config.uri, out_dir), experiment)
     if config.backend == "wandb":
         return WandbTracker(experiment, out_dir, config.mode)
     return None
@@ -107,6 +108,34 @@ def open_tracker(config: Tracking, suite_name: str, out_dir: Path) -> Tracker | 
 def default_mlflow_uri(out_dir: Path) -> str:
     """The embedded default: a file store, ``mlruns/`` beside the suite's results."""
     return (out_dir / "mlruns").resolve().as_uri()
+
+
+def mlflow_uri(uri: str | None, out_dir: Path) -> str:
+    """The tracking URI to open for the suite's ``tracking.uri``: the default store
+    (``default_mlflow_uri``) when none is given; a store at a relative path (``mlruns``,
+    ``file:mlruns``, ``sqlite:///mlflow.db``) inside ``out_dir``, the suite's results, never the
+    current directory; an absolute path or a server as given."""
+    if uri is None:
+        return default_mlflow_uri(out_dir)
+    if uri.startswith(SQLITE):  # sqlite:///relative.db, sqlite:////absolute.db
+        path = uri.removeprefix(SQLITE)
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            return SQLITE + str((out_dir / path).resolve())
+        return uri
+    if uri.startswith("file:"):
+        parts = urlsplit(uri)
+        if parts.netloc in ("", "localhost") and not Path(unquote(parts.path)).is_absolute():
+            return (out_dir / unquote(parts.path)).resolve().as_uri()
+        return uri
+    if "://" in uri or urlsplit(uri).scheme or uri in SERVERS:  # a server: http, databricks...
+        return uri
+    if uri.startswith("~"):
+        return str(Path(uri).expanduser())
+    return uri if Path(uri).is_absolute() else (out_dir / uri).resolve().as_uri()
+
+
+SQLITE = "sqlite:///"
+SERVERS = ("databricks", "databricks-uc", "uc")  # MLflow's tracking URIs without a scheme
 
 
 class MlflowTracker:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,31 +97,199 @@ class RunResult:
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
-        """The result in ``text``; ``ValueError`` naming what is wrong when it is not one."""
+        """The result in ``text``; ``RunFileError`` (a ``ValueError``) naming the field that is
+        wrong when it is not one. Every field's type is checked here (``check_run``), so what is
+        read is what the tables, plots and trackers expect."""
         data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"a run file holds an object, not {type(data).__name__}")
+        check_run(data)
         data.pop("version", None)
-        for name, kind in _FIELD_TYPES.items():
-            if not isinstance(data.get(name), kind):
-                raise ValueError(f"field {name!r}: expected {kind.__name__}")
-        if data["status"] not in ("done", "failed"):
-            raise ValueError(f"field 'status': 'done' or 'failed', not {data['status']!r}")
-        metrics = data.get("metrics", [])
-        if not isinstance(metrics, list) or not all(isinstance(m, dict) for m in metrics):
-            raise ValueError("field 'metrics': expected a list of objects")
-        data["metrics"] = [MetricRow(**m) for m in metrics]
-        points = data.get("checkpoints", [])
-        if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
-            raise ValueError("field 'checkpoints': expected a list of objects")
-        for row in data["metrics"]:
-            if not isinstance(row.metric, str) or not isinstance(row.value, int | float):
-                raise ValueError(f"metric {row.metric!r}: expected a name and a number")
+        data["metrics"] = [MetricRow(**m) for m in data.get("metrics", [])]
         return cls(**data)
 
 
-_FIELD_TYPES = {"run_id": str, "suite": str, "variant": str, "method": str, "seed": int}
-_FIELD_TYPES["status"] = str
+# --- the run file's schema ----------------------------------------------------------------------
+
+
+class RunFileError(ValueError):
+    """A run file that does not hold a run result; the message names the field."""
+
+
+class _Wrong(Exception):
+    def __init__(self, problem: str, where: str = "") -> None:
+        self.problem, self.where = problem, where
+
+
+Check = Callable[[Any], None]  # raises _Wrong when the value is not of its type
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if _number(value):
+        return "a number"
+    names = {dict: "an object", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _is(test: Callable[[Any], bool], expected: str) -> Check:
+    def check(value: Any) -> None:
+        if not test(value):
+            raise _Wrong(f"expected {expected}, not {_kind(value)}")
+
+    return check
+
+
+def _inside(where: str, test: Check, value: Any) -> None:
+    try:
+        test(value)
+    except _Wrong as wrong:
+        raise _Wrong(wrong.problem, where + wrong.where) from None
+
+
+def _mapping(values: Check) -> Check:
+    """An object whose every value passes ``values``."""
+
+    def check(value: Any) -> None:
+        OBJECT(value)
+        for key, item in value.items():
+            _inside(f".{key}", values, item)
+
+    return check
+
+
+def _list(items: Check) -> Check:
+    """A list whose every item passes ``items``."""
+
+    def check(value: Any) -> None:
+        if not isinstance(value, list):
+            raise _Wrong(f"expected a list, not {_kind(value)}")
+        for i, item in enumerate(value):
+            _inside(f"[{i}]", items, item)
+
+    return check
+
+
+def _record(fields: dict[str, Check], required: tuple[str, ...], rest: Check | None) -> Check:
+    """An object with the ``required`` keys, each key of ``fields`` passing its check and any
+    other key passing ``rest`` (no other key allowed when ``rest`` is None)."""
+
+    def check(value: Any) -> None:
+        OBJECT(value)
+        missing = [k for k in required if k not in value]
+        if missing:
+            raise _Wrong(f"missing {', '.join(map(repr, missing))}")
+        for key, item in value.items():
+            test = fields.get(key, rest)
+            if test is None:
+                raise _Wrong(f"unknown key {key!r}")
+            _inside(f".{key}", test, item)
+
+    return check
+
+
+def _columns(value: Any) -> None:
+    """The columns of one table: an object of equally long lists of scalars."""
+    _mapping(_list(SCALAR))(value)
+    lengths = {name: len(column) for name, column in value.items()}
+    if len(set(lengths.values())) > 1:
+        found = ", ".join(f"{k!r}: {n}" for k, n in lengths.items())
+        raise _Wrong(f"expected columns of one length, not {found}")
+
+
+def _status(value: Any) -> None:
+    if value not in ("done", "failed"):
+        raise _Wrong(f"expected 'done' or 'failed', not {value!r}")
+
+
+STRING = _is(lambda v: isinstance(v, str), "a string")
+OPT_STRING = _is(lambda v: v is None or isinstance(v, str), "a string or null")
+INTEGER = _is(_integer, "an integer")
+OPT_INTEGER = _is(lambda v: v is None or _integer(v), "an integer or null")
+NUMBER = _is(_number, "a number")
+OPT_NUMBER = _is(lambda v: v is None or _number(v), "a number or null")
+SCALAR = _is(lambda v: v is None or isinstance(v, str | int | float), "a string, number or null")
+OBJECT = _is(lambda v: isinstance(v, dict), "an object")
+
+METRIC = _record(
+    {
+        "metric": STRING,
+        "value": NUMBER,
+        "ci_low": OPT_NUMBER,
+        "ci_high": OPT_NUMBER,
+        "n": OPT_INTEGER,
+    },
+    ("metric", "value"),
+    None,
+)
+ROUND = _record({"round": INTEGER}, ("round",), NUMBER)  # the round's means of its steps
+CHECKPOINT = _record(  # harness.evaluation.checkpoints
+    {"round": INTEGER, "costs": _mapping(NUMBER), "answers": _columns},
+    ("round", "answers"),
+    SCALAR,
+)
+BON_FIELDS = {
+    "n": INTEGER,
+    "kl_bound": NUMBER,
+    "metric": STRING,
+    "value": NUMBER,
+    "ci_low": OPT_NUMBER,
+    "ci_high": OPT_NUMBER,
+    "prompts": INTEGER,
+}
+BON_POINT = _record(BON_FIELDS, tuple(BON_FIELDS), None)  # harness.evaluation.bon.curve
+# harness.run.provenance, the data's reports, anything else a scalar (a column of the run table)
+PROVENANCE = _record({"packages": _mapping(OPT_STRING), "data": OBJECT}, (), SCALAR)
+
+# every field a run file may hold, with its type: RunResult's fields and the file's version
+RUN_FILE: dict[str, Check] = {
+    "version": INTEGER,
+    "run_id": STRING,
+    "suite": STRING,
+    "variant": STRING,
+    "method": STRING,
+    "seed": INTEGER,
+    "status": _status,
+    "metrics": _list(METRIC),
+    "costs": _mapping(NUMBER),
+    "provenance": PROVENANCE,
+    "error": OPT_STRING,
+    "traceback": OPT_STRING,
+    "attempts": INTEGER,
+    "rounds": _list(ROUND),
+    "samples": _columns,
+    "checkpoints": _list(CHECKPOINT),
+    "bon_curve": _list(BON_POINT),
+}
+REQUIRED = ("run_id", "suite", "variant", "method", "seed", "status")
+
+
+def check_run(data: Any) -> None:
+    """``RunFileError`` naming the first field of ``data`` (a run file's JSON) that is missing,
+    unknown or of the wrong type, e.g. ``field 'metrics[0].value': expected a number, not a
+    string``."""
+    if not isinstance(data, dict):
+        raise RunFileError(f"a run file holds an object, not {_kind(data)}")
+    missing = [name for name in REQUIRED if name not in data]
+    if missing:
+        raise RunFileError(f"field {missing[0]!r} is missing")
+    for name, value in data.items():
+        test = RUN_FILE.get(name)
+        if test is None:
+            raise RunFileError(f"field {name!r} is not a field of a run file")
+        try:
+            test(value)
+        except _Wrong as wrong:
+            raise RunFileError(f"field '{name}{wrong.where}': {wrong.problem}") from None
 
 
 def _run_content(suite: Suite, variant: str, seed: int) -> dict[str, Any]:
