@@ -2,8 +2,9 @@
 
 Exit codes: ``leaderboard``: 0 written, 2 bad input, 1 an internal error. ``check``: 0 pass,
 1 a regression (or a metric missing from the candidate), 3 inconclusive (an interval too wide to
-decide at the tolerance), 2 bad input or no verdict (``harness.report.gate`` has the rule).
-Results go to stdout (the gate's provenance warning too, under its verdict table), errors to
+decide at the tolerance, or runs that did not finish), 2 bad input or no verdict
+(``harness.report.gate`` has the rule). Results go to stdout (the gate's provenance warnings
+too, under its verdict table, then each side's runs that did not finish), errors to
 stderr as one line; tracebacks only with ``--debug``. Tables are rich tables on a terminal and
 plain aligned lines elsewhere, so that no number is ever wrapped or cut.
 """
@@ -39,6 +40,7 @@ STATUS_STYLE = {
     "regression": "bold red",
     "missing": "bold red",
     "inconclusive": "bold yellow",
+    "unfinished": "bold yellow",
 }
 CHECK_EXIT = {"pass": 0, "regression": REGRESSION, "inconclusive": INCONCLUSIVE}
 
@@ -151,7 +153,8 @@ def check(
     debug: Debug = False,
 ) -> None:
     """Decide candidate - baseline per metric: exit 0 pass, 1 regression (or a metric missing),
-    3 inconclusive (the interval is too wide to decide at the tolerance), 2 bad input."""
+    3 inconclusive (the interval is too wide to decide at the tolerance, or runs did not finish),
+    2 bad input."""
     from harness.report.gate import GateInputError  # deferred: pandas, only for this command
     from harness.report.gate import check as run_check
 
@@ -186,6 +189,16 @@ def _print_verdict(verdict: Verdict) -> None:
             " that, not the method; gate within one suite run instead (harness check --baseline"
             " RESULTS_DIR --variant NEW --against OLD)"
         )
+    if verdict.unchecked:
+        out.print(
+            f"[bold yellow]warning:[/] the settings of the comparison cannot be checked"
+            f" ({escape('; '.join(verdict.unchecked))}): the two sides may differ in budget, data,"
+            " models or evaluation, and part of any difference may come from that, not the"
+            " method; keep each table's suite.json beside it (<stem>.suite.json), or gate within"
+            " one suite run (harness check --baseline RESULTS_DIR --variant NEW --against OLD)"
+        )
+    for line in verdict.unfinished:
+        out.print(f"[{STATUS_STYLE['unfinished']}]UNFINISHED[/] {escape(line)}")
     for status, label in (("regression", "REGRESSION"), ("missing", "MISSING")):
         for row in verdict.with_status(status):
             out.print(f"[{STATUS_STYLE[status]}]{label}[/] {escape(row.reason())}")
@@ -198,8 +211,12 @@ def _print_verdict(verdict: Verdict) -> None:
         "pass": f"no drop beyond {verdict.tolerance:.3f}",
         "regression": "a drop beyond the tolerance (or a missing metric)",
         "inconclusive": "no regression shown, but not every drop beyond"
-        f" {verdict.tolerance:.3f} is ruled out",
+        f" {verdict.tolerance:.3f} is ruled out"
+        if verdict.inconclusive
+        else f"no drop beyond {verdict.tolerance:.3f} shown, but not every run finished",
     }[verdict.overall]
+    if verdict.unfinished:
+        summary += f" ({len(verdict.unfinished)} variant(s) with runs that did not finish)"
     out.print(f"[{style}]{verdict.overall}:[/] {summary} in {counts}")
 
 

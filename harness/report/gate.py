@@ -31,7 +31,9 @@ without an interval counts as exact). For an inconclusive metric ``VerdictRow.de
 would be decided: ``d + tolerance`` to pass (when ``drop <= tolerance``), else ``-d`` to be a
 regression. A metric of the baseline that the candidate lacks
 (its runs failed, a judge or task is gone) is **missing**. Overall: regression when any metric is
-a regression or missing, else inconclusive when any is, else pass.
+a regression or missing, else inconclusive when any is, or when a compared variant of either side
+has runs that did not finish (``Verdict.unfinished``: failed in its run table, or done there
+without rows in the table; its numbers rest on the runs that did), else pass.
 
 Tolerance: ``tolerance_override`` (``--tolerance``), else the baseline's ``suite.json``
 ``eval.lm_eval.tolerance``, else ``harness.core.rules.DEFAULT_TOLERANCE`` (0.05); never the
@@ -39,11 +41,14 @@ candidate's. The same tolerance applies to win-rates and capability deltas (both
 
 ``Verdict.differences`` names the provenance that differs between the two sides' runs (CPU,
 host, device, torch / transformers version, suite hash, world config): numbers are not
-comparable across them, and the CLI says so under the verdict.
+comparable across them, and the CLI says so under the verdict. ``Verdict.unchecked`` names a side
+whose settings cannot be checked (a bare table: no ``suite.json`` beside it, no suite hash to
+compare), and the CLI warns of that too.
 
 Bad input raises ``GateInputError`` with a one-line message: a missing or unreadable table, no
 common variants (both sides listed), different suites (unless NEW/OLD are named), a variant that
-is not there.
+is not there, and what ``harness.report.gate_inputs`` refuses (repeated rows, intervals that
+exclude their own value, numbers that are not numbers).
 """
 
 from __future__ import annotations
@@ -60,11 +65,15 @@ from harness.core.rules import DEFAULT_TOLERANCE
 from harness.report.compare import SampleTables, load_samples, winrate_difference
 from harness.report.gate_inputs import (
     GateInputError,
+    check_samples,
+    check_table,
     check_tolerance,
-    check_values,
     nan_metric,
     settings_differences,
+    settings_unknown,
     suite_dump,
+    table_files,
+    unfinished_runs,
 )
 from harness.report.results import (
     ResultsError,
@@ -72,6 +81,7 @@ from harness.report.results import (
     aggregate,
     load_suite_info,
     read_table,
+    suite_hash,
     suite_json_path,
 )
 from harness.report.tables import normalise_long
@@ -131,6 +141,8 @@ class Verdict:
     tolerance: float
     tolerance_source: str  # "--tolerance", "baseline suite.json", "default"
     differences: list[str] = field(default_factory=list)  # provenance that differs, described
+    unfinished: list[str] = field(default_factory=list)  # runs that did not finish, per variant
+    unchecked: list[str] = field(default_factory=list)  # sides whose settings cannot be checked
 
     def with_status(self, status: str) -> list[VerdictRow]:
         return [r for r in self.rows if r.status == status]
@@ -149,11 +161,11 @@ class Verdict:
 
     @property
     def overall(self) -> str:
-        """``regression`` (any regression or missing metric), else ``inconclusive``, else
-        ``pass``."""
+        """``regression`` (any regression or missing metric), else ``inconclusive`` (any
+        inconclusive metric, or runs that did not finish), else ``pass``."""
         if self.regressions or self.missing:
             return "regression"
-        return "inconclusive" if self.inconclusive else "pass"
+        return "inconclusive" if self.inconclusive or self.unfinished else "pass"
 
     @property
     def passed(self) -> bool:
@@ -167,6 +179,8 @@ class Verdict:
 @dataclass(frozen=True)
 class _Side:
     name: str  # "baseline" | "candidate"
+    source: str  # the table's file, or "a table in memory"
+    runs_source: str  # the run table's file (or runs folder)
     long: pd.DataFrame
     runs: pd.DataFrame | None
     variants: list[str]  # in table order; including variants whose every run failed
@@ -213,7 +227,26 @@ def check(
     cand_runs = _runs_of(cand, [new for new, _ in pairs])
     differences = provenance_differences(base_runs, cand_runs, base.world, cand.world)
     differences += [f"setting {s}" for s in settings]
-    return Verdict(rows, tolerance, source, differences)
+    unfinished = _unfinished(base, cand, pairs)
+    unchecked = [] if candidate is None else _unchecked(base, cand)
+    return Verdict(rows, tolerance, source, differences, unfinished, unchecked)
+
+
+def _unfinished(base: _Side, cand: _Side, pairs: list[tuple[str, str]]) -> list[str]:
+    """``gate_inputs.unfinished_runs`` of every compared variant, each side's (once per table
+    and variant)."""
+    lines: dict[tuple[int, str], str | None] = {}
+    for side, variant in [*((base, old) for _, old in pairs), *((cand, new) for new, _ in pairs)]:
+        key = (id(side.long), variant)
+        if key not in lines:
+            label = f"{side.name} {side.source}"
+            lines[key] = unfinished_runs(label, side.long, side.runs, variant, side.runs_source)
+    return [line for line in lines.values() if line is not None]
+
+
+def _unchecked(base: _Side, cand: _Side) -> list[str]:
+    sides = [(f"{s.name} {s.source}", s.suite, suite_hash(s.info, s.runs)) for s in (base, cand)]
+    return settings_unknown(sides)
 
 
 def _side(table: Table, name: str) -> _Side:
@@ -221,18 +254,22 @@ def _side(table: Table, name: str) -> _Side:
         dump = None
         if isinstance(table, pd.DataFrame):
             long, runs, info, world, samples = normalise_long(table), None, None, None, None
+            source = runs_source = "(a table in memory)"
         else:
             path = Path(table)
             long, runs = read_table(path)
             info, world, dump = load_suite_info(path), suite_world(path), suite_dump(path)
             samples = load_samples(path) if path.is_dir() else None
+            source, runs_source = (str(f) for f in table_files(path))
     except ResultsError as exc:
         raise GateInputError(f"{name}: {exc}") from None
-    check_values(long, name if isinstance(table, pd.DataFrame) else f"{name} {table}")
+    check_table(long, runs, f"{name} {source}", f"{name} {runs_source}")
+    if samples is not None:
+        check_samples(samples, Path(table))  # a DataFrame has no samples
     variants = list(dict.fromkeys(long["variant"]))
     if runs is not None:
         variants += [v for v in dict.fromkeys(runs["variant"]) if v not in variants]
-    return _Side(name, long, runs, variants, info, world, dump, samples)
+    return _Side(name, source, runs_source, long, runs, variants, info, world, dump, samples)
 
 
 def _runs_of(side: _Side, variants: list[str]) -> pd.DataFrame | None:
