@@ -134,11 +134,12 @@ def folder_lock(folder: Path) -> Iterator[None]:
     except OSError as exc:
         reason = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
         raise InputError(f"{path}: cannot be this folder's lock ({reason}); remove it") from None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+        os.close(fd)
+        what = "a hard link" if stat.S_ISREG(found.st_mode) else "not a file"
+        raise InputError(f"{path}: cannot be this folder's lock ({what}); remove it")
     with os.fdopen(fd, "r+", encoding="utf-8") as lock:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
-            what = "a hard link" if stat.S_ISREG(found.st_mode) else "not a file"
-            raise InputError(f"{path}: cannot be this folder's lock ({what}); remove it")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -22,6 +22,12 @@ from harness.report.summary import Summary
 MARKERS = "osD^vPX*<>"
 
 
+def plain(text: object) -> str:
+    """``text`` drawn as it is: every ``$`` escaped, so that a name taken from the data (a
+    variant, a judge, a task) is never read as mathtext markup (``$\\frac{a}{b}$``, ``a$b``)."""
+    return str(text).replace("$", r"\$")
+
+
 def _png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
@@ -43,10 +49,10 @@ def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -
         mean, errors = _errors(summary, key)
         at = x + (i - (len(keys) - 1) / 2) * width
         if bars:
-            ax.bar(at, np.nan_to_num(mean), width, yerr=errors, capsize=3, label=label)
+            ax.bar(at, np.nan_to_num(mean), width, yerr=errors, capsize=3, label=plain(label))
         else:
-            ax.errorbar(at, mean, yerr=errors, fmt=MARKERS[i % 10], capsize=3, label=label)
-    ax.set_xticks(x, summary["variant"], rotation=30, ha="right")
+            ax.errorbar(at, mean, yerr=errors, fmt=MARKERS[i % 10], capsize=3, label=plain(label))
+    ax.set_xticks(x, [plain(v) for v in summary["variant"]], rotation=30, ha="right")
     if keys:
         ax.legend(fontsize="small")
 
@@ -71,12 +77,14 @@ def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame, primary: str | None) 
         for i, variant in enumerate(summary["variant"]):
             if variant in points.index.get_level_values("variant"):
                 seeds = points.xs(variant, level="variant")
-                ax.scatter(seeds["kl"], seeds[key], marker=MARKERS[i % 10], s=45, label=variant)
+                ax.scatter(
+                    seeds["kl"], seeds[key], marker=MARKERS[i % 10], s=45, label=plain(variant)
+                )
         ax.legend(fontsize="small")
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.margins(0.08)
     ax.set_xlabel("KL(policy ‖ reference), per response")
-    ax.set_ylabel(f"win-rate ({primary})")
+    ax.set_ylabel(plain(f"win-rate ({primary})"))
     return fig
 
 
@@ -141,8 +149,9 @@ def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
         if np.isfinite(diff[i, j]):
             mark = "*" if separated[i, j] else ""
             ax.text(j, i, f"{diff[i, j]:+.2f}{mark}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-    ax.set_yticks(range(len(order)), order)
+    labels = [plain(v) for v in order]
+    ax.set_xticks(range(len(order)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(order)), labels)
     fig.colorbar(image, ax=ax, label="win-rate difference, row minus column")
     return fig
 

@@ -137,7 +137,7 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if _number(value):
         return "a number"
-    names = {dict: "an object", list: "a list", str: "a string"}
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
     return names.get(type(value), type(value).__name__)
 
 
