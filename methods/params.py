@@ -20,6 +20,16 @@ from methods.base import (
     default_candidates,
 )
 
+# Upper bounds of the methods' rates and coefficients, like the counts of ``methods.base``: a value
+# beyond them is a typo or an attack (a learning rate of 1e9 only diverges), never a plan.
+MAX_LR = 1.0  # learning rate of every optimizer
+MAX_COEF = 1000.0  # a loss term's weight or a KL coefficient (beta)
+MAX_CLIP = 100.0  # a ratio or value clip range
+MAX_GRAD_NORM = 1e6  # gradient clipping norm
+MAX_KL = 1e6  # target KL of PPO's adaptive controller, in nats
+MAX_HORIZON = 10**9  # steps of PPO's adaptive controller
+MAX_LENGTH_PENALTY = 10.0  # exponent of RRHF's length normaliser
+
 
 class SFTParams(MethodParams):
     """No hyperparameters: nothing is trained."""
@@ -34,32 +44,44 @@ class BestOfNParams(MethodParams):
 class PPOParams(MethodParams):
     """Defaults from TRL's classic ``PPOConfig`` (v0.7) unless stated."""
 
-    lr: float = Field(1.41e-5, gt=0, description="Adam learning rate (TRL PPOConfig).")
+    lr: float = Field(1.41e-5, gt=0, le=MAX_LR, description="Adam learning rate (TRL PPOConfig).")
     kl_control: Literal["adaptive", "fixed"] = Field(
         "adaptive", description="Adaptive KL controller (Ziegler et al. 2019) or a fixed beta."
     )
-    init_kl_coef: float = Field(0.2, ge=0, description="Initial (or fixed) KL coefficient beta.")
-    target_kl: float = Field(6.0, gt=0, description="Target KL of the adaptive controller.")
-    horizon: int = Field(10000, gt=0, description="Horizon of the adaptive controller.")
+    init_kl_coef: float = Field(
+        0.2, ge=0, le=MAX_COEF, description="Initial (or fixed) KL coefficient beta."
+    )
+    target_kl: float = Field(
+        6.0, gt=0, le=MAX_KL, description="Target KL of the adaptive controller."
+    )
+    horizon: int = Field(
+        10000, gt=0, le=MAX_HORIZON, description="Horizon of the adaptive controller."
+    )
     gamma: float = Field(1.0, ge=0, le=1, description="GAE discount.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
-    cliprange: float = Field(0.2, gt=0, description="Policy ratio clip epsilon.")
-    cliprange_value: float = Field(0.2, gt=0, description="Value clip range.")
-    vf_coef: float = Field(0.1, ge=0, description="Value loss coefficient.")
+    cliprange: float = Field(0.2, gt=0, le=MAX_CLIP, description="Policy ratio clip epsilon.")
+    cliprange_value: float = Field(0.2, gt=0, le=MAX_CLIP, description="Value clip range.")
+    vf_coef: float = Field(0.1, ge=0, le=MAX_COEF, description="Value loss coefficient.")
     ppo_epochs: int = Field(
         4, ge=1, le=MAX_EPOCHS, description="Optimisation epochs per rollout batch."
     )
     mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Rollouts per optimizer step.")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
 
 
 class RRHFParams(MethodParams):
     """Defaults from the paper and the official code (GanjinZero/RRHF)."""
 
-    lr: float = Field(2e-5, gt=0, description="AdamW learning rate (official train script).")
-    rank_weight: float = Field(1.0, ge=0, description="Weight of the ranking loss (paper: 1).")
-    length_penalty: float = Field(1.0, ge=0, description="Exponent of the length normaliser.")
+    lr: float = Field(
+        2e-5, gt=0, le=MAX_LR, description="AdamW learning rate (official train script)."
+    )
+    rank_weight: float = Field(
+        1.0, ge=0, le=MAX_COEF, description="Weight of the ranking loss (paper: 1)."
+    )
+    length_penalty: float = Field(
+        1.0, ge=0, le=MAX_LENGTH_PENALTY, description="Exponent of the length normaliser."
+    )
     length_norm: Literal["response", "padded"] = Field(
         "response",
         description="'response': divide by the response length (paper); 'padded': by the padded "
@@ -70,13 +92,13 @@ class RRHFParams(MethodParams):
         description="Generators of the candidates ranked per prompt.",
     )
     epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's candidates.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
 
 
 class RAFTParams(MethodParams):
     """Defaults from the paper and LMFlow's RAFT aligner."""
 
-    lr: float = Field(2e-5, gt=0, description="AdamW learning rate (LMFlow).")
+    lr: float = Field(2e-5, gt=0, le=MAX_LR, description="AdamW learning rate (LMFlow).")
     selection: Literal["local", "global"] = Field(
         "local", description="'local': best of K per prompt; 'global': top fraction of the batch."
     )
@@ -90,14 +112,16 @@ class RAFTParams(MethodParams):
         1, ge=1, le=MAX_EPOCHS, description="Fine-tuning passes over each round's kept samples."
     )
     batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
 
 
 class PROParams(MethodParams):
     """Defaults from the paper and the official code (AlibabaResearch/DAMO-ConvAI/PRO)."""
 
-    lr: float = Field(5e-6, gt=0, description="AdamW learning rate (official code).")
-    sft_weight: float = Field(0.05, ge=0, description="Coefficient beta of the SFT term.")
+    lr: float = Field(5e-6, gt=0, le=MAX_LR, description="AdamW learning rate (official code).")
+    sft_weight: float = Field(
+        0.05, ge=0, le=MAX_COEF, description="Coefficient beta of the SFT term."
+    )
     reward_gap_scaling: bool = Field(
         True,
         description="Scale each logit by the reward gap to the k-th candidate (temperature "
@@ -108,14 +132,14 @@ class PROParams(MethodParams):
         description="Generators of the candidates ranked per prompt.",
     )
     epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's candidates.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
 
 
 class DPOParams(MethodParams):
     """Defaults from the paper (beta 0.1, lr 1e-6 with RMSprop; we use AdamW)."""
 
-    lr: float = Field(1e-6, gt=0, description="Learning rate (paper: 1e-6).")
-    beta: float = Field(0.1, gt=0, description="KL strength beta.")
+    lr: float = Field(1e-6, gt=0, le=MAX_LR, description="Learning rate (paper: 1e-6).")
+    beta: float = Field(0.1, gt=0, le=MAX_COEF, description="KL strength beta.")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative-DPO epsilon.")
     pairs: Literal["offline", "online"] = Field(
         "offline",
@@ -124,20 +148,25 @@ class DPOParams(MethodParams):
     )
     batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Pairs per optimizer step.")
     epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
 
 
 class GRPOParams(MethodParams):
     """Defaults from the DeepSeekMath paper (beta 0.04, lr 1e-6, clip 0.2)."""
 
-    lr: float = Field(1e-6, gt=0, description="Learning rate (paper: 1e-6).")
+    lr: float = Field(1e-6, gt=0, le=MAX_LR, description="Learning rate (paper: 1e-6).")
     group_size: int | None = Field(
-        None, ge=2, description="Samples per prompt; default: the budget's samples_per_prompt."
+        None,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="Samples per prompt; default: the budget's samples_per_prompt.",
     )
-    beta: float = Field(0.04, ge=0, description="Coefficient of the k3 KL to the reference.")
-    clip: float = Field(0.2, gt=0, description="Ratio clip epsilon.")
+    beta: float = Field(
+        0.04, ge=0, le=MAX_COEF, description="Coefficient of the k3 KL to the reference."
+    )
+    clip: float = Field(0.2, gt=0, le=MAX_CLIP, description="Ratio clip epsilon.")
     iterations: int = Field(
         1, ge=1, le=MAX_EPOCHS, description="Optimisation passes per group batch (mu)."
     )
     mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")

@@ -4,17 +4,19 @@ expected (every problem at once, as ``SuiteError``)."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import reprlib
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Union, get_args, get_origin
+from typing import Any, ClassVar, NamedTuple, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from harness.suite.bounds import MAX_SUITE_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 from harness.suite.rules import Loc
 from harness.suite.schema import VARIANTS, ModelRef, Suite
 from methods import REGISTRY, did_you_mean
@@ -110,23 +112,32 @@ def _issue(file: str, err: Any) -> SpecIssue:
         given = repr(tag)
     elif kind == "union_tag_not_found":
         loc, given, msg = (*loc, "method"), "(missing)", f"required: one of {', '.join(REGISTRY)}"
+    elif _is_type_error(kind, msg) and (hint := yaml11_hint(err["input"])):
+        msg += f"; {hint}"
     return SpecIssue(file, _field_path(loc), given, msg)
+
+
+def _is_type_error(kind: str, msg: str) -> bool:
+    """A number or boolean field given something else (``suite``: a swept value's error)."""
+    types_ = ("int_type", "float_type", "bool_type", "int_parsing", "float_parsing")
+    return kind in types_ or (kind == "suite" and "should be a valid" in msg)
 
 
 # --- loading -------------------------------------------------------------------------------------
 
 
-# Bounds of a YAML document: a suite is a few hundred values. An alias bomb (a billion laughs
-# from a few lines of anchors) and deep nesting are refused before anything is built from them.
-MAX_YAML_VALUES = 100_000
-MAX_YAML_DEPTH = 64
-MAX_SUITE_BYTES = 1_000_000
+# libyaml's parser where PyYAML has it (many times faster than PyYAML's own, and it refuses to
+# nest deeper than 1,000 levels), with the resolver and safe constructors of ``yaml.SafeLoader``.
+_Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects duplicate keys, unhashable keys, documents that expand
-    beyond ``MAX_YAML_VALUES`` values or ``MAX_YAML_DEPTH`` levels, and reads ``1e-4`` as a float
-    (YAML 1.2). Merge keys (``<<: *defaults``) work as in YAML 1.1."""
+class _Loader(_Base):
+    """A safe loader that rejects duplicate keys, unhashable keys, documents that expand
+    beyond ``MAX_YAML_VALUES`` values or ``MAX_YAML_DEPTH`` levels, and reads plain numbers,
+    booleans and nulls as YAML 1.2 does (its core schema, below). Merge keys (``<<: *defaults``)
+    work as in YAML 1.1."""
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, re.Pattern[str]]]]] = {}  # below
 
     def construct_document(self, node: yaml.Node) -> Any:
         _check_size(node)
@@ -186,11 +197,69 @@ def _too_big(problem: str, node: yaml.Node) -> yaml.YAMLError:
     return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+# YAML 1.2's core schema: what a plain scalar reads as (the first characters it may start with).
+# Anything else is text, YAML 1.1's sexagesimal ``1:30`` (90), octal ``010`` (8), ``1_000``,
+# ``0b101`` and ``yes``/``no``/``on``/``off`` included; a number or boolean field given such
+# text says what to write (``yaml11_hint``). ``010`` is text too, not YAML 1.2's 10: YAML 1.1
+# reads it as 8, so a suite says which it means.
+_CORE_SCHEMA = [
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("int", r"[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    (
+        "float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*|[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+)"  # with . or e
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        list("-+.0123456789"),
+    ),
+    ("merge", r"<<", ["<"]),
+]
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    _Loader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), _first
+    )
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 integer: decimal, ``0o`` octal or ``0x`` hexadecimal."""
+    text = loader.construct_scalar(node)
+    try:
+        return int(text, 0)
+    except ValueError:  # an explicit ``!!int`` on other text
+        problem = f"{text!r} is not a YAML 1.2 integer"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def yaml11_hint(text: Any) -> str | None:
+    """What to write instead of ``text`` when YAML 1.1 reads it as a number or boolean and a suite
+    (YAML 1.2) as text, e.g. "1:30 is a YAML 1.1 sexagesimal number (90); write 90"."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    try:
+        ours, theirs = _parse_yaml(text), yaml.load(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return None
+    if not isinstance(ours, str) or not isinstance(theirs, bool | int | float):
+        return None
+    plain = str(theirs).lower() if isinstance(theirs, bool) else repr(theirs)
+    if isinstance(theirs, bool):
+        what = "boolean"
+    elif ":" in text:
+        what = "sexagesimal number"
+    elif re.fullmatch(r"[-+]?0[0-9_]+", text):
+        decimal = int(text.replace("_", ""), 10)
+        if decimal != theirs:
+            both = f"{plain} in YAML 1.1 (octal), {decimal} in YAML 1.2"
+            return f"{text} is {both}; write {plain} or {decimal}"
+        what = "number"
+    elif "b" in text.lower():
+        what = "binary number"
+    else:
+        what = "number"
+    return f"{text} is a YAML 1.1 {what} ({plain}); write {plain}"
 
 
 def _parse_yaml(text: str) -> Any:
@@ -216,12 +285,20 @@ def _read(path: Path) -> dict[str, Any]:
         raise SuiteError([SpecIssue(file, where, "", "not UTF-8 text (a suite is YAML)")]) from None
     except OSError as exc:
         raise SuiteError([SpecIssue(file, "(file)", "", f"cannot read: {exc.strerror}")]) from None
+    if bad := yaml.reader.Reader.NON_PRINTABLE.search(text):  # a NUL, an escape...
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - text.rfind("\n", 0, bad.start())
+        where, char = f"line {line}, column {column}", f"#x{ord(bad.group()):04x}"
+        msg = f"malformed YAML: special characters are not allowed ({char})"
+        raise SuiteError([SpecIssue(file, where, "", msg)])
     try:
         raw = _parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
         problem = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in problem:  # libyaml's own bound, beyond ours
+            problem = f"nested deeper than {MAX_YAML_DEPTH} levels"
         raise SuiteError([SpecIssue(file, where, "", f"malformed YAML: {problem}")]) from None
     except RecursionError:
         msg = f"malformed YAML: nested deeper than {MAX_YAML_DEPTH} levels"
@@ -234,7 +311,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set ``a.b.c=value`` in ``raw`` (in place); lists of named dicts are indexed by name."""
+    """Set ``a.b.c=value`` in ``raw`` (in place); lists of named dicts are indexed by name. Each
+    mapping or list on the way is replaced by a copy before it is changed, so a YAML alias of it
+    elsewhere (``params: *p``) keeps the value it had."""
     key, eq, text = override.partition("=")
     parts = key.strip().split(".")
     if not eq or not all(parts):
@@ -248,22 +327,20 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node: Any = raw
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth]) or "(top level)"
-        last = depth == len(parts) - 1
+        slot: Any
         if isinstance(node, dict):
-            if last:
-                node[part] = value
-                break
-            if node.get(part) is None:  # a missing or empty (`key:`) mapping is created
-                node[part] = {}
-            node = node[part]
+            slot = part
         elif isinstance(node, list):
-            index = _list_index(node, part, where)
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
+            slot = _list_index(node, part, where)
         else:
             raise ValueError(f"'{where}' is {_short(node)}, not a mapping or list")
+        if depth == len(parts) - 1:
+            node[slot] = value
+        else:
+            child = node.get(slot) if isinstance(node, dict) else node[slot]
+            # a missing or empty (`key:`) mapping is created; any other is copied, not shared
+            node[slot] = {} if child is None and isinstance(node, dict) else copy.copy(child)
+            node = node[slot]
 
 
 def _list_index(items: list[Any], part: str, where: str) -> int:
@@ -283,7 +360,7 @@ def _list_index(items: list[Any], part: str, where: str) -> int:
 def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     """Read, override and validate a suite file; ``SuiteError`` lists every problem found."""
     path = Path(path)
-    raw = _read(path)
+    raw = _read(path)  # a fresh mapping: overrides change it, copying what they change below
     issues: list[SpecIssue] = []
     for override in overrides:
         try:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Hashable
 from typing import Any
 
 from harness.core.judges import PROXY, WORLD_JUDGES
 from harness.suite import checkpoints as ckpt
+from harness.suite.bounds import MAX_JUDGES, MAX_SEEDS, MAX_VARIANTS
 from methods import REGISTRY
 
 # Each data slot's split of the embedded world, and the format of the world's file for it.
@@ -45,7 +47,9 @@ def _dig(data: Any, *keys: str) -> Any:
 
 
 def cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
-    """Rules across fields, checked on the raw mapping so they are reported beside type errors."""
+    """Rules across fields, checked on the raw mapping so they are reported beside type errors.
+    Each takes time linear in the suite; a list longer than the schema allows is left to the
+    schema's one error (not one error per repeated item)."""
     issues: list[tuple[Loc, Any, str]] = []
     has_world, models = data.get("world") is not None, data.get("models")
     if has_world and models is not None:
@@ -63,9 +67,8 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
         if isinstance(methods, list)
         else []
     )
-    for i, name in enumerate(names):
-        if name is not None and name in names[:i]:
-            issues.append((("methods", i, "name"), name, "duplicate variant name"))
+    for i in _repeats(names, MAX_VARIANTS):
+        issues.append((("methods", i, "name"), names[i], "duplicate variant name"))
     for i, variant in enumerate(methods if isinstance(methods, list) else []):
         method = variant.get("method") if isinstance(variant, dict) else None
         untrained = isinstance(method, str) and method in REGISTRY and not REGISTRY[method].trains
@@ -74,13 +77,27 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[Loc, Any, str]]:
             issues.append((("methods", i, "lora"), variant["lora"], msg))
     seeds = data.get("seeds")
     if isinstance(seeds, list):
-        for i, seed in enumerate(seeds):
-            if seed in seeds[:i]:
-                issues.append((("seeds", i), seed, "duplicate seed"))
+        issues += [(("seeds", i), seeds[i], "duplicate seed") for i in _repeats(seeds, MAX_SEEDS)]
     judges = _dig(data, "eval", "judges")
     if isinstance(judges, list):
         issues += _judge_checks(data, judges, has_world)
     return issues + ckpt.cross_checks(data)
+
+
+def _repeats(items: list[Any], most: int) -> list[int]:
+    """The positions of the items equal to an earlier one (``None`` and unhashable items, which
+    the schema refuses, aside); none when there are more than ``most`` items."""
+    if len(items) > most:
+        return []
+    seen: set[Any] = set()
+    repeats = []
+    for i, item in enumerate(items):
+        if item is None or not isinstance(item, Hashable):
+            continue
+        if item in seen:
+            repeats.append(i)
+        seen.add(item)
+    return repeats
 
 
 def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> list[Any]:
@@ -88,9 +105,14 @@ def _judge_checks(data: dict[str, Any], judges: list[Any], has_world: bool) -> l
     model_judges = _dig(data, "models", "judges")
     named = list(model_judges) if isinstance(model_judges, dict) else []
     known = [PROXY, *(WORLD_JUDGES if has_world else ()), *named]
+    if len(judges) > MAX_JUDGES or len(named) > MAX_JUDGES:
+        return issues  # the schema says which is too long
+    repeats = set(_repeats(judges, MAX_JUDGES))
     for i, judge in enumerate(judges):
+        if not isinstance(judge, Hashable):
+            continue  # the schema says it is not a name
         if judge in known:
-            if judge in judges[:i]:
+            if i in repeats:
                 issues.append((("eval", "judges", i), judge, "duplicate judge"))
         elif judge in WORLD_JUDGES:
             msg = f"judge '{judge}' needs a `world` (hub suites name theirs in models.judges)"

@@ -36,6 +36,7 @@ from harness.core.rules import DEFAULT_TOLERANCE, MAX_TOLERANCE
 from harness.suite import checkpoints as ckpt
 from harness.suite.bounds import (
     MAX_BOOTSTRAP,
+    MAX_JUDGES,
     MAX_SEED,
     MAX_SEEDS,
     MAX_VARIANTS,
@@ -82,7 +83,9 @@ class Models(Strict):
     policy: ModelRef = Field(description="The base policy every method starts from.")
     reference: ModelRef | None = Field(None, description="Frozen reference; default: the policy.")
     reward: ModelRef = Field(description="The training (proxy) reward model.")
-    judges: dict[Slug, ModelRef] = Field(default_factory=dict, description="Held-out judge RMs.")
+    judges: dict[Slug, ModelRef] = Field(
+        default_factory=dict, max_length=MAX_JUDGES, description="Held-out judge RMs."
+    )
 
     @field_validator("judges")
     @classmethod
@@ -235,7 +238,9 @@ class LmEval(Strict):
 
 
 class Eval(Strict):
-    judges: list[str] = Field(min_length=1, description="proxy, gold, heldout or models.judges.")
+    judges: list[str] = Field(
+        min_length=1, max_length=MAX_JUDGES, description="proxy, gold, heldout or models.judges."
+    )
     primary_judge: str | None = Field(None, description="Default: the first non-proxy judge.")
     num_prompts: Prompts = 128
     samples_per_prompt: Samples = Field(

@@ -34,10 +34,18 @@ _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 def expand_methods(data: Any, max_variants: int) -> tuple[Any, list[Issue]]:
     """``data`` (a raw suite mapping) with every variant that has a ``sweep`` replaced by its
     variants, and the problems found (locations in the suite as written). A variant whose sweep
-    has a problem stays, without its sweep, so that its other fields are still checked."""
+    has a problem stays, without its sweep, so that its other fields are still checked. The
+    variants are counted before any is made: sweeps that give more than ``max_variants`` are
+    refused unexpanded (a few lines of YAML can ask for millions)."""
     methods = data.get("methods") if isinstance(data, dict) else None
     if not isinstance(methods, list) or not any(_swept(m) for m in methods):
         return data, []
+    count = sum(_count(entry) for entry in methods)
+    if count > max_variants:
+        bases = [_without_sweep(entry) for entry in methods]
+        return {**data, "methods": bases}, [
+            (("methods",), count, f"sweeps give more than {max_variants}")
+        ]
     expanded: list[Any] = []
     issues: list[Issue] = []
     for i, entry in enumerate(methods):
@@ -47,9 +55,20 @@ def expand_methods(data: Any, max_variants: int) -> tuple[Any, list[Issue]]:
         variants, problems = _expand(i, entry)
         expanded += variants
         issues += problems
-    if len(expanded) > max_variants and not issues:
-        issues.append((("methods",), len(expanded), f"sweeps give more than {max_variants}"))
     return {**data, "methods": expanded}, issues
+
+
+def _count(entry: Any) -> int:
+    """The variants ``entry`` gives: the product of its swept lists' lengths (an empty or
+    malformed list counts as one value, its error reported by ``_check``)."""
+    sweep = entry.get("sweep") if _swept(entry) else None
+    if not isinstance(sweep, dict):
+        return 1
+    return math.prod(max(len(v), 1) if isinstance(v, list) else 1 for v in sweep.values())
+
+
+def _without_sweep(entry: Any) -> Any:
+    return {k: v for k, v in entry.items() if k != "sweep"} if _swept(entry) else entry
 
 
 def _swept(entry: Any) -> bool:
@@ -59,7 +78,7 @@ def _swept(entry: Any) -> bool:
 def _expand(i: int, entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Issue]]:
     """The variants of ``entry`` (the i-th of the suite), or ``[entry]`` without its sweep and
     the problems of that sweep."""
-    base = {k: v for k, v in entry.items() if k != "sweep"}
+    base = _without_sweep(entry)
     method, sweep = entry.get("method"), entry["sweep"]
     if method not in REGISTRY:  # the schema names the unknown method
         return [base], []
