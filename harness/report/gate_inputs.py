@@ -202,7 +202,8 @@ def unfinished_runs(
     if failed.empty and empty.empty:
         return None
     parts = []
-    for status, group in failed.groupby(failed["status"].astype(str), sort=False):
+    statuses = failed["status"].astype(object).where(failed["status"].notna(), "without a status")
+    for status, group in failed.groupby(statuses.astype(str), sort=False):
         errors = [str(e).splitlines()[0][:80] for e in group["error"].dropna() if str(e)]
         said = f": {errors[0]}" if errors else ""
         parts.append(f"{_seeds(group)} {status}{said}")

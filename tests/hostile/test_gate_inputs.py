@@ -172,6 +172,10 @@ def test_unfinished_runs_line_by_hand() -> None:
         "candidate t: 1 of 3 runs of a did not finish (seed 2 failed: OOM; runs.parquet):"
         " its numbers rest on the 2 that did"
     )
+    # a run without a status (a hand-made run table) did not finish either
+    runs.loc[1, "status"] = None
+    line = unfinished_runs("candidate t", long, runs, "a", "runs.parquet")
+    assert line is not None and "2 of 3 runs of a" in line and "seed 1 without a status" in line
 
 
 def test_overall_verdict_with_unfinished_runs_is_never_pass() -> None:
