@@ -14,6 +14,7 @@ raises :class:`DataUnavailableError`, which names the source and says why.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import zlib
 from collections import Counter
@@ -23,6 +24,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.suite.bounds import (
+    MAX_DATA_BYTES,
+    MAX_DATA_LINES,
+    MAX_GZIP_RATIO,
+    MAX_JSON_DEPTH,
+    MAX_RECORD_BYTES,
+)
 from harness.suite.loader import SpecIssue
 from harness.suite.schema import Suite
 from methods.base import PreferencePair
@@ -37,7 +45,7 @@ PROMPT_FORMATS: tuple[str, ...] = ("hh", "prompt")
 class DropReason(str, Enum):
     """Why a record was left out; the value is the key used in ``LoadReport.dropped``."""
 
-    MALFORMED_RECORD = "malformed_record"  # bad JSON, not an object, missing or non-string field
+    MALFORMED_RECORD = "malformed_record"  # bad or too deeply nested JSON, not an object, no field
     NO_ASSISTANT_TURN = "no_assistant_turn"  # no "\n\nAssistant:" in a dialogue
     PROMPT_MISMATCH = "prompt_mismatch"  # chosen and rejected disagree before their last reply
     EMPTY_RESPONSE = "empty_response"  # a final response that is empty or whitespace only
@@ -60,6 +68,11 @@ class DataUnavailableError(RuntimeError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt as itself across processes
         return type(self), (self.name, self.reason)
+
+
+class DataTooLargeError(DataUnavailableError):
+    """A data file beyond the bounds of ``harness.suite.bounds`` (its bytes, decompressed, or its
+    lines): refused where it crosses them, naming the line, before it keeps anything busy."""
 
 
 @dataclass
@@ -240,28 +253,34 @@ def check_format(format: str) -> None:
 
 # --- local files ------------------------------------------------------------------------------
 
-_MALFORMED = object()  # stands in for a line that is not valid UTF-8 JSON
+_MALFORMED = object()  # stands in for a line that is not valid UTF-8 JSON, or nested too deeply
 _TOO_LONG = object()  # stands in for a line longer than MAX_RECORD_BYTES
-MAX_RECORD_BYTES = 1_000_000  # a line beyond this is dropped unread (a tokenizer would choke)
 
 
 def read_jsonl(path: str | Path) -> Iterator[object]:
     """Decoded JSON values of a ``.jsonl`` or ``.jsonl.gz`` file, one per non-blank line.
 
-    A line that is not valid UTF-8 JSON yields a sentinel that every parser counts as
-    ``malformed_record``; a line longer than ``MAX_RECORD_BYTES``, one counted as ``too_long``.
-    Raises :class:`DataUnavailableError` when the file is missing or cannot be read to its end
-    (a truncated or corrupt ``.gz``, a read error).
+    A line that is not valid UTF-8 JSON, or nests deeper than ``MAX_JSON_DEPTH``, yields a
+    sentinel that every parser counts as ``malformed_record``; a line longer than
+    ``MAX_RECORD_BYTES``, one counted as ``too_long``. Raises :class:`DataUnavailableError` when
+    the file is missing or cannot be read to its end (a truncated or corrupt ``.gz``, a read
+    error), and :class:`DataTooLargeError` at the line where it passes ``MAX_DATA_LINES`` lines,
+    blank ones included, or ``MAX_DATA_BYTES`` bytes; a ``.gz``, ``MAX_GZIP_RATIO`` times its own
+    size once decompressed (a 300 KB ``.gz`` can hold 300 MB of newlines).
     """
     path = Path(path)
     if not path.name.endswith((".jsonl", ".jsonl.gz")):
         raise ValueError(f"{path}: expected a .jsonl or .jsonl.gz file")
     if not path.is_file():
         raise DataUnavailableError(str(path), "no such file")
-    opener = gzip.open if path.name.endswith(".gz") else open
+    if (size := path.stat().st_size) > MAX_DATA_BYTES:
+        raise DataTooLargeError(str(path), f"{size:,} bytes; at most {MAX_DATA_BYTES:,}")
+    zipped = path.name.endswith(".gz")
+    opener = gzip.open if zipped else open
+    most = min(MAX_DATA_BYTES, MAX_GZIP_RATIO * size) if zipped else MAX_DATA_BYTES
     try:
         with opener(path, "rb") as lines:
-            for line in _bounded_lines(lines):
+            for line in _bounded_lines(lines, str(path), most):
                 if line is None:
                     yield _TOO_LONG
                 elif line.strip():
@@ -270,26 +289,56 @@ def read_jsonl(path: str | Path) -> Iterator[object]:
         raise DataUnavailableError(str(path), f"unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _bounded_lines(stream: Any) -> Iterator[bytes | None]:
+def _bounded_lines(stream: Any, source: str, most: int) -> Iterator[bytes | None]:
     """Lines of a binary stream; ``None`` for a line longer than ``MAX_RECORD_BYTES`` (read past
-    in chunks, never held whole)."""
-    while True:
+    in chunks, never held whole). Raises :class:`DataTooLargeError` past ``MAX_DATA_LINES``
+    lines or ``most`` bytes."""
+    read = 0
+    for number in itertools.count(1):
         line = stream.readline(MAX_RECORD_BYTES + 1)
         if not line:
             return
+        if number > MAX_DATA_LINES:
+            reason = f"line {number:,}: more than {MAX_DATA_LINES:,} lines (blank ones included)"
+            raise DataTooLargeError(source, reason)
+        read += len(line)
         if len(line) <= MAX_RECORD_BYTES or line.endswith(b"\n"):
             yield line
-            continue
-        while line and not line.endswith(b"\n"):  # the rest of the long line
-            line = stream.readline(MAX_RECORD_BYTES)
-        yield None
+        else:
+            while line and not line.endswith(b"\n") and read <= most:  # the rest of the line
+                line = stream.readline(MAX_RECORD_BYTES)
+                read += len(line)
+            yield None
+        if read > most:
+            what = "decompressed" if most < MAX_DATA_BYTES else "in all"
+            reason = f"line {number:,}: more than {most:,} bytes {what}"
+            if most < MAX_DATA_BYTES:
+                reason += f" ({MAX_GZIP_RATIO} times the .gz: a compression bomb?)"
+            raise DataTooLargeError(source, reason)
 
 
 def _decode_line(line: bytes) -> object:
     try:
-        return json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return _MALFORMED
+    if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        return _MALFORMED
+    return value
+
+
+def _deeper_than(value: object, depth: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``depth`` deep (walked without
+    recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level >= depth:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack += [(child, level + 1) for child in children]
+    return False
 
 
 def load_pairs_file(

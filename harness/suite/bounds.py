@@ -66,7 +66,8 @@ MAX_YAML_DEPTH = 64
 # A local data file (``harness.load.data``), read through by ``harness validate`` as by a run: a
 # file beyond these is refused, naming the file and the line, before it keeps anything busy.
 MAX_DATA_BYTES = 2**31  # bytes read (decompressed, for a .jsonl.gz); HH-RLHF's largest is 0.2 GB
-MAX_DATA_LINES = 2 * MAX_PROMPTS  # lines read, blank ones included
+MAX_GZIP_RATIO = 100  # a .jsonl.gz decompresses to at most this many times its size (text: ~5)
+MAX_DATA_LINES = MAX_PROMPTS  # lines read, blank ones included
 MAX_RECORD_BYTES = 1_000_000  # a longer line is dropped unread (a tokenizer would choke)
 MAX_JSON_DEPTH = 32  # nesting of a record; a deeper one is dropped as malformed
 
@@ -118,6 +119,7 @@ __all__ = [
     "MAX_DATA_LINES",
     "MAX_EPOCHS",
     "MAX_GRAD_NORM",
+    "MAX_GZIP_RATIO",
     "MAX_HEADS",
     "MAX_HIDDEN_SIZE",
     "MAX_HORIZON",
