@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -45,6 +45,9 @@ from harness.world.card import load as load_card
 from harness.world.card import markdown as card_markdown
 from harness.world.config import WorldConfig, world_dir
 from methods import REGISTRY
+
+if TYPE_CHECKING:
+    from harness.report.summary import Summary
 
 app = typer.Typer(
     help="Train and evaluate LLM alignment methods from one suite spec.",
@@ -204,8 +207,8 @@ def run(
     with reported(debug, "interrupted: running tasks cancelled; finished runs are kept"):
         outcome = run_suite(loaded, out, only, fresh, address, out_console, num_gpus)
     done = len(outcome.results) - len(outcome.failed)
-    if not quiet and outcome.results:
-        print_ranking(out_console, outcome.out_dir)
+    if not quiet and outcome.summary is not None:
+        print_ranking(out_console, outcome.summary)
     out_console.print(
         f"{done} run(s) done, {len(outcome.failed)} failed, {len(outcome.skipped)} resumed"
         f" - results in {outcome.out_dir}"
@@ -215,15 +218,11 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
-def print_ranking(out: Console, out_dir: Path) -> None:
-    """The ranking of the suite's results in ``out_dir``, in brief (``leaderboard.md`` has it
-    all): a reader sees the answer without opening a file."""
-    from harness.report.leaderboard import ranking_cells, summarise_dir
-    from harness.report.results import load_suite_info, read_table
+def print_ranking(out: Console, summary: Summary) -> None:
+    """The suite's ranking in brief (``leaderboard.md`` has every column): a reader sees the
+    answer without opening a file."""
+    from harness.report.leaderboard import ranking_cells  # deferred: pandas and matplotlib
 
-    long_df, runs_df = read_table(out_dir)
-    info = load_suite_info(out_dir)
-    summary = summarise_dir(out_dir, long_df, runs_df, info)
     title = f"Ranking (by {summary.judges.primary} win-rate; leaderboard.md has every column)"
     print_table(out, title, *ranking_cells(summary), left={1}, keys=2)
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from harness.builder.build import ensure_world
 from harness.core.files import folder_lock, remove_temporaries, write_atomic
 from harness.load.models import describe_data
-from harness.report.leaderboard import write_leaderboard
+from harness.report.leaderboard import summarise_dir, write_leaderboard
 from harness.report.results import (
     load_results,
     merged_suite,
@@ -23,6 +23,7 @@ from harness.report.results import (
     read_table,
     write_tables,
 )
+from harness.report.summary import Summary
 from harness.run import schedule, shared
 from harness.run.cluster import check_before_start
 from harness.run.display import Display, summary_line
@@ -39,6 +40,7 @@ class Outcome:
     results: list[RunResult]
     skipped: list[str]
     paths: dict[str, Path] = field(default_factory=dict)
+    summary: Summary | None = None  # the leaderboard's content, once the outputs are written
 
     @property
     def failed(self) -> list[RunResult]:
@@ -113,7 +115,7 @@ def _run_locked(
     if todo:
         results += _run_on_pool(resolved, todo, out_dir, fresh, address, console, num_gpus)
     outcome = Outcome(out_dir, _in_suite_order(results, specs), skipped)
-    outcome.paths = write_outputs(out_dir, outcome.results)
+    outcome.paths, outcome.summary = write_outputs(out_dir)
     return outcome
 
 
@@ -187,14 +189,16 @@ def _describe(resources: dict[str, float]) -> str:
     return f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
 
 
-def write_outputs(out_dir: Path, results: list[RunResult]) -> dict[str, Path]:
-    """Tables and leaderboard from every result of the suite on disk (all runs, not only new)."""
+def write_outputs(out_dir: Path) -> tuple[dict[str, Path], Summary]:
+    """Tables and leaderboard from every result of the suite on disk (all runs, not only new);
+    the files written, and the leaderboard's summary."""
     every = load_results(out_dir)
     paths = write_tables(out_dir, every)
     long_df, runs_df = read_table(out_dir)
     suite_info = json.loads((out_dir / "suite.json").read_text())
-    md, html = write_leaderboard(out_dir, long_df, runs_df, suite_info)
-    return {**paths, "leaderboard.md": md, "leaderboard.html": html}
+    summary = summarise_dir(out_dir, long_df, runs_df, suite_info)
+    md, html = write_leaderboard(out_dir, long_df, runs_df, suite_info, summary)
+    return {**paths, "leaderboard.md": md, "leaderboard.html": html}, summary
 
 
 def main_exit(outcome: Outcome) -> int:
