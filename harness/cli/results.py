@@ -226,5 +226,7 @@ def _fmt(x: float, sign: bool = False) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add ``leaderboard`` and ``check`` to the ``harness`` app."""
-    app.command("leaderboard")(leaderboard)
-    app.command("check")(check)
+    app.command("leaderboard", short_help="Tables, leaderboard.md and .html of results.")(
+        leaderboard
+    )
+    app.command("check", short_help="Gate a candidate against a baseline.")(check)
