@@ -1,7 +1,7 @@
 """The hostile-input corpus (``tests/hostile/cases.py``): every case ends in exit 2 with the field
-or file named and no traceback; and the faults around it: the alias bomb in bounded time and
-memory, each former hang a message within seconds, the lm-eval injection, a partial rerun that
-keeps every earlier run, two writers of one file, the lock on a results folder."""
+or file named and no traceback; and the faults around it: the alias bomb in bounded memory, each
+former hang a message instead, the lm-eval injection, a partial rerun that keeps every earlier
+run, two writers of one file, the lock on a results folder."""
 
 from __future__ import annotations
 
@@ -41,17 +41,17 @@ def test_the_corpus_covers_every_class() -> None:
 # --- no hang, no blow-up ------------------------------------------------------------------------
 
 
-def test_alias_bomb_is_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+def test_alias_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """Refused while counting the aliases' values, before any expansion: 9^10 values would take
+    gigabytes; the whole command stays under 50 MiB."""
     path = tmp_path / "bomb.yaml"
     path.write_text(suite_text() + BOMB)  # 9^10 values once expanded
     tracemalloc.start()
-    start = time.perf_counter()
     result = invoke(["validate", str(path)])
-    elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert result.exit_code == 2 and "expands to more than 100,000 values" in result.stderr
-    assert elapsed < 5 and peak < 50 * 2**20
+    assert peak < 50 * 2**20
 
 
 def test_an_empty_prompt_stream_raises_instead_of_looping() -> None:
@@ -61,19 +61,32 @@ def test_an_empty_prompt_stream_raises_instead_of_looping() -> None:
         prompt_rounds([], Budget(2, 3, 2, 8), seed=0)
 
 
-def test_an_unreachable_cluster_is_a_message_within_seconds() -> None:
+def test_an_unreachable_cluster_is_a_message_after_one_bounded_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One connection attempt, bounded by ``CONNECT_SECONDS``, instead of Ray's own retries: a
+    refusal is an ``InputError`` naming the address and the reason."""
     from harness.core.errors import InputError
     from harness.run import cluster
 
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    start = time.perf_counter()
-    with pytest.raises(InputError, match="unreachable"):
+    timeouts: list[float | None] = []
+    connect = socket.create_connection
+
+    def recorded(address: tuple[str, int], timeout: float | None = None) -> socket.socket:
+        timeouts.append(timeout)
+        return connect(address, timeout=timeout)
+
+    monkeypatch.setattr(cluster.socket, "create_connection", recorded)
+    unreachable = rf"'127\.0\.0\.1:{port}' is unreachable \(Connection refused"
+    with pytest.raises(InputError, match=unreachable):
         cluster.check_reachable(f"127.0.0.1:{port}")
-    assert time.perf_counter() - start < cluster.CONNECT_SECONDS
+    assert timeouts == [cluster.CONNECT_SECONDS]
     with pytest.raises(InputError, match="expected HOST:PORT"):
         cluster.check_reachable("no-port-here")
+    assert len(timeouts) == 1  # a malformed address is refused without trying it
 
 
 def test_a_run_that_fits_no_node_is_named() -> None:
@@ -180,6 +193,7 @@ def _write_many(path: str, tag: int, count: int) -> None:
         write_atomic(Path(path), json.dumps({"writer": tag, "i": i, "pad": "x" * (i % 500)}))
 
 
+@pytest.mark.slow
 def test_two_concurrent_writers_never_crash_nor_leave_a_torn_file(tmp_path: Path) -> None:
     path = tmp_path / "shared.json"
     path.write_text("{}")

@@ -1,5 +1,5 @@
-"""Offline decided up front: the environment or one short probe of the hub, then a fast failure
-that names everything missing."""
+"""Offline decided up front: the environment or one short probe of the hub, then a failure that
+names everything missing without asking the hub again."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,28 +57,45 @@ def test_probe_counts_only_a_hub_answer(
     assert preflight.hub_reachable(server(code), timeout=2) is reachable
 
 
-def test_probe_gives_up_on_a_silent_endpoint_within_its_timeout() -> None:
+def test_probe_gives_up_on_a_silent_endpoint_at_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoint that accepts the connection and never answers is no hub: the probe's request
+    carries the probe's timeout, and the timeout it runs into counts as no answer."""
+    timeouts: list[float] = []
+    urlopen = urllib.request.urlopen
+
+    def recorded(url: str, timeout: float) -> object:
+        timeouts.append(timeout)
+        return urlopen(url, timeout=timeout)
+
+    monkeypatch.setattr(preflight.urllib.request, "urlopen", recorded)
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        start = time.perf_counter()
         assert not preflight.hub_reachable(f"http://127.0.0.1:{silent.getsockname()[1]}", 0.3)
-        assert time.perf_counter() - start < 2
+    assert timeouts == [0.3]
 
 
-def test_unreachable_hub_fails_hh_in_seconds(tmp_path: Path) -> None:
-    """`harness run suites/hh.yaml` with no hub and no HF_HUB_OFFLINE: exit 2 in under 10 s
-    (interpreter start and imports included), every missing model and dataset named."""
+@pytest.mark.slow
+def test_unreachable_hub_fails_hh_offline(tmp_path: Path) -> None:
+    """`harness run suites/hh.yaml` with no hub and no HF_HUB_OFFLINE: one probe finds no hub,
+    the process goes offline (nothing after it asks the hub again), and it exits 2 with every
+    missing model and dataset named as missing from the local cache."""
     env = {k: v for k, v in os.environ.items() if k not in preflight.OFFLINE_ENV}
     env.update(HF_ENDPOINT="http://10.255.255.1", HF_HOME=str(tmp_path / "hf"))
     cmd = [sys.executable, "-m", "harness.cli", "run", str(REPO / "suites/hh.yaml")]
-    start = time.perf_counter()
     done = subprocess.run(
         [*cmd, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60
     )
-    took = time.perf_counter() - start
     assert done.returncode == 2, done.stderr
     assert "No hub answered at http://10.255.255.1" in done.stderr
-    assert "policy model 'lomahony/eleuther-pythia410m-hh-sft'" in done.stderr
-    assert "eval_prompts dataset 'Anthropic/hh-rlhf'" in done.stderr
-    assert took < 10, f"{took:.1f} s"
+    assert "running offline (HF_HUB_OFFLINE=1)" in done.stderr
+    assert (
+        "policy model 'lomahony/eleuther-pythia410m-hh-sft': not in the local hub cache, "
+        "and the hub is offline"
+    ) in done.stderr
+    assert (
+        "eval_prompts dataset 'Anthropic/hh-rlhf': not in the local cache, and the hub is offline"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,11 +1,10 @@
 """Helpers shared by the train-loop tests (``test_train_*.py``): parameter snapshots, the proxy
-reward of a fixed set of samples, a timed train run between two such measurements, and the NaN
+reward of a fixed set of samples, a train run between two such measurements, and the NaN
 injections the divergence tests use."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,16 +54,14 @@ def mean_proxy_reward(ctx: Any, model: Any, n_prompts: int = 64, k: int = 2) -> 
 
 def train_and_measure(
     ctx: Any, train: Callable[[Any, Any], Any], params: Any, label: str
-) -> tuple[float, float, float]:
-    """``(base, trained, seconds)``: the mean proxy reward of the reference, then of the policy
-    after ``train(ctx, params)``, and the seconds the training took (printed as ``label``)."""
+) -> tuple[float, float]:
+    """``(base, trained)``: the mean proxy reward of the reference, then of the policy after
+    ``train(ctx, params)`` (printed as ``label``)."""
     base = mean_proxy_reward(ctx, ctx.reference)
-    start = time.perf_counter()
     train(ctx, params)
-    seconds = time.perf_counter() - start
     trained = mean_proxy_reward(ctx, ctx.policy)
-    print(f"{label}: proxy reward {base:.3f} -> {trained:.3f} in {seconds:.1f} s")
-    return base, trained, seconds
+    print(f"{label}: proxy reward {base:.3f} -> {trained:.3f}")
+    return base, trained
 
 
 def nan_rewards_after_first_call(

@@ -40,8 +40,7 @@ def test_every_parameter_moves(make_ctx: Any, pairs: str) -> None:
 def test_raises_the_proxy_reward(make_ctx: Any, pairs: str, lr: float, margin: float) -> None:
     overrides = [f"methods.dpo.params.pairs={pairs}", f"methods.dpo.params.lr={lr}"]
     ctx, params = make_ctx("dpo", overrides=overrides)
-    base, trained, seconds = train_and_measure(ctx, dpo.train, params, f"dpo {pairs}")
-    assert seconds < 60
+    base, trained = train_and_measure(ctx, dpo.train, params, f"dpo {pairs}")
     assert trained - base > margin
 
 

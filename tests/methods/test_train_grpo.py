@@ -34,8 +34,7 @@ def test_raises_the_proxy_reward(make_ctx: Any) -> None:
     # trained +0.113 / +0.090 / +0.224, i.e. +0.60 to +0.73 (about 5 s of training each on one
     # core); margin: half the smallest.
     ctx, params = make_ctx("grpo", overrides=["methods.grpo.params.lr=2e-4"])
-    base, trained, seconds = train_and_measure(ctx, grpo.train, params, "grpo")
-    assert seconds < 60
+    base, trained = train_and_measure(ctx, grpo.train, params, "grpo")
     assert trained - base > 0.3
 
 

@@ -56,8 +56,7 @@ def test_raises_the_proxy_reward(make_ctx: Any) -> None:
     # seeds 0, 1, 2 with 2 rounds at lr 3e-4: base -0.505, trained +0.209 / +0.498 / +0.283,
     # i.e. +0.71 to +1.00 (about 5 s of training each on one core); margin: half the smallest.
     ctx, params = make_ctx("ppo", overrides=["budget.rounds=2", "methods.ppo.params.lr=3e-4"])
-    base, trained, seconds = train_and_measure(ctx, ppo.train, params, "ppo")
-    assert seconds < 60
+    base, trained = train_and_measure(ctx, ppo.train, params, "ppo")
     assert trained - base > 0.35
 
 

@@ -61,8 +61,7 @@ PRO_MARGIN = 0.5
 @pytest.mark.slow
 def test_pro_raises_the_proxy_reward(make_ctx: Any) -> None:
     ctx, params = make_ctx("pro", seed=0, overrides=["methods.pro.params.lr=1e-3"])
-    base, trained, seconds = train_and_measure(ctx, pro.train, params, "pro")
-    assert seconds < 60
+    base, trained = train_and_measure(ctx, pro.train, params, "pro")
     assert trained - base > PRO_MARGIN
     b = ctx.budget
     assert ctx.costs.samples == b.rounds * b.prompts_per_round * b.samples_per_prompt

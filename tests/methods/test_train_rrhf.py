@@ -153,8 +153,7 @@ RRHF_MARGIN = 0.4
 @pytest.mark.slow
 def test_rrhf_raises_the_proxy_reward(make_ctx: Any) -> None:
     ctx, params = make_ctx("rrhf", seed=0, overrides=["methods.rrhf.params.lr=3e-3"])
-    base, trained, seconds = train_and_measure(ctx, rrhf.train, params, "rrhf")
-    assert seconds < 60
+    base, trained = train_and_measure(ctx, rrhf.train, params, "rrhf")
     assert trained - base > RRHF_MARGIN
     b = ctx.budget
     assert ctx.costs.samples == b.rounds * b.prompts_per_round * b.samples_per_prompt
