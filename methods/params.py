@@ -21,8 +21,11 @@ from methods.base import (
 )
 
 # Upper bounds of the methods' rates and coefficients, like the counts of ``methods.base``: a value
-# beyond them is a typo or an attack (a learning rate of 1e9 only diverges), never a plan.
-MAX_LR = 1.0  # learning rate of every optimizer
+# beyond them is a typo or an attack, never a plan. A learning rate costs nothing more when it is
+# absurd, it only diverges, and a diverged run is reported as a failed run (the test of failure
+# isolation makes one with 1e12, since up to 1e6 the tiny world's runs still finish): its bound
+# only stops a runaway exponent.
+MAX_LR = 1e12  # learning rate of every optimizer
 MAX_COEF = 1000.0  # a loss term's weight or a KL coefficient (beta)
 MAX_CLIP = 100.0  # a ratio or value clip range
 MAX_GRAD_NORM = 1e6  # gradient clipping norm

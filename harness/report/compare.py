@@ -1,5 +1,5 @@
 """Comparisons of variants from every judged sample: ``comparisons.parquet``, the leaderboard's
-statistics (hierarchical intervals, tie groups, rank intervals, power) and the gate's win-rate
+statistics (hierarchical intervals, letters, rank intervals, power) and the gate's win-rate
 differences.
 
 Input: a results dir's ``samples.parquet`` and ``reference_samples.parquet``
@@ -30,11 +30,12 @@ from harness.core.files import write_atomic_with
 from harness.report.samples import REFERENCE_FILE, SAMPLES_FILE, long_scores
 from harness.stats.estimates import Estimate, min_detectable_difference, needed_for, prompt_table
 from harness.stats.paired import (
+    P_METHOD,
+    compact_letters,
     compare_all,
     hierarchical_bootstrap,
     paired_difference,
     rank_intervals,
-    tie_groups,
 )
 
 N_BOOT = 1000
@@ -56,6 +57,7 @@ COMPARISON_COLUMNS = [
     "p_holm",
     "separated",
     "n",
+    "p_method",  # how p_value was computed: a table made another way is recomputed, not reused
 ]
 
 
@@ -107,7 +109,7 @@ def comparisons(samples: SampleTables, n_boot: int = N_BOOT, seed: int = BOOT_SE
         tbl = samples.prompts(judge)
         for metric in METRICS:
             frame = compare_all(tbl, metric, n_boot, seed).drop(columns="metric")
-            frames.append(frame.assign(judge=judge, metric=metric))
+            frames.append(frame.assign(judge=judge, metric=metric, p_method=P_METHOD))
     if not frames:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     return pd.concat(frames, ignore_index=True)[COMPARISON_COLUMNS]
@@ -146,19 +148,28 @@ def read_comparisons(results_dir: Path) -> pd.DataFrame | None:
 @dataclass(frozen=True)
 class Power:
     """The primary judge's win-rate: the smallest difference of two variants this design detects
-    at 80% power (5% level), and the seeds (at its prompts) or prompts (at its seeds) that would
-    detect ``delta``; None where no practical number would."""
+    at 80% power, for one planned comparison (5% level) and at the level the leaderboard
+    separates at (Holm over its ``pairs``: its first step, 5% / pairs, bounds it); and the seeds
+    (at its prompts) or prompts (at its seeds) that would detect ``delta`` in one planned
+    comparison; None where no practical number would."""
 
     mdd: float
     delta: float
     seeds: int | None
     prompts: int | None
+    mdd_family: float = math.nan
+    pairs: int = 1
     max_seeds: int = 100
 
     def sentence(self, judge: str | None) -> str:
         """The leaderboard's power line, of ``judge``'s win-rate."""
         head = f"the smallest difference this run detects at 80% power: {self.mdd:.3f}"
-        head += f" ({judge} win-rate)"
+        head += f" ({judge} win-rate) in one planned comparison"
+        if self.pairs > 1:
+            head += (
+                f", {self.mdd_family:.3f} at the level the table separates at (Holm over"
+                f" {self.pairs} pairs: at most 5% / {self.pairs} for the first)"
+            )
         seeds = f"more than {self.max_seeds}" if self.seeds is None else str(self.seeds)
         need = f"a difference of {self.delta} would need {seeds} seeds at these prompts"
         if self.prompts is None:
@@ -172,16 +183,16 @@ class SampleSummary:
 
     estimates: pd.DataFrame  # variant, judge, metric, value, ci_low, ci_high, n
     comparisons: pd.DataFrame  # as comparisons.parquet
-    groups: dict[str, str]  # variant -> its group's letter (primary judge's win-rate)
+    groups: dict[str, str]  # variant -> its letters (primary judge's win-rate)
     ranks: dict[str, tuple[int, int]]  # variant -> (best, worst) rank, 95%
     power: Power | None
     n_boot: int
     judge: str  # the judge of groups, ranks and power: the primary one when it has samples
 
     group_rule = (
-        "variants sharing a letter are tied at 95%: ranked by win-rate, a variant joins the group"
-        " above unless the paired comparison with that group's best variant separates them"
-        " (Holm-adjusted p < 0.05 over every pair of variants)"
+        "two variants share a letter exactly when their paired comparison does not separate"
+        " them (Holm-adjusted p < 0.05 over every pair of variants; a variant may hold several"
+        " letters; A is the best variant's)"
     )
     rank_rule = (
         "the 95% range of a variant's rank over the bootstrap replicates (the same seeds, clusters"
@@ -241,21 +252,17 @@ def estimates(samples: SampleTables, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     return pd.DataFrame(rows, columns=columns)
 
 
-def _letters(groups: list[list[str]]) -> dict[str, str]:
-    def letter(i: int) -> str:
-        return chr(ord("A") + i) if i < 26 else letter(i // 26 - 1) + letter(i % 26)
-
-    return {v: letter(i) for i, group in enumerate(groups) for v in group}
-
-
 def power(tbl: pd.DataFrame, delta: float = POWER_DELTA) -> Power | None:
     """``Power`` of the win-rate in a prompt table; None when it cannot be estimated (one seed)."""
+    n_variants = tbl["variant"].nunique()
+    pairs = max(n_variants * (n_variants - 1) // 2, 1)
     try:
         mdd = min_detectable_difference(tbl, "win")
+        family = min_detectable_difference(tbl, "win", alpha=0.05 / pairs)
         needed = needed_for(tbl, "win", delta)
     except ValueError:
         return None
-    return Power(mdd, delta, needed["seeds"], needed["prompts"])
+    return Power(mdd, delta, needed["seeds"], needed["prompts"], family, pairs)
 
 
 def sample_summary(
@@ -274,7 +281,7 @@ def sample_summary(
     tbl = samples.prompts(judge)
     mine = table[(table["judge"] == judge) & (table["metric"] == "win")]
     wins = est[(est["judge"] == judge) & (est["metric"] == "win")]
-    groups = _letters(tie_groups(dict(zip(wins["variant"], wins["value"], strict=True)), mine))
+    groups = compact_letters(dict(zip(wins["variant"], wins["value"], strict=True)), mine)
     ranks = rank_intervals(tbl, "win", n_boot, seed)
     return SampleSummary(est, table, groups, ranks, power(tbl), n_boot, judge)
 

@@ -1,6 +1,6 @@
 """Hierarchical, paired statistics over the per-prompt table
 (``harness.stats.estimates.prompt_table``): one variant's interval, paired differences of variants,
-the Holm-adjusted family of all pairs, the leaderboard's tie groups and rank intervals, and the
+the Holm-adjusted family of all pairs, the leaderboard's letters and rank intervals, and the
 gate's three-way decision with its simulated error rates.
 
 Every run (variant x seed) is evaluated on the same prompts, grouped in clusters. A value (win or
@@ -165,6 +165,9 @@ def _levels(sides: list[Side], prompts: np.ndarray, n_clusters: int = 0) -> _Boo
     return _Boot(point, boot, seed_var, shrink**2 * spread, prompt_df)
 
 
+P_METHOD = "studentised-t"  # how ``Comparison.p_value`` is computed (``_p_values``)
+
+
 def _p_values(drawn: _Boot) -> np.ndarray:
     """Two-sided p-values ``[R]`` of each estimate against 0, studentised: ``|point| / SE`` on a
     t distribution. The SE adds the seed level's variance, computed exactly (``s^2 / S`` of the
@@ -323,32 +326,48 @@ def holm(p_values: ArrayLike) -> np.ndarray:
     return adjusted
 
 
-def tie_groups(estimates: Mapping[str, float], comparisons: pd.DataFrame) -> list[list[str]]:
-    """Variants ranked by estimate (highest first), cut into groups "tied at 95%".
+def compact_letters(estimates: Mapping[str, float], comparisons: pd.DataFrame) -> dict[str, str]:
+    """A compact letter display of the family (Piepho 2004): each variant's letters, such that
+    two variants share a letter exactly when ``comparisons`` (rows ``a, b, separated``, as
+    ``compare_all``) do not separate them. A variant may carry several letters (``"AB"``: tied
+    with the A variants and with the B ones, which are separated from each other).
 
-    Rule: the best variant opens the first group; walking down the ranking, a variant joins the
-    current group unless ``comparisons`` (rows ``a, b, separated``, as ``compare_all``) separate it
-    from the group's first (best) variant, in which case it opens the next group. So every group
-    member is inseparable from its group's leader (not necessarily from each other member), and the
-    groups are consecutive in the ranking.
-    """
+    Insert and absorb: start with one letter for all; for each separated pair, every letter held
+    by both is split in two, one without each of them; a letter whose variants all hold another
+    letter too is absorbed. Letters are then named by their best variant (highest estimate), so
+    ``A`` is the best variant's. Pairs missing from ``comparisons`` are an error."""
+    order = sorted(estimates, key=lambda v: -estimates[v])
     separated = {
-        frozenset((a, b)): bool(s)
+        frozenset((a, b))
         for a, b, s in zip(
             comparisons["a"], comparisons["b"], comparisons["separated"], strict=True
         )
+        if s
     }
-    groups: list[list[str]] = []
-    for variant in sorted(estimates, key=lambda v: -estimates[v]):
-        if groups:
-            pair = frozenset((groups[-1][0], variant))
-            if pair not in separated:
-                raise ValueError(f"no comparison of '{groups[-1][0]}' with '{variant}'")
-            if not separated[pair]:
-                groups[-1].append(variant)
-                continue
-        groups.append([variant])
-    return groups
+    known = {frozenset((a, b)) for a, b in zip(comparisons["a"], comparisons["b"], strict=True)}
+    for a, b in combinations(order, 2):
+        if frozenset((a, b)) not in known:
+            raise ValueError(f"no comparison of '{a}' with '{b}'")
+    columns: list[frozenset[str]] = [frozenset(order)]
+    for a, b in combinations(order, 2):  # in ranking order, so the result is deterministic
+        if frozenset((a, b)) not in separated:
+            continue
+        split = [c for both in columns if {a, b} <= both for c in (both - {a}, both - {b})]
+        kept = [c for c in columns if not {a, b} <= c]
+        columns = _absorb(kept + split)
+    rank = {v: i for i, v in enumerate(order)}
+    columns.sort(key=lambda c: sorted(rank[v] for v in c))
+    return {v: "".join(_letter(k) for k, c in enumerate(columns) if v in c) for v in order}
+
+
+def _absorb(columns: list[frozenset[str]]) -> list[frozenset[str]]:
+    """The columns that are no other column's subset (duplicates kept once)."""
+    unique = list(dict.fromkeys(columns))
+    return [c for c in unique if not any(c < other for other in unique)]
+
+
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else _letter(i // 26 - 1) + _letter(i % 26)
 
 
 GateDecision = Literal["pass", "regression", "inconclusive"]

@@ -92,7 +92,7 @@ def test_world_width_must_split_into_heads(tmp_path: Path) -> None:
     ("method", "param", "value"),
     [
         ("grpo", "group_size", "1000000000"),
-        ("grpo", "lr", "1.0e+9"),
+        ("grpo", "lr", "1.0e+15"),
         ("dpo", "beta", "1.0e+12"),
         ("ppo", "horizon", "10000000000000"),
         ("ppo", "max_grad_norm", "1.0e+300"),
@@ -103,7 +103,7 @@ def test_world_width_must_split_into_heads(tmp_path: Path) -> None:
     ],
 )
 def test_method_params_are_bounded(tmp_path: Path, method: str, param: str, value: str) -> None:
-    """A method parameter far beyond any plan (GRPO's group_size of 1e9, a learning rate of 1e9)
+    """A method parameter far beyond any plan (GRPO's group_size of 1e9, a learning rate of 1e15)
     is refused, naming methods[0](<method>).params.<param> and the bound."""
     text = suite_text(methods=f"methods: [{{method: {method}, params: {{{param}: {value}}}}}]")
     issue = the_issue(tmp_path, text)
