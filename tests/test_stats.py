@@ -308,15 +308,16 @@ def _family(rng: np.random.Generator, shifts: list[float], n_seeds: int = 3) -> 
 def test_planted_difference_is_separated_and_identical_variants_tie() -> None:
     """Three variants, 5 seeds, 60 prompts; v0 is 0.2 above two identical ones. The paired
     difference's SE is ~0.029 (seed part, t_4), so v0 - v1 is ~7 SE: Holm-separated in >= 95% of
-    100 suites (a t_4 power calculation at Holm's 0.05/3 gives ~99%); the identical pair is
-    separated in <= 5% (nominal 2.5% after Holm). The letters follow: v0 alone holds A."""
+    400 suites (a t_4 power calculation at Holm's 0.05/3 gives ~99%); the identical pair, tested
+    last by Holm at the full 5% once v0's pairs are separated, is separated in <= 7% (nominal
+    5%; the binomial error of the measured share is 1.1%). The letters follow: v0 alone holds A."""
     rng = np.random.default_rng(21)
-    results = [compare_all(_family(rng, [0.2, 0.0, 0.0], n_seeds=5), "win", seed=r)
-               for r in range(100)]  # fmt: skip
+    results = [compare_all(_family(rng, [0.2, 0.0, 0.0], n_seeds=5), "win", 200, seed=r)
+               for r in range(400)]  # fmt: skip
     planted = np.mean([r.loc[(r.a == "v0") & (r.b == "v1"), "separated"].item() for r in results])
     identical = np.mean([r.loc[(r.a == "v1") & (r.b == "v2"), "separated"].item() for r in results])
-    print(f"\nplanted 0.2: separated {planted:.2f}; identical pair: separated {identical:.2f}")
-    assert planted >= 0.95 and identical <= 0.05
+    print(f"\nplanted 0.2: separated {planted:.3f}; identical pair: separated {identical:.3f}")
+    assert planted >= 0.95 and identical <= 0.07
     last = results[-1]
     means = [last["mean_a"].iloc[0], last["mean_b"].iloc[0], last["mean_b"].iloc[1]]
     estimates = dict(zip(["v0", "v1", "v2"], means, strict=True))

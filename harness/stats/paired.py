@@ -126,8 +126,7 @@ class _Boot:
     point: np.ndarray  # [R]
     boot: np.ndarray  # [R, B]
     seed_var: list[tuple[np.ndarray, int]]  # per side with 2+ seeds: s^2 / S [R], its S - 1
-    prompt_var: np.ndarray  # [R] the cluster/prompt deviations' variance over the replicates
-    prompt_df: int  # clusters - 1 (prompts - 1 with one cluster)
+    prompt_var: np.ndarray  # [R] the cluster/prompt level's variance, computed (``_prompt_var``)
 
 
 def _replicates(sides: list[Side], prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +137,7 @@ def _replicates(sides: list[Side], prompts: np.ndarray) -> tuple[np.ndarray, np.
     return drawn.point, drawn.boot
 
 
-def _levels(sides: list[Side], prompts: np.ndarray, n_clusters: int = 0) -> _Boot:
+def _levels(sides: list[Side], prompts: np.ndarray, sizes: np.ndarray | None = None) -> _Boot:
     """``_replicates``, keeping each level's variance (for ``_p_values``)."""
     n_reps, (n_boot, n_prompts) = sides[0][0].shape[0], prompts.shape
     point, noise = np.zeros(n_reps), np.zeros(n_reps)  # [R], [R]
@@ -161,35 +160,61 @@ def _levels(sides: list[Side], prompts: np.ndarray, n_clusters: int = 0) -> _Boo
     spread = prompt_dev.var(-1)  # [R]
     shrink = np.sqrt(np.clip(1 - noise / np.where(spread > 0, spread, 1.0), 0.0, 1.0))
     boot = point[:, None] + seed_dev + shrink[:, None] * prompt_dev
-    prompt_df = max(n_clusters - 1, 1) if n_clusters > 1 else max(n_prompts - 1, 1)
-    return _Boot(point, boot, seed_var, shrink**2 * spread, prompt_df)
+    sizes = np.array([n_prompts]) if sizes is None else sizes
+    return _Boot(point, boot, seed_var, np.maximum(_prompt_var(columns, sizes) - noise, 0.0))
+
+
+def _prompt_var(columns: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The variance ``[R]`` of the mean of ``columns [R, P]`` (seed-averaged values of prompts in
+    clusters of ``sizes [C]``, in column order) that the bootstrap's cluster and prompt levels
+    reproduce, computed rather than drawn: clusters as the sampling units (the cluster-robust
+    ``C / (C - 1) sum_c (sum_{i in c} (x_i - mean))^2 / P^2``), or prompts with one cluster."""
+    n_prompts = columns.shape[-1]
+    resid = columns - columns.mean(-1, keepdims=True)  # [R, P]
+    if sizes.size < 2:
+        return (resid**2).sum(-1) / max(n_prompts - 1, 1) / n_prompts
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    totals = np.add.reduceat(resid, starts, axis=-1)  # [R, C]
+    return sizes.size / (sizes.size - 1) * (totals**2).sum(-1) / n_prompts**2
 
 
 P_METHOD = "studentised-t"  # how ``Comparison.p_value`` is computed (``_p_values``)
 
 
 def _p_values(drawn: _Boot) -> np.ndarray:
-    """Two-sided p-values ``[R]`` of each estimate against 0, studentised: ``|point| / SE`` on a
-    t distribution. The SE adds the seed level's variance, computed exactly (``s^2 / S`` of the
-    per-seed means, on ``S - 1`` degrees of freedom: few seeds give heavy tails), to the
-    cluster/prompt level's, estimated from all ``B`` replicates (on clusters - 1); the t has the
-    fewest degrees of freedom of the levels, which is conservative where they mix. (Welch-
-    Satterthwaite's estimated degrees of freedom were not: with 3 seeds, 5.5% family-wise false
-    separations in ``tests/test_stats.py``'s families of identical variants, against 1.5% for
-    this rule.) A tail fraction of the replicates would
-    move with the bootstrap's seed wherever only a few of them cross 0, which is exactly where
-    Holm decides (its first step over 28 pairs needs p < 0.0018), and cannot go below
-    ``1 / (B + 1)``; these p-values move only with the prompt level's Monte-Carlo error (about
-    ``1 / sqrt(2 B)`` of its variance) and exist at every size of family. No spread at all: 1
-    for no difference, else 0."""
-    parts = [(var, df) for var, df in drawn.seed_var] + [(drawn.prompt_var, drawn.prompt_df)]
-    total = sum(var for var, _ in parts)  # [R]
-    dof = min(df for _, df in parts)  # the fewest: conservative where levels mix
-    se = np.sqrt(total)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.abs(drawn.point) / se
-    p = 2 * sps.t.sf(t, dof)
-    return np.where(se > 0, p, np.where(drawn.point == 0, 1.0, 0.0))
+    """Two-sided p-values ``[R]`` of each estimate against 0, studentised level by level: the
+    ``p`` at which the estimate sits exactly on the edge of its ``1 - p`` interval
+
+        |point| = sqrt(sum_sides t_{S-1}(1 - p/2)^2 s^2/S  +  z(1 - p/2)^2 V_prompt),
+
+    each seed level's quantile from t on its ``S - 1`` degrees of freedom (its variance ``s^2/S``
+    of the per-seed means; few seeds give heavy tails), the cluster/prompt level's from the normal
+    (its variance ``_prompt_var``, less the seed x prompt noise the seed level holds): the
+    quantiles the bootstrap's own levels have, and the combination
+    ``VarianceComponents.min_detectable`` uses for power. Both variances are computed from the
+    data, not from the replicates, so a p-value does not depend on the bootstrap's seed at all. A
+    tail fraction of the replicates moved with it wherever only a few of them crossed 0, which is
+    exactly where Holm decides (its first step over 28 pairs needs p < 0.0018), and could not go
+    below ``1 / (B + 1)``; these exist at every size of family. No spread at all: 1 for no
+    difference, else 0. Found by bisection on ``log10 p`` (the edge falls as ``p`` grows)."""
+    target = np.abs(drawn.point)  # [R]
+
+    def edge(log_p: np.ndarray) -> np.ndarray:  # [R] half-width of the 1 - p interval
+        half = 10.0**log_p / 2
+        width = float(0) + drawn.prompt_var * sps.norm.isf(half) ** 2
+        for var, df in drawn.seed_var:
+            width = width + var * sps.t.isf(half, df) ** 2
+        return np.sqrt(width)
+
+    low, high = np.full(target.shape, -300.0), np.zeros(target.shape)  # log10 p
+    with np.errstate(over="ignore", invalid="ignore"):  # quantiles near p = 1e-300 overflow
+        for _ in range(60):
+            mid = (low + high) / 2
+            inside = edge(mid) > target  # the estimate is inside the 1 - p interval: p is smaller
+            low, high = np.where(inside, mid, low), np.where(inside, high, mid)
+    p = 10.0 ** ((low + high) / 2)
+    spread = drawn.prompt_var + sum((var for var, _ in drawn.seed_var), np.zeros(target.shape))
+    return np.where(spread > 0, np.minimum(p, 1.0), np.where(target == 0, 1.0, 0.0))
 
 
 def _units(units: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -225,7 +250,6 @@ def _compare(grid: SeedPromptGrid, draws: _Draws, pairs: list[tuple[str, str]]) 
     get their own multipliers (conservative if seed numbers correlate the runs)."""
     boots: dict[tuple[str, str], tuple[float, np.ndarray, float]] = {}
     paired: dict[tuple[int, ...], list[tuple[str, str]]] = {}
-    n_clusters = grid.sizes.size
     for a, b in pairs:
         sa, sb = grid.seeds[a], grid.seeds[b]
         if sa == sb:
@@ -233,11 +257,11 @@ def _compare(grid: SeedPromptGrid, draws: _Draws, pairs: list[tuple[str, str]]) 
             continue
         xa, xb = grid.values[a][None], grid.values[b][None]
         sides = [(xa, draws.seeds[sa], 1.0), (xb, draws.seeds[sb], -1.0)]
-        drawn = _levels(sides, draws.prompts, n_clusters)
+        drawn = _levels(sides, draws.prompts, grid.sizes)
         boots[a, b] = float(drawn.point[0]), drawn.boot[0], float(_p_values(drawn)[0])
     for seed_set, group in paired.items():
         x = np.stack([grid.values[a] - grid.values[b] for a, b in group])  # [pairs, S, P]
-        drawn = _levels([(x, draws.seeds[seed_set], 1.0)], draws.prompts, n_clusters)
+        drawn = _levels([(x, draws.seeds[seed_set], 1.0)], draws.prompts, grid.sizes)
         p = _p_values(drawn)
         boots.update(
             {
