@@ -73,8 +73,9 @@ def summarise(
 
     With ``samples`` (``harness.report.compare.sample_summary`` of the judged samples), every
     ``winrate.<judge>`` and its interval is the hierarchical bootstrap's over seeds, clusters and
-    prompts, ``reward.<judge>`` is added beside it, and ``group`` (letters: variants sharing one
-    are tied at 95%) and ``rank_best``/``rank_worst`` (the 95% rank interval) are filled.
+    prompts, ``reward.<judge>`` is added beside it, and ``group`` (letters: two variants share one
+    exactly when Holm does not separate them) and ``rank_best``/``rank_worst`` (the 95% rank
+    interval) are filled.
     """
     suite_info = SuiteInfo.of(suite_info)
     judges, tasks = judges_of(long_df, suite_info), metric_suffixes(long_df, "capability_delta.")
