@@ -196,7 +196,8 @@ class SampleSummary:
     )
     rank_rule = (
         "the 95% range of a variant's rank over the bootstrap replicates (the same seeds, clusters"
-        " and prompts drawn for every variant)"
+        " and prompts drawn for every variant); marginal: each variant's on its own, not all"
+        " variants' at once"
     )
 
     def pairs(self, judge: str | None, metric: str) -> pd.DataFrame:
@@ -240,14 +241,19 @@ class SampleSummary:
 
 
 def estimates(samples: SampleTables, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
-    """Per variant, judge and metric the mean with its hierarchical-bootstrap 95% interval."""
+    """Per variant, judge and metric the mean with its hierarchical-bootstrap 95% interval; a
+    win-rate's interval is kept within [0, 1] (the seed level's t-scaled deviations can reach
+    past the bounds of a proportion near them)."""
     rows = []
     for judge in samples.judges:
         tbl = samples.prompts(judge)
         for variant, units in tbl.groupby("variant", sort=False):
             for metric in METRICS:
                 est = hierarchical_bootstrap(units, metric, n_boot, seed)
-                rows.append((variant, judge, metric, est.value, est.ci_low, est.ci_high, est.n))
+                low, high = est.ci_low, est.ci_high
+                if metric == "win":
+                    low, high = max(low, 0.0), min(high, 1.0)
+                rows.append((variant, judge, metric, est.value, low, high, est.n))
     columns = ["variant", "judge", "metric", "value", "ci_low", "ci_high", "n"]
     return pd.DataFrame(rows, columns=columns)
 
