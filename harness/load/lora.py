@@ -195,3 +195,67 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor] | None:
 def base_state_dict(model: Any) -> dict[str, torch.Tensor] | None:
     """The base weights (adapters left out) as a state dict; None without adapters."""
     return dict(merged_weights(model, merge=False)) if has_adapters(model) else None
+
+
+# --------------------------------------------------------------------------- before the run
+
+# the layers peft's LoRA adapts (a matched module of another kind fails the run at ``attach``)
+ADAPTABLE = ("Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D", "MultiheadAttention")
+SHOWN_NAMES = 10  # module names a problem lists
+
+
+def meta_model(config: Any) -> torch.nn.Module:
+    """The causal LM ``config`` describes, built on the ``meta`` device: its modules and their
+    names (and tied weights) without one weight's memory or a file read."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model: torch.nn.Module = AutoModelForCausalLM.from_config(config)
+    return model
+
+
+def target_problem(model: torch.nn.Module, spec: Lora) -> str | None:
+    """Why ``attach`` would fail on ``model`` (a ``meta_model`` will do) with ``spec``'s
+    ``target_modules``, or None: names no module's path is or ends with (as peft matches them),
+    names matching a module LoRA cannot adapt, a target whose weight another parameter shares.
+    ``'all-linear'`` always finds the model's linear layers."""
+    if isinstance(spec.target_modules, str):
+        return None
+    modules = {name: m for name, m in model.named_modules() if name}
+    adaptable = sorted(
+        {name.rpartition(".")[2] for name, m in modules.items() if type(m).__name__ in ADAPTABLE}
+    )
+    shown = ", ".join(adaptable[:SHOWN_NAMES]) + (", ..." if len(adaptable) > SHOWN_NAMES else "")
+    matched: dict[str, list[str]] = {
+        target: [name for name in modules if name == target or name.endswith(f".{target}")]
+        for target in spec.target_modules
+    }
+    unmatched = [target for target, names in matched.items() if not names]
+    if unmatched:
+        return (
+            f"no module of the policy matches {', '.join(map(repr, unmatched))}"
+            f" (its adaptable layers: {shown})"
+        )
+    for target, names in matched.items():
+        kinds = {type(modules[n]).__name__ for n in names} - set(ADAPTABLE)
+        if kinds:
+            return (
+                f"'{target}' matches a {', '.join(sorted(kinds))}, which LoRA cannot adapt;"
+                f" name its layers instead (the policy's adaptable layers: {shown})"
+            )
+    targeted = {
+        id(weight)
+        for names in matched.values()
+        for n in names
+        if isinstance(weight := getattr(modules[n], "weight", None), torch.nn.Parameter)
+    }
+    for name, param in model.named_parameters(remove_duplicate=False):
+        owner = name.rpartition(".")[0]
+        if id(param) in targeted and not any(
+            owner == n for names in matched.values() for n in names
+        ):
+            return (
+                f"a target's weight is shared with '{name}' (tied embeddings?); "
+                "leave that module out of target_modules"
+            )
+    return None

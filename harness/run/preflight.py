@@ -13,11 +13,17 @@ the local cache is used, the rest is reported missing at once.
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
 
+from harness.suite.lora import ALL_LINEAR
 from harness.suite.schema import DataSource, ModelRef, Suite
+from harness.suite.settings import Tracking
+from harness.world.config import world_dir
 
 HINT = (
     "No model or dataset hub here? `harness run suites/tiny.yaml` runs every method end to end "
@@ -31,11 +37,27 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 class PreflightError(RuntimeError):
-    def __init__(self, problems: list[str], offline_because: str | None = None) -> None:
+    """What keeps a suite from starting: ``problems``, models and datasets that cannot be had
+    (told with ``offline_because`` and ``HINT``), and ``setup``, fields whose values the runs
+    would fail on (LoRA targets the policy lacks, a tracking server that does not answer)."""
+
+    def __init__(
+        self,
+        problems: list[str],
+        offline_because: str | None = None,
+        setup: list[str] | None = None,
+    ) -> None:
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        why = f"\n{offline_because}" if offline_because else ""
-        super().__init__(f"cannot get what the suite names:\n{lines}{why}\n{HINT}")
+        self.setup = setup or []
+        parts = []
+        if problems:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            why = f"\n{offline_because}" if offline_because else ""
+            parts.append(f"cannot get what the suite names:\n{lines}{why}\n{HINT}")
+        if self.setup:
+            lines = "\n".join(f"  - {p}" for p in self.setup)
+            parts.append(f"the suite cannot start as set:\n{lines}")
+        super().__init__("\n".join(parts))
 
 
 def hub_endpoint() -> str:
@@ -93,6 +115,86 @@ def needs_hub(suite: Suite) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# a hub id, as the hub spells one: ``name`` or ``namespace/name``, each of letters, digits, '_',
+# '-' and '.', starting and ending with a letter, digit or '_', at most 96 characters; no '--' or
+# '..', no '.git' at the end
+_HUB_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_HUB_ID = re.compile(rf"(?:{_HUB_NAME}/)?{_HUB_NAME}")
+CONFIG_FILE = "config.json"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+)
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` could name a repository on the hub (never a URL or a path with '..')."""
+    return (
+        _HUB_ID.fullmatch(text) is not None
+        and "--" not in text
+        and ".." not in text
+        and not text.endswith(".git")
+    )
+
+
+def _folder_or_hub_id(field: str, given: str, folder: str) -> Path | str | None:
+    """The local folder ``given`` names, or None for a hub id; else why it is neither."""
+    path = Path(given).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        return f"{field} '{given}': a file, not {folder}"
+    if is_hub_id(given):
+        return None
+    return (
+        f"{field} '{given}': neither a hub id (name or namespace/name: letters, digits, '-', '_',"
+        " '.'; no '..', no URL) nor an existing local folder"
+    )
+
+
+def model_folder_problems(field: str, ref: ModelRef) -> list[str]:
+    """Why ``ref`` (the suite's ``field``, e.g. ``models.policy``) cannot be a model: a ``path``
+    that is neither a hub id nor an existing folder, a folder without a ``config.json``, weights
+    (``*.safetensors``, ``*.bin``) or a tokenizer (every model loads one, from ``tokenizer`` when
+    given); a ``tokenizer`` that is neither a hub id nor a folder holding one. Nothing is read
+    but the folders' listings."""
+    problems = []
+    found = _folder_or_hub_id(f"{field}.path", ref.path, f"a model folder (one with {CONFIG_FILE})")
+    if isinstance(found, str):
+        problems.append(found)
+    elif found is not None:
+        missing = []
+        if not (found / CONFIG_FILE).is_file():
+            missing.append(CONFIG_FILE)
+        if not any(next(found.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+            missing.append(f"weights ({', '.join(WEIGHT_PATTERNS)})")
+        if ref.tokenizer is None and not _has_tokenizer(found):
+            missing.append(f"a tokenizer ({', '.join(TOKENIZER_FILES)})")
+        if missing:
+            problems.append(
+                f"{field}.path '{ref.path}': not a model folder: no {', no '.join(missing)}"
+            )
+    if ref.tokenizer is not None:
+        tok = _folder_or_hub_id(f"{field}.tokenizer", ref.tokenizer, "a tokenizer folder")
+        if isinstance(tok, str):
+            problems.append(tok)
+        elif tok is not None and not _has_tokenizer(tok):
+            problems.append(
+                f"{field}.tokenizer '{ref.tokenizer}': no tokenizer in the folder"
+                f" (none of {', '.join(TOKENIZER_FILES)})"
+            )
+    return problems
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
 def check_model(role: str, ref: ModelRef) -> str | None:
@@ -157,10 +259,105 @@ def _maybe_cached_dataset(path: str) -> bool:
     ).exists()
 
 
+def tracking_problem(tracking: Tracking, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why the runs could not log to ``tracking.uri``, or None: an MLflow server (``http`` or
+    ``https``) that does not answer one request within ``timeout`` seconds (MLflow itself would
+    retry for minutes before its first run). Any HTTP answer counts as a server; file and
+    database stores, and the default (a file store in the suite's results), are not probed."""
+    uri = tracking.uri
+    if tracking.backend != "mlflow" or uri is None:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no credentials
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # a server answered, if not (or not yet) as MLflow
+    except (OSError, ValueError) as exc:  # refused, timed out, unknown host, malformed
+        reason = getattr(exc, "reason", None) or exc
+        why = str(reason).strip() or type(reason).__name__
+    return (
+        f"tracking.uri '{shown}': no MLflow server answered within {timeout:g} s ({why}); "
+        "start it, or leave tracking.uri out to log to a file store in the suite's results"
+    )
+
+
+def lora_problems(suite: Suite) -> list[str]:
+    """For each variant whose ``lora.target_modules`` names modules, why peft would refuse them
+    on the policy (``harness.load.lora.target_problem``), found on the policy built from its
+    config on the ``meta`` device: no weight is read. A policy whose config cannot be had here
+    (reported by the model checks) or that runs its own code is not looked at."""
+    named = [v for v in suite.methods if v.lora is not None and v.lora.target_modules != ALL_LINEAR]
+    if not named:
+        return []
+    config = _policy_config(suite)
+    if config is None:
+        return []
+    from harness.load.lora import meta_model, target_problem  # deferred: torch, transformers
+
+    model = meta_model(config)
+    problems = []
+    by_spec: dict[str, str | None] = {}
+    for variant in named:
+        assert variant.lora is not None
+        key = variant.lora.model_dump_json()
+        if key not in by_spec:
+            by_spec[key] = target_problem(model, variant.lora)
+        if (why := by_spec[key]) is not None:
+            given = variant.lora.target_modules
+            field = (
+                "train.lora.target_modules"
+                if suite.train.lora is not None and variant.lora == suite.train.lora
+                else f"variant '{variant.name}': lora.target_modules"
+            )
+            problems.append(f"{field} {list(given)}: {why}")
+    return problems
+
+
+def _policy_config(suite: Suite) -> Any:
+    """The policy's transformers config, or None when it cannot be had without running remote
+    code (or at all: the model checks say why)."""
+    from transformers import AutoConfig
+
+    if suite.world is not None:
+        built = world_dir(suite.world) / "policy"
+        if (built / CONFIG_FILE).is_file():
+            return AutoConfig.from_pretrained(built)
+        from harness.builder.trainer import llama_config  # the world's policy, not yet built
+
+        return llama_config(suite.world, cast(Any, _WorldVocab()))
+    assert suite.models is not None
+    ref = suite.models.policy
+    if ref.trust_remote_code:
+        return None
+    try:
+        return AutoConfig.from_pretrained(ref.path, revision=ref.revision)
+    except Exception:  # the model checks report what is wrong with it
+        return None
+
+
+class _WorldVocab:
+    """What ``llama_config`` reads of a tokenizer; module names do not depend on it."""
+
+    pad_token_id = 0
+    eos_token_id = 1
+
+    def __len__(self) -> int:
+        return 64
+
+
 def check(suite: Suite, offline_because: str | None = None) -> None:
     """Raise ``PreflightError`` listing every model and dataset that cannot be resolved
-    (``offline_because``: what ``decide_offline`` said, told with the problems)."""
+    (``offline_because``: what ``decide_offline`` said, told with the problems), every field the
+    runs would fail on (``tracking_problem``, ``lora_problems``) beside them."""
+    setup = [p for p in [tracking_problem(suite.tracking)] if p]
     if suite.models is None:
+        setup += lora_problems(suite)
+        if setup:
+            raise PreflightError([], offline_because, setup)
         return
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     m = suite.models
@@ -171,10 +368,24 @@ def check(suite: Suite, offline_because: str | None = None) -> None:
     }
     if m.reference is not None and m.reference != m.policy:
         roles["reference"] = m.reference
-    problems = [p for role, ref in roles.items() if (p := check_model(role, ref))]
+    fields = {
+        "policy": "models.policy",
+        "reward": "models.reward",
+        "reference": "models.reference",
+        **{f"judge '{k}'": f"models.judges.{k}" for k in m.judges},
+    }
+    problems: list[str] = []
+    for role, ref in roles.items():
+        if found := model_folder_problems(fields[role], ref):
+            problems += found
+        elif p := check_model(role, ref):
+            problems.append(p)
+    models_found = not problems
     sources = {"train_prompts": suite.data.train_prompts, "eval_prompts": suite.data.eval_prompts}
     if suite.data.preferences is not None:
         sources["preferences"] = suite.data.preferences
     problems += [p for role, src in sources.items() if (p := check_dataset(role, src))]
-    if problems:
-        raise PreflightError(problems, offline_because)
+    if models_found:
+        setup += lora_problems(suite)
+    if problems or setup:
+        raise PreflightError(problems, offline_because, setup)
