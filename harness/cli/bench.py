@@ -7,6 +7,7 @@ Exit codes: 0 written, 2 bad input or ours and TRL did different work (``WorkMis
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +61,9 @@ def bench(
     from harness.bench.run import run_bench  # deferred: transformers' model classes (~4 s)
 
     cfg = BenchConfig(steps, repeats, warmup, threads, batch_size, group_size, max_new_tokens)
+    problem = out_problem(out)
+    if problem is not None:
+        fail(problem, BAD_INPUT)
     err = stderr()
     try:
         report = run_bench(cfg, log=lambda line: err.print(f"[dim]{escape(line)}[/]"))
@@ -69,9 +73,29 @@ def bench(
         if debug:
             raise
         fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)", INTERNAL_ERROR)
-    json_path, md_path = write_report(report, out)
+    try:
+        json_path, md_path = write_report(report, out)
+    except OSError as exc:  # the folder changed while the bench ran
+        fail(f"--out: cannot write in {out} ({exc.strerror or exc})", BAD_INPUT)
     _print(report)
     stdout().print(f"wrote {json_path} and {md_path}")
+
+
+def out_problem(out: Path) -> str | None:
+    """Why ``bench.json`` and ``bench.md`` could not be written under ``out``, found before the
+    bench runs: a file in the way (``out`` or a folder above it), a folder that refuses a file.
+    Nothing is left behind."""
+    try:
+        existing = next(p for p in (out, *out.parents) if p.exists())
+        if not existing.is_dir():
+            return f"--out: {existing} is a file, not a directory"
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        return f"--out: cannot write in {out} ({exc.strerror or exc})"
+    for name in ("bench.json", "bench.md"):
+        if (out / name).is_dir():
+            return f"--out: {out / name} is a directory, where the report's file goes"
+    return None
 
 
 def _print(report: dict[str, Any]) -> None:

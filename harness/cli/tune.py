@@ -68,16 +68,13 @@ def choose(results_dir: Path, param: str, judge: str | None) -> tuple[str, list[
     and the best one (highest mean win-rate; the first in suite order on a tie)."""
     from harness.report.results import aggregate, read_table  # deferred: pandas
 
-    file = results_dir / "suite.json"
-    if not file.exists():
-        raise TuneError(f"{results_dir}: no suite.json (is this a results directory?)")
-    dump = json.loads(file.read_text())
+    judges, variants = read_suite_json(results_dir)
     long_df, _ = read_table(results_dir)
-    judge = selection_judge(list((dump.get("eval") or {}).get("judges") or []), judge)
+    judge = selection_judge(judges, judge)
     agg = aggregate(long_df[long_df["metric"] == f"winrate.{judge}"]).set_index("variant")
     by_method: dict[str, list[tuple[dict[str, Any], Trial]]] = {}
-    for variant in dump.get("methods") or []:
-        params, name = variant.get("params") or {}, variant["name"]
+    for variant in variants:
+        params, name = variant["params"], variant["name"]
         if param not in params or name not in agg.index:
             continue
         row = agg.loc[name]
@@ -87,6 +84,50 @@ def choose(results_dir: Path, param: str, judge: str | None) -> tuple[str, list[
     if not by_method:
         raise TuneError(f"{results_dir}: no finished variant sets '{param}'")
     return judge, [_choice(method, pairs, param) for method, pairs in by_method.items()]
+
+
+def read_suite_json(results_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The judges and variants of ``results_dir/suite.json``; ``TuneError`` naming the file and
+    what is wrong when it is missing, unreadable, not JSON, or not shaped as a suite's dump
+    (``eval.judges`` a list of names; ``methods`` a list of objects, each with a ``name`` and a
+    ``method`` and, if any, ``params`` an object)."""
+    file = results_dir / "suite.json"
+    if not file.is_file():
+        raise TuneError(f"{results_dir}: no suite.json (is this a results directory?)")
+    try:
+        dump = json.loads(file.read_bytes())
+    except OSError as exc:
+        raise TuneError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise TuneError(f"{file}: not JSON ({exc})") from None
+    if not isinstance(dump, dict):
+        raise TuneError(f"{file}: expected a JSON object (a suite), found {_kind(dump)}")
+    evaluation = dump.get("eval") or {}
+    judges = evaluation.get("judges") if isinstance(evaluation, dict) else None
+    if not isinstance(judges, list) or not all(isinstance(j, str) for j in judges):
+        raise TuneError(f"{file}: eval.judges: expected a list of judge names")
+    variants = dump.get("methods")
+    if not isinstance(variants, list):
+        raise TuneError(f"{file}: methods: expected a list of variants, found {_kind(variants)}")
+    checked = []
+    for i, variant in enumerate(variants):
+        if not isinstance(variant, dict):
+            raise TuneError(f"{file}: methods[{i}]: expected an object, found {_kind(variant)}")
+        for key in ("name", "method"):
+            if not isinstance(variant.get(key), str):
+                raise TuneError(f"{file}: methods[{i}].{key}: expected a string")
+        params = variant.get("params") or {}
+        if not isinstance(params, dict):
+            raise TuneError(f"{file}: methods[{i}].params: expected an object")
+        checked.append({**variant, "params": params})
+    return judges, checked
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "nothing"
+    return names.get(type(value), "a number" if isinstance(value, int | float) else "a value")
 
 
 def _choice(method: str, pairs: list[tuple[dict[str, Any], Trial]], param: str) -> Choice:

@@ -13,6 +13,7 @@ raises :class:`DataUnavailableError`, which names the source and says why.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import itertools
 import json
@@ -318,8 +319,8 @@ def _bounded_lines(stream: Any, source: str, most: int) -> Iterator[bytes | None
 
 
 def _decode_line(line: bytes) -> object:
-    try:
-        value = json.loads(line.decode("utf-8"))
+    try:  # a UTF-8 byte order mark (an editor's, or a concatenated file's) is no part of the JSON
+        value = json.loads(line.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return _MALFORMED
     if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):

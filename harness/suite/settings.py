@@ -48,7 +48,9 @@ class Tracking(Strict):
     )
     uri: str | None = Field(
         None,
-        description="MLflow tracking URI; default: a file store, mlruns/ in the suite's results.",
+        description="MLflow tracking URI; default: a file store, mlruns/ in the suite's results. "
+        "A relative path (mlruns, file:mlruns, sqlite:///mlflow.db) is placed in the suite's "
+        "results folder; an http(s) server is probed once before the runs start.",
     )
     experiment: str | None = Field(
         None, description="MLflow experiment or W&B project; default: the suite's name."
