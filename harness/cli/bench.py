@@ -58,12 +58,12 @@ def bench(
     debug: Debug = False,
 ) -> None:
     """Time our DPO, GRPO and reward-model training against TRL's on the same work."""
-    from harness.bench.run import run_bench  # deferred: transformers' model classes (~4 s)
-
-    cfg = BenchConfig(steps, repeats, warmup, threads, batch_size, group_size, max_new_tokens)
     problem = out_problem(out)
     if problem is not None:
         fail(problem, BAD_INPUT)
+    from harness.bench.run import run_bench  # deferred: transformers' model classes (~4 s)
+
+    cfg = BenchConfig(steps, repeats, warmup, threads, batch_size, group_size, max_new_tokens)
     err = stderr()
     try:
         report = run_bench(cfg, log=lambda line: err.print(f"[dim]{escape(line)}[/]"))

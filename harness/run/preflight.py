@@ -176,7 +176,7 @@ def model_folder_problems(field: str, ref: ModelRef) -> list[str]:
         if not any(next(found.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
             missing.append(f"weights ({', '.join(WEIGHT_PATTERNS)})")
         if ref.tokenizer is None and not _has_tokenizer(found):
-            missing.append(f"a tokenizer ({', '.join(TOKENIZER_FILES)})")
+            missing.append(f"tokenizer (none of {', '.join(TOKENIZER_FILES)})")
         if missing:
             problems.append(
                 f"{field}.path '{ref.path}': not a model folder: no {', no '.join(missing)}"
