@@ -35,10 +35,10 @@ from harness.cli.common import (
 from harness.core.errors import InputError
 from harness.load.data import data_issues
 from harness.run.cluster import check_before_start
-from harness.run.preflight import PreflightError, decide_offline
+from harness.run.preflight import PreflightError, decide_offline, model_reasons, suite_models
 from harness.run.preflight import check as preflight_check
 from harness.suite.checkpoints import checkpoint_rounds
-from harness.suite.loader import SuiteError, load_suite
+from harness.suite.loader import SpecIssue, SuiteError, load_suite
 from harness.suite.runs import check_only
 from harness.suite.schema import Suite
 from harness.world.card import load as load_card
@@ -95,6 +95,11 @@ def load_or_exit(path: Path, overrides: list[str] | None, debug: bool) -> Suite:
     try:
         suite = load_suite(path, overrides or [])
         issues = data_issues(suite, str(path))  # each local data file read through, as runs will
+        issues += [  # each model path a hub id or a model folder (their listings only)
+            SpecIssue(str(path), f"{field}.{sub}", given, why)
+            for field, ref in suite_models(suite).items()
+            for sub, given, why in model_reasons(ref)
+        ]
         if issues:
             raise SuiteError(issues)
         return suite

@@ -144,31 +144,32 @@ def is_hub_id(text: str) -> bool:
     )
 
 
-def _folder_or_hub_id(field: str, given: str, folder: str) -> Path | str | None:
+def _folder_or_hub_id(given: str, folder: str) -> Path | str | None:
     """The local folder ``given`` names, or None for a hub id; else why it is neither."""
     path = Path(given).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        return f"{field} '{given}': a file, not {folder}"
+        return f"a file, not {folder}"
     if is_hub_id(given):
         return None
     return (
-        f"{field} '{given}': neither a hub id (name or namespace/name: letters, digits, '-', '_',"
-        " '.'; no '..', no URL) nor an existing local folder"
+        "neither a hub id (name or namespace/name: letters, digits, '-', '_', '.'; no '..', no"
+        " URL) nor an existing local folder"
     )
 
 
-def model_folder_problems(field: str, ref: ModelRef) -> list[str]:
-    """Why ``ref`` (the suite's ``field``, e.g. ``models.policy``) cannot be a model: a ``path``
-    that is neither a hub id nor an existing folder, a folder without a ``config.json``, weights
-    (``*.safetensors``, ``*.bin``) or a tokenizer (every model loads one, from ``tokenizer`` when
-    given); a ``tokenizer`` that is neither a hub id nor a folder holding one. Nothing is read
-    but the folders' listings."""
-    problems = []
-    found = _folder_or_hub_id(f"{field}.path", ref.path, f"a model folder (one with {CONFIG_FILE})")
+def model_reasons(ref: ModelRef) -> list[tuple[str, str, str]]:
+    """``(field, given, why)`` for each reason ``ref`` cannot be a model, ``field`` relative to
+    the model's (``path`` or ``tokenizer``): a ``path`` that is neither a hub id nor an existing
+    folder, a folder without a ``config.json``, weights (``*.safetensors``, ``*.bin``) or a
+    tokenizer (every model loads one, from ``tokenizer`` when given); a ``tokenizer`` that is
+    neither a hub id nor a folder holding one. Nothing is read but the folders' listings, so
+    ``validate`` asks it too."""
+    reasons = []
+    found = _folder_or_hub_id(ref.path, f"a model folder (one with {CONFIG_FILE})")
     if isinstance(found, str):
-        problems.append(found)
+        reasons.append(("path", ref.path, found))
     elif found is not None:
         missing = []
         if not (found / CONFIG_FILE).is_file():
@@ -178,19 +179,31 @@ def model_folder_problems(field: str, ref: ModelRef) -> list[str]:
         if ref.tokenizer is None and not _has_tokenizer(found):
             missing.append(f"tokenizer (none of {', '.join(TOKENIZER_FILES)})")
         if missing:
-            problems.append(
-                f"{field}.path '{ref.path}': not a model folder: no {', no '.join(missing)}"
-            )
+            reasons.append(("path", ref.path, f"not a model folder: no {', no '.join(missing)}"))
     if ref.tokenizer is not None:
-        tok = _folder_or_hub_id(f"{field}.tokenizer", ref.tokenizer, "a tokenizer folder")
+        tok = _folder_or_hub_id(ref.tokenizer, "a tokenizer folder")
         if isinstance(tok, str):
-            problems.append(tok)
+            reasons.append(("tokenizer", ref.tokenizer, tok))
         elif tok is not None and not _has_tokenizer(tok):
-            problems.append(
-                f"{field}.tokenizer '{ref.tokenizer}': no tokenizer in the folder"
-                f" (none of {', '.join(TOKENIZER_FILES)})"
-            )
-    return problems
+            why = f"no tokenizer in the folder (none of {', '.join(TOKENIZER_FILES)})"
+            reasons.append(("tokenizer", ref.tokenizer, why))
+    return reasons
+
+
+def model_folder_problems(field: str, ref: ModelRef) -> list[str]:
+    """``model_reasons`` of ``ref``, the suite's ``field`` (e.g. ``models.policy``), as lines."""
+    return [f"{field}.{sub} '{given}': {why}" for sub, given, why in model_reasons(ref)]
+
+
+def suite_models(suite: Suite) -> dict[str, ModelRef]:
+    """The models a hub suite names, by field (``models.policy``, ``models.judges.<name>``...)."""
+    if suite.models is None:
+        return {}
+    m = suite.models
+    found = {"models.policy": m.policy, "models.reward": m.reward}
+    if m.reference is not None and m.reference != m.policy:  # the policy itself, by default
+        found["models.reference"] = m.reference
+    return found | {f"models.judges.{k}": v for k, v in m.judges.items()}
 
 
 def _has_tokenizer(folder: Path) -> bool:

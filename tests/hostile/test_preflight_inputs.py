@@ -89,7 +89,7 @@ def test_a_url_as_the_policy_is_no_hub_id(tmp_path: Path) -> None:
     url = "https://huggingface.co/gpt2"
     code, out = invoke(run_args(models_suite(tmp_path, url), tmp_path))
     assert code == 2, out
-    assert f"models.policy.path '{url}'" in out
+    assert "models.policy.path: neither a hub id" in out and f"(given: {url})" in out
     assert "neither a hub id" in out and "nor an existing local folder" in out
     assert not (tmp_path / "results").exists()
 
@@ -101,7 +101,7 @@ def test_a_path_climbing_out_is_no_hub_id(tmp_path: Path) -> None:
         run_args(models_suite(tmp_path, str(SHIPPED / "policy"), "../../x"), tmp_path)
     )
     assert code == 2, out
-    assert "models.reward.path '../../x': neither a hub id" in out
+    assert "models.reward.path: neither a hub id" in out and "(given: ../../x)" in out
 
 
 @pytest.mark.parametrize("good", ["gpt2", "org/name", "EleutherAI/pythia-70m", "a_b/c.d-e"])
@@ -138,7 +138,8 @@ def test_an_empty_folder_is_no_model(tmp_path: Path) -> None:
     empty.mkdir()
     code, out = invoke(run_args(models_suite(tmp_path, str(empty)), tmp_path))
     assert code == 2, out
-    assert f"models.policy.path '{empty}': not a model folder: no config.json" in out
+    assert "models.policy.path: not a model folder: no config.json" in out
+    assert f"(given: {empty})" in out
     assert "no weights (*.safetensors, *.bin)" in out and "no tokenizer" in out
 
 
@@ -189,7 +190,8 @@ def test_a_file_as_a_model(tmp_path: Path) -> None:
     suite.write_text(text.replace("eval: {judges: [proxy]}", "eval: {judges: [proxy, other]}"))
     code, out = invoke(run_args(suite, tmp_path))
     assert code == 2, out
-    assert f"models.judges.other.path '{weights}': a file, not a model folder" in out
+    assert "models.judges.other.path: a file, not a model folder" in out
+    assert f"(given: {weights})" in out
 
 
 # --------------------------------------------------------------------------- LoRA targets
@@ -353,3 +355,21 @@ def test_a_byte_order_mark_does_not_drop_the_first_record(tmp_path: Path) -> Non
 def _no_leftover(tmp_path: Path) -> Iterator[None]:
     yield
     assert not list(tmp_path.glob("**/*.partial-*"))
+
+
+def test_validate_names_model_paths_that_cannot_be_models() -> None:
+    """`harness validate` (not only `run`) refuses a URL as the policy and `/etc` as the reward,
+    exit 2 naming `models.policy.path` and `models.reward.path`, each once (the reference is the
+    policy itself and is not named twice); the listings are all it reads."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    hh = str(Path(__file__).resolve().parents[2] / "suites" / "hh.yaml")
+    args = ["validate", hh, "-o", "models.policy.path=https://x.example/m"]
+    result = CliRunner().invoke(app, [*args, "-o", "models.reward.path=/etc"])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert out.count("models.policy.path: neither a hub id") == 1
+    assert "models.reward.path: not a model folder: no config.json" in out
+    assert "models.reference" not in out and "Traceback" not in out
