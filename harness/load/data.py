@@ -321,7 +321,7 @@ def _bounded_lines(stream: Any, source: str, most: int) -> Iterator[bytes | None
 def _decode_line(line: bytes) -> object:
     try:  # a UTF-8 byte order mark (an editor's, or a concatenated file's) is no part of the JSON
         value = json.loads(line.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, or a number of 4,300+ digits
         return _MALFORMED
     if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         return _MALFORMED

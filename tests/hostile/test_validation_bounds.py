@@ -190,3 +190,14 @@ def test_validate_names_a_deep_only_file(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "data.train_prompts" in result.stderr and "malformed_record 1" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_number_of_5000_digits_is_a_malformed_record(tmp_path: Path) -> None:
+    """A record holding a 5,000-digit number (beyond Python's 4,300-digit conversion limit) is
+    dropped as malformed, not an internal error: the file's other record is kept."""
+    from harness.load.data import load_prompts_file
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "hi", "n": ' + "9" * 5000 + '}\n{"prompt": "ok"}\n')
+    _, report = load_prompts_file(str(path), "prompt", None)
+    assert report.kept == 1 and report.dropped.get("malformed_record") == 1
