@@ -154,7 +154,7 @@ def test_preflight_never_runs_remote_code(monkeypatch) -> None:  # type: ignore[
 def test_a_rerun_with_a_subset_keeps_every_earlier_run(tmp_path: Path) -> None:
     from harness.core.errors import InputError
     from harness.report.results import load_results, merged_suite, write_tables
-    from tests.test_results import SUITE_JSON, write_results_dir
+    from tests.report.test_results import SUITE_JSON, write_results_dir
 
     out = write_results_dir(tmp_path)  # 3 variants x seeds 0, 1
     subset = {**SUITE_JSON, "seeds": [0], "methods": SUITE_JSON["methods"][:1]}
@@ -172,7 +172,7 @@ def test_a_rerun_with_a_subset_keeps_every_earlier_run(tmp_path: Path) -> None:
 
 def test_a_corrupt_run_file_is_named_set_aside_and_redone(tmp_path: Path) -> None:
     from harness.report.results import read_run_files
-    from tests.test_results import write_results_dir
+    from tests.report.test_results import write_results_dir
 
     out = write_results_dir(tmp_path)
     before = [r for _, r in read_run_files(out / "runs", print)]

@@ -31,7 +31,8 @@ down to 0.05 / pairs). Each level contributes its own share, as a deviation from
 
 Intervals are percentiles of the replicates; p-values are studentised (``_p_values``: the levels'
 variances on a t distribution), so Holm's decisions do not move with the bootstrap's seed.
-Coverage, false-positive rates and the gate's error rates are measured in ``tests/test_stats.py``.
+Coverage, false-positive rates and the gate's error rates are measured in
+``tests/stats/test_stats.py``.
 """
 
 from __future__ import annotations

@@ -390,7 +390,7 @@ OUT = [
 
 def _results(runs: dict[str, str], suite: str | None = None) -> Callable[[Path], list[str]]:
     def setup(tmp: Path) -> list[str]:
-        from tests.test_results import write_results_dir
+        from tests.report.test_results import write_results_dir
 
         out = write_results_dir(tmp / "res", results=[])
         for name, text in runs.items():
@@ -452,7 +452,7 @@ RESULTS = [
 def _tables(tmp: Path) -> tuple[Path, Path]:
     """A baseline and a candidate results dir (tables written, suite.json beside each)."""
     from harness.report.results import write_tables
-    from tests.test_results import load_results, write_results_dir
+    from tests.report.test_results import load_results, write_results_dir
 
     paths = []
     for name in ("base", "cand"):

@@ -28,7 +28,7 @@ from harness.cli.main import app
 from harness.core.errors import InputError
 from harness.core.files import folder_lock, remove_temporaries, write_atomic, write_atomic_with
 from harness.suite.runs import MetricRow, RunFileError, RunResult, RunSpec
-from tests.test_results import SUITE_JSON, make_result, make_results, write_results_dir
+from tests.report.test_results import SUITE_JSON, make_result, make_results, write_results_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "suites" / "tiny.yaml"

@@ -12,9 +12,9 @@ from harness.cli.main import app
 from methods import REGISTRY
 from methods.rrhf import RRHFParams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "suites" / "tiny.yaml")
-BROKEN = sorted((Path(__file__).parent / "suites").glob("*.yaml"))
+BROKEN = sorted((Path(__file__).parents[1] / "suites").glob("*.yaml"))
 
 
 def invoke(*args: str):

@@ -30,7 +30,7 @@ from harness.load.data import (
 from harness.load.hub import load_pairs_hub, load_prompts_hub
 from methods.base import PreferencePair
 
-REAL_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
+REAL_HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf"
 REAL_HH_TEST = REAL_HH / "harmless-base-test.jsonl.gz"
 REAL_HH_RECORDS = 2312
 

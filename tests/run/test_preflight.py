@@ -17,7 +17,7 @@ import pytest
 
 from harness.run import preflight
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Hub(http.server.BaseHTTPRequestHandler):

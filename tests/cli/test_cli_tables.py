@@ -15,7 +15,7 @@ from harness.cli.main import app as harness_app
 from harness.cli.results import register
 from harness.report.leaderboard import summarise_dir, table_cells
 from harness.report.results import load_suite_info, read_table
-from tests.test_results import write_results_dir
+from tests.report.test_results import write_results_dir
 
 HEADERS = ["rank", "variant", "win-rate gold (primary)", "reward gold", "KL", "wall s", "tokens"]
 ROW = ["1", "best_of_n (n=8)", "0.681 [0.600, 0.765]", "-0.123", "1.20", "123.4", "1234567"]

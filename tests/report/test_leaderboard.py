@@ -1,7 +1,7 @@
 """The leaderboard: summary by hand, golden ``leaderboard.md``, self-contained HTML, the CLI.
 
 Regenerate the golden file after an intended change with
-``UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py`` and review its diff.
+``UPDATE_GOLDEN=1 pytest tests/report/test_leaderboard.py`` and review its diff.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from harness.report.leaderboard import markdown, summarise, write_leaderboard
 from harness.report.results import SuiteInfo, judges_ranked, load_suite_info, read_table
 from harness.report.summary import Summary
 from harness.report.tables import long_table
+from tests.report.test_results import SUITE_JSON, make_results, write_results_dir
 from tests.sampled import write_sampled_dir
-from tests.test_results import SUITE_JSON, make_results, write_results_dir
 
-GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
+GOLDEN = Path(__file__).parents[1] / "golden" / "leaderboard.md"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -263,7 +263,7 @@ def test_cli_bad_input_exits_2(tmp_path: Path, case: str) -> None:
 
 # --- with every judged sample -----------------------------------------------------------------
 
-# "a" and "b" drawn alike, "c" shifted up (tests/test_compare.py has the same planted difference)
+# "a" and "b" drawn alike, "c" shifted up (test_compare.py has the same planted difference)
 SHIFTS = {"a": 0.0, "b": 0.0, "c": 0.6}
 DESIGN = {"seeds": (0, 1, 2, 3), "n_prompts": 96, "n_clusters": 12, "k": 4, "seed_sd": 0.02}
 

@@ -17,8 +17,8 @@ from harness.cli.results import register
 from harness.report.gate import GateInputError, check
 from harness.report.results import write_tables
 from harness.report.tables import long_table
+from tests.report.test_results import SUITE_JSON, load_results, make_results, write_results_dir
 from tests.sampled import PROVENANCE, write_sampled_dir
-from tests.test_results import SUITE_JSON, load_results, make_results, write_results_dir
 
 
 def invoke(*args: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_results import write_results_dir
+from tests.report.test_results import write_results_dir
 
 HEAVY = ("torch", "ray", "transformers", "lm_eval", "vllm", "peft")
 

@@ -17,7 +17,7 @@ from harness.suite.resolve import resolve
 from harness.suite.runs import MetricRow, RunResult, expand
 from harness.suite.settings import Tracking
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "suites" / "tiny.yaml"
 HASH = "ab" * 32
 

@@ -14,9 +14,9 @@ from methods import REGISTRY
 from methods.dpo import DPOParams
 from methods.rrhf import RRHFParams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "suites" / "tiny.yaml"
-BROKEN = sorted((Path(__file__).parent / "suites").glob("*.yaml"))
+BROKEN = sorted((Path(__file__).parents[1] / "suites").glob("*.yaml"))
 
 
 def expectations(path: Path) -> list[tuple[str, str]]:
@@ -159,7 +159,7 @@ def test_broken_suite_names_each_field(path: Path) -> None:
 
 
 def test_several_errors_are_all_listed() -> None:
-    path = Path(__file__).parent / "suites" / "several_errors.yaml"
+    path = Path(__file__).parents[1] / "suites" / "several_errors.yaml"
     assert len(issues_of(path)) == 4
 
 

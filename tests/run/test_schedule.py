@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from harness.cli.main import app
 from harness.suite.runs import RunResult
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "suites" / "tiny.yaml"
 # Small and quick: no lm-eval, few eval prompts, a short budget.
 QUICK = [

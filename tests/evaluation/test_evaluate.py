@@ -33,7 +33,7 @@ from harness.suite.runs import MetricRow
 from methods.best_of_n import best_of_n_kl
 from tests.conftest import load_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- statistics
 

@@ -16,7 +16,7 @@ from harness.report.curves import ANSWERS_FILE, CURVES_FILE, load_curves, write_
 from harness.report.leaderboard import html_page, markdown, summarise
 from harness.report.results import SuiteInfo, read_table, write_tables
 from harness.suite.runs import RunResult
-from tests.test_results import SUITE_JSON, make_results
+from tests.report.test_results import SUITE_JSON, make_results
 
 PROMPTS = 40
 GOLD = {"ppo": [0.0, 0.5, 1.0, 0.4, -0.2], "dpo": [0.0, 0.2, 0.4, 0.5, 0.6]}  # per round
