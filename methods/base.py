@@ -77,8 +77,7 @@ class Costs:
 
     The token counters are the compute ledger (``harness.core.ledger`` prices them in
     FLOPs); each is charged in one place, never by a method itself, and counts real tokens
-    (attention-mask ones,
-    not padding):
+    (attention-mask ones, not padding):
 
     - ``forward_tokens``: through a forward pass without gradients: log-probs of the policy (and
       its value head) and of the reference, and the prompts a generation prefills; charged by

@@ -97,7 +97,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = tmp.with_suffix(".old")
+    old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # a kill leaves a TEMPORARY
     if path.exists():
         path.rename(old)
     tmp.rename(path)

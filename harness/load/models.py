@@ -50,17 +50,21 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return tok
 
 
-def load_policy(ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
-    """(causal LM on ``device``, its tokenizer) for any ``AutoModelForCausalLM``."""
+def _pretrained(auto_class: Any, ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
+    """``auto_class.from_pretrained`` of ``ref`` on ``device`` in its dtype, and its tokenizer."""
     _quiet_transformers()
-    model: Any = AutoModelForCausalLM.from_pretrained(
+    model: Any = auto_class.from_pretrained(
         ref.path,
         revision=ref.revision,
         dtype=torch_dtype(ref, device),
         trust_remote_code=ref.trust_remote_code,
     )
-    model = model.to(device)
-    tokenizer = load_tokenizer(ref)
+    return model.to(device), load_tokenizer(ref)
+
+
+def load_policy(ref: ModelRef, device: torch.device) -> tuple[Any, Any]:
+    """(causal LM on ``device``, its tokenizer) for any ``AutoModelForCausalLM``."""
+    model, tokenizer = _pretrained(AutoModelForCausalLM, ref, device)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -74,15 +78,7 @@ def load_reward(
 ) -> RewardModel:
     """A frozen ``AutoModelForSequenceClassification`` that scores text with its own tokenizer;
     ``prompt_map`` (``SuiteData.hh_prompts``) gives it the HH text of a chat-templated prompt."""
-    _quiet_transformers()
-    model: Any = AutoModelForSequenceClassification.from_pretrained(
-        ref.path,
-        revision=ref.revision,
-        dtype=torch_dtype(ref, device),
-        trust_remote_code=ref.trust_remote_code,
-    )
-    model = model.to(device)
-    tokenizer = load_tokenizer(ref)
+    model, tokenizer = _pretrained(AutoModelForSequenceClassification, ref, device)
     # The classifier pools at the last token that is not config.pad_token_id, and texts are padded
     # with the tokenizer's pad: they must agree (a checkpoint may name another id, e.g. Llama's
     # <unk> 0 beside a tokenizer padding with EOS), or a padded text is scored at a pad position.

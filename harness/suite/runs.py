@@ -72,12 +72,10 @@ class RunResult:
     attempts: int = 1
     rounds: list[dict[str, float]] = field(default_factory=list)  # per round: means of its steps
     samples: dict[str, list[Any]] = field(default_factory=dict)  # every judged sample, columns
-    # the policy evaluated during training (harness.evaluation.checkpoints); absent from older run
-    # files
+    # the policy evaluated during training (harness.evaluation.checkpoints); older files lack it
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    bon_curve: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # best-of-n per n (harness.evaluation.bon)
+    # best-of-n per n (harness.evaluation.bon)
+    bon_curve: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of(cls, spec: RunSpec, status: str, **fields: Any) -> RunResult:
