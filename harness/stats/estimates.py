@@ -204,6 +204,31 @@ class VarianceComponents:
     cluster: float = 0.0
     n_clusters: int = 0  # 0: every prompt its own cluster
 
+    def prompt_var(self, n_prompts: int | None = None) -> float:
+        """The cluster/prompt level's variance of a paired difference of two variants on
+        ``n_prompts`` (default: the table's) prompts, ``2 (cluster / C + interaction / P)``: what
+        every seed of a variant repeats, so per-seed values cannot show it."""
+        n_prompts = n_prompts or self.n_prompts
+        n_clusters = min(self.n_clusters or n_prompts, n_prompts)
+        return 2 * (self.cluster / n_clusters + self.interaction / n_prompts)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """As stored beside a table (``from_dict`` reads it back)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VarianceComponents:
+        """``to_dict``'s mapping back; ``ValueError`` naming what is missing or wrong."""
+        try:
+            values = {k: data[k] for k in cls.__dataclass_fields__}
+            ints = {"n_seeds", "n_prompts", "n_clusters"}
+            parsed = {k: int(v) if k in ints else float(v) for k, v in values.items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a set of variance components ({exc})") from None
+        if any(v < 0 or not math.isfinite(v) for v in parsed.values()):
+            raise ValueError(f"variance components must be finite and >= 0: {parsed}")
+        return cls(**parsed)  # type: ignore[arg-type]
+
     def min_detectable(self, n_seeds: int, n_prompts: int, alpha: float, power: float) -> float:
         """Smallest true difference of two variants that ``n_seeds`` x ``n_prompts`` detects with
         ``power`` at two-sided level ``alpha`` (normal approximation)::

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Literal
 
@@ -48,14 +48,23 @@ import pandas as pd
 from scipy import stats as sps
 
 from harness.core.rules import DEFAULT_TOLERANCE, is_regression
-from harness.stats.estimates import ArrayLike, Estimate, SeedPromptGrid, seed_prompt_grid
+from harness.stats.estimates import (
+    ArrayLike,
+    Estimate,
+    SeedPromptGrid,
+    VarianceComponents,
+    seed_prompt_grid,
+)
 
 
 @dataclass(frozen=True)
 class Comparison:
     """Variant A against variant B on the same prompts (and seeds): ``diff = a - b`` (their means)
-    with a 95% hierarchical-bootstrap interval and a two-sided bootstrap p-value, over ``n``
-    paired (seed, prompt) units."""
+    with a 95% hierarchical-bootstrap interval and a two-sided p-value (``_p_values``), over ``n``
+    paired (seed, prompt) units. ``seed_level`` says where the between-run variance came from:
+    ``"measured"`` (every side with 2+ seeds), ``"borrowed from ..."`` (a side with one seed, see
+    ``Borrowed``), or ``"none"``: a side with one seed and nothing to borrow, so the interval
+    holds the prompts' variance only and says nothing about another training run."""
 
     a: float
     b: float
@@ -64,6 +73,44 @@ class Comparison:
     ci_high: float
     p_value: float
     n: int
+    seed_level: str = "measured"
+
+
+@dataclass(frozen=True)
+class Borrowed:
+    """The between-run variance lent to a side with one seed, which cannot measure its own: the
+    variance ``var`` of one run's mean (``seed + noise / P``: a training run's offset and its
+    prompts' noise), the seed x prompt ``noise`` of one prompt's value (taken out of the prompt
+    level, which would otherwise count it twice), the degrees of freedom ``df`` of the estimate
+    (the lender's seeds - 1) and where it came from. Arrays ``[R]`` or numbers."""
+
+    var: np.ndarray | float
+    noise: np.ndarray | float
+    df: int
+    source: str
+
+
+def lent_by_components(vc: VarianceComponents, n_prompts: int, source: str) -> Borrowed | None:
+    """What stored variance components (``harness.stats.estimates.VarianceComponents``, of a run
+    of ``vc.n_seeds`` seeds) lend a one-seed side judged on ``n_prompts`` prompts: one run's
+    mean varies by ``seed + noise / P``; None when they were measured on fewer than 2 seeds."""
+    if vc.n_seeds < 2:
+        return None
+    return Borrowed(vc.seed + vc.noise / n_prompts, vc.noise, vc.n_seeds - 1, source)
+
+
+def lent_by(x: np.ndarray, source: str) -> Borrowed | None:
+    """What a side of 2+ seeds ``x [R, S, P]`` (or ``[S, P]``) lends a one-seed side on the same
+    prompts: the variance of its per-seed means and its two-way residual noise; None with one
+    seed."""
+    x = x if x.ndim == 3 else x[None]
+    n_seeds, n_prompts = x.shape[-2:]
+    if n_seeds < 2:
+        return None
+    rows, cols = x.mean(-1), x.mean(-2)  # [R, S], [R, P]
+    resid = x - rows[..., None] - cols[..., None, :] + rows.mean(-1)[:, None, None]
+    noise = (resid**2).sum((-2, -1)) / max((n_seeds - 1) * (n_prompts - 1), 1)
+    return Borrowed(rows.var(-1, ddof=1), noise, n_seeds - 1, source)
 
 
 # --------------------------------------------------------------------------- the bootstrap
@@ -73,6 +120,7 @@ class Comparison:
 class _Draws:
     prompts: np.ndarray  # [B, P] weights of the prompt columns in each replicate
     seeds: dict[tuple[int, ...], np.ndarray]  # seed set -> [B, S] multipliers (_seed_weights)
+    lone: np.ndarray  # [2, B] uniforms: a borrowed seed level's t quantiles, per side
 
 
 def _counts(index: np.ndarray, n: int) -> np.ndarray:
@@ -114,10 +162,11 @@ def _draw(grid: SeedPromptGrid, n_boot: int, seed: int) -> _Draws:
     seeds: dict[tuple[int, ...], np.ndarray] = {}
     for seed_set in dict.fromkeys(grid.seeds.values()):
         seeds[seed_set] = _seed_weights(rng, len(seed_set), n_boot)
-    return _Draws(prompts, seeds)
+    return _Draws(prompts, seeds, rng.random((2, n_boot)))
 
 
 Side = tuple[np.ndarray, np.ndarray, float]  # values [R, S, P], seed weights [B, S], sign
+Lent = tuple[Borrowed, np.ndarray]  # what a one-seed side borrows, uniforms [B] for its t draws
 
 
 @dataclass(frozen=True)
@@ -130,26 +179,45 @@ class _Boot:
     prompt_var: np.ndarray  # [R] the cluster/prompt level's variance, computed (``_prompt_var``)
 
 
-def _replicates(sides: list[Side], prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _replicates(
+    sides: list[Side], prompts: np.ndarray, lent: Sequence[Lent | None] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Point estimate ``[R]`` and bootstrap replicates ``[R, B]`` of ``sum_i sign_i mean(x_i)``,
     for ``R`` tables at once. One side: a variant, or the (seed, prompt) differences of two
-    variants paired by seed; two sides: two variants whose seeds are not paired."""
-    drawn = _levels(sides, prompts)
+    variants paired by seed; two sides: two variants whose seeds are not paired. ``lent[i]``:
+    the between-run variance side ``i`` borrows when it has one seed (``Borrowed``)."""
+    drawn = _levels(sides, prompts, lent=lent)
     return drawn.point, drawn.boot
 
 
-def _levels(sides: list[Side], prompts: np.ndarray, sizes: np.ndarray | None = None) -> _Boot:
-    """``_replicates``, keeping each level's variance (for ``_p_values``)."""
+def _levels(
+    sides: list[Side],
+    prompts: np.ndarray,
+    sizes: np.ndarray | None = None,
+    lent: Sequence[Lent | None] = (),
+) -> _Boot:
+    """``_replicates``, keeping each level's variance (for ``_p_values``). A side with one seed
+    and a ``lent`` variance gets a seed level of its own: ``sqrt(var) * t_df`` per replicate
+    (``var`` on ``df`` degrees of freedom), with its ``noise / P`` taken out of the prompt
+    level; without one its seed level is absent."""
     n_reps, (n_boot, n_prompts) = sides[0][0].shape[0], prompts.shape
     point, noise = np.zeros(n_reps), np.zeros(n_reps)  # [R], [R]
     seed_dev, columns = np.zeros((n_reps, n_boot)), np.zeros((n_reps, n_prompts))  # seed-averaged
     seed_var: list[tuple[np.ndarray, int]] = []
-    for x, weights, sign in sides:
+    for i, (x, weights, sign) in enumerate(sides):
         n_seeds = x.shape[-2]
         rows, cols = x.mean(-1), x.mean(-2)  # [R, S], [R, P]
         mean = rows.mean(-1)  # [R]
         point, columns = point + sign * mean, columns + sign * cols
         if n_seeds == 1:
+            borrowed = lent[i] if i < len(lent) else None
+            if borrowed is not None:
+                lender, uniforms = borrowed
+                var = np.broadcast_to(np.asarray(lender.var, dtype=np.float64), (n_reps,))
+                seed_var.append((var, lender.df))
+                t = sps.t.ppf(uniforms, lender.df)  # [B]
+                seed_dev = seed_dev + sign * np.sqrt(var)[:, None] * t[None, :]
+                noise = noise + np.asarray(lender.noise, dtype=np.float64) / n_prompts
             continue
         seed_var.append((rows.var(-1, ddof=1) / n_seeds, n_seeds - 1))
         seed_dev = seed_dev + sign * (rows - mean[:, None]) @ weights.T  # [R, B]
@@ -198,24 +266,78 @@ def _p_values(drawn: _Boot) -> np.ndarray:
     exactly where Holm decides (its first step over 28 pairs needs p < 0.0018), and could not go
     below ``1 / (B + 1)``; these exist at every size of family. No spread at all: 1 for no
     difference, else 0. Found by bisection on ``log10 p`` (the edge falls as ``p`` grows)."""
-    target = np.abs(drawn.point)  # [R]
+    return studentised_p(drawn.point, drawn.prompt_var, drawn.seed_var)
 
-    def edge(log_p: np.ndarray) -> np.ndarray:  # [R] half-width of the 1 - p interval
-        half = 10.0**log_p / 2
-        width = float(0) + drawn.prompt_var * sps.norm.isf(half) ** 2
-        for var, df in drawn.seed_var:
-            width = width + var * sps.t.isf(half, df) ** 2
-        return np.sqrt(width)
 
+def half_width(
+    prompt_var: np.ndarray,
+    seed_var: Sequence[tuple[np.ndarray, int]],
+    p: np.ndarray | float = 0.05,
+) -> np.ndarray:
+    """The half-width ``[R]`` of the ``1 - p`` interval whose levels are ``prompt_var`` (on the
+    normal) and each ``(s^2/S, S - 1)`` of ``seed_var`` (on t): ``_p_values``' edge."""
+    half = p / 2
+    width = np.asarray(prompt_var, dtype=np.float64) * sps.norm.isf(half) ** 2
+    for var, df in seed_var:
+        width = width + np.asarray(var) * sps.t.isf(half, df) ** 2
+    return np.sqrt(width)
+
+
+def studentised_p(
+    point: np.ndarray, prompt_var: np.ndarray, seed_var: Sequence[tuple[np.ndarray, int]]
+) -> np.ndarray:
+    """``_p_values`` of estimates ``point [R]`` with these levels' variances (``half_width``)."""
+    target = np.abs(point)  # [R]
     low, high = np.full(target.shape, -300.0), np.zeros(target.shape)  # log10 p
     with np.errstate(over="ignore", invalid="ignore"):  # quantiles near p = 1e-300 overflow
         for _ in range(60):
             mid = (low + high) / 2
-            inside = edge(mid) > target  # the estimate is inside the 1 - p interval: p is smaller
+            # the estimate is inside the 1 - p interval: p is smaller
+            inside = half_width(prompt_var, seed_var, 10.0**mid) > target
             low, high = np.where(inside, mid, low), np.where(inside, high, mid)
     p = 10.0 ** ((low + high) / 2)
-    spread = drawn.prompt_var + sum((var for var, _ in drawn.seed_var), np.zeros(target.shape))
+    spread = prompt_var + sum((var for var, _ in seed_var), np.zeros(target.shape))
     return np.where(spread > 0, np.minimum(p, 1.0), np.where(target == 0, 1.0, 0.0))
+
+
+def seed_means_difference(
+    cand: np.ndarray,
+    base: np.ndarray,
+    prompt_var: np.ndarray | float,
+    lend: Borrowed | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """``mean(cand) - mean(base)`` from per-seed values alone (``[R, S_c]``, ``[R, S_b]``: each
+    run's mean over the prompts, as a table holds them), with its 95% interval and p-value, when
+    the samples behind them are not at hand: (diff, low, high, p, seed_level), arrays ``[R]``.
+
+    The levels are those of the paired bootstrap, combined as ``_p_values`` combines them: each
+    side's ``s^2 / S`` of its per-seed values on t with ``S - 1`` degrees of freedom (a side with
+    one seed borrows the other side's ``s^2``, else ``lend``'s variance, on the lender's degrees
+    of freedom; with neither, its seed level is missing and ``seed_level`` is ``"none"``), and the
+    prompt level ``prompt_var`` on the normal: what the per-seed values cannot show, since every
+    seed of a variant repeats its clusters' gains (``VarianceComponents.prompt_var``, stored with
+    a table). The interval is symmetric: ``diff +- half_width``."""
+    cand, base = np.atleast_2d(cand), np.atleast_2d(base)
+    diff = cand.mean(-1) - base.mean(-1)  # [R]
+    seed_var: list[tuple[np.ndarray, int]] = []
+    sources: list[str] = []
+    for mine, other, name in ((cand, base, "the baseline"), (base, cand, "the candidate")):
+        n_seeds = mine.shape[-1]
+        if n_seeds >= 2:
+            seed_var.append((mine.var(-1, ddof=1) / n_seeds, n_seeds - 1))
+        elif other.shape[-1] >= 2:
+            seed_var.append((other.var(-1, ddof=1), other.shape[-1] - 1))
+            sources.append(f"{name}'s seeds")
+        elif lend is not None:
+            seed_var.append((np.broadcast_to(np.asarray(lend.var), diff.shape), lend.df))
+            sources.append(lend.source)
+        else:
+            sources.append("")
+    level = "measured" if not sources else f"borrowed from {', '.join(dict.fromkeys(sources))}"
+    level = "none" if "" in sources else level
+    var = np.broadcast_to(np.asarray(prompt_var, dtype=np.float64), diff.shape)
+    half = half_width(var, seed_var)
+    return diff, diff - half, diff + half, studentised_p(diff, var, seed_var), level
 
 
 def _units(units: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -245,11 +367,19 @@ def hierarchical_bootstrap(
     return Estimate(float(point[0]), float(low), float(high), int(x.size))
 
 
-def _compare(grid: SeedPromptGrid, draws: _Draws, pairs: list[tuple[str, str]]) -> list[Comparison]:
+def _compare(
+    grid: SeedPromptGrid,
+    draws: _Draws,
+    pairs: list[tuple[str, str]],
+    lend: Borrowed | None = None,
+) -> list[Comparison]:
     """``a - b`` for each pair: paired by prompt always; by seed number when both have the same
     seeds (all such pairs of one seed set in one vectorised pass), else the seeds of each side
-    get their own multipliers (conservative if seed numbers correlate the runs)."""
-    boots: dict[tuple[str, str], tuple[float, np.ndarray, float]] = {}
+    get their own multipliers (conservative if seed numbers correlate the runs). A side with one
+    seed borrows its between-run variance (``Borrowed``) from the other side when that has 2+
+    seeds, else from ``lend`` (e.g. a baseline's stored variance components), else has none
+    (``Comparison.seed_level`` says which)."""
+    boots: dict[tuple[str, str], tuple[float, np.ndarray, float, str]] = {}
     paired: dict[tuple[int, ...], list[tuple[str, str]]] = {}
     for a, b in pairs:
         sa, sb = grid.seeds[a], grid.seeds[b]
@@ -258,40 +388,81 @@ def _compare(grid: SeedPromptGrid, draws: _Draws, pairs: list[tuple[str, str]]) 
             continue
         xa, xb = grid.values[a][None], grid.values[b][None]
         sides = [(xa, draws.seeds[sa], 1.0), (xb, draws.seeds[sb], -1.0)]
-        drawn = _levels(sides, draws.prompts, grid.sizes)
-        boots[a, b] = float(drawn.point[0]), drawn.boot[0], float(_p_values(drawn)[0])
+        lenders = [lent_by(xb, f"'{b}'") or lend, lent_by(xa, f"'{a}'") or lend]
+        lent = [
+            _lent(x, lender, u) for x, lender, u in zip((xa, xb), lenders, draws.lone, strict=True)
+        ]
+        drawn = _levels(sides, draws.prompts, grid.sizes, lent)
+        level = _seed_level([xa, xb], lent)
+        boots[a, b] = float(drawn.point[0]), drawn.boot[0], float(_p_values(drawn)[0]), level
     for seed_set, group in paired.items():
         x = np.stack([grid.values[a] - grid.values[b] for a, b in group])  # [pairs, S, P]
-        drawn = _levels([(x, draws.seeds[seed_set], 1.0)], draws.prompts, grid.sizes)
-        p = _p_values(drawn)
+        both = None if lend is None else _twice(lend)  # two one-seed runs: each its own offset
+        lent = [_lent(x, both, draws.lone[0])]
+        drawn = _levels([(x, draws.seeds[seed_set], 1.0)], draws.prompts, grid.sizes, lent)
+        p, level = _p_values(drawn), _seed_level([x], lent)
         boots.update(
             {
-                pair: (float(drawn.point[i]), drawn.boot[i], float(p[i]))
+                pair: (float(drawn.point[i]), drawn.boot[i], float(p[i]), level)
                 for i, pair in enumerate(group)
             }
         )
     return [_comparison(grid, a, b, *boots[a, b]) for a, b in pairs]
 
 
+def _twice(lender: Borrowed) -> Borrowed:
+    """The between-run variance of the difference of two one-seed runs, each lent ``lender``."""
+    return replace(lender, var=2 * np.asarray(lender.var), noise=2 * np.asarray(lender.noise))
+
+
+def _lent(x: np.ndarray, lender: Borrowed | None, uniforms: np.ndarray) -> Lent | None:
+    """What side ``x [R, S, P]`` borrows: ``lender`` when it has one seed, else nothing."""
+    return (lender, uniforms) if x.shape[-2] == 1 and lender is not None else None
+
+
+def _seed_level(xs: list[np.ndarray], lent: list[Lent | None]) -> str:
+    """``Comparison.seed_level`` of sides ``xs`` with what they borrowed."""
+    alone = [borrowed for x, borrowed in zip(xs, lent, strict=True) if x.shape[-2] == 1]
+    if not alone:
+        return "measured"
+    if any(borrowed is None for borrowed in alone):
+        return "none"
+    sources = dict.fromkeys(borrowed[0].source for borrowed in alone if borrowed is not None)
+    return f"borrowed from {', '.join(sources)}"
+
+
 def _comparison(
-    grid: SeedPromptGrid, a: str, b: str, diff: float, boot: np.ndarray, p_value: float
+    grid: SeedPromptGrid,
+    a: str,
+    b: str,
+    diff: float,
+    boot: np.ndarray,
+    p_value: float,
+    seed_level: str,
 ) -> Comparison:
     xa, xb = grid.values[a], grid.values[b]
     low, high = np.quantile(boot, [0.025, 0.975])
     n = xa.shape[1] * min(xa.shape[0], xb.shape[0])
-    return Comparison(float(xa.mean()), float(xb.mean()), diff, float(low), float(high), p_value, n)
+    return Comparison(
+        float(xa.mean()), float(xb.mean()), diff, float(low), float(high), p_value, n, seed_level
+    )
 
 
 def paired_difference(
-    units_a: pd.DataFrame, units_b: pd.DataFrame, value: str, n_boot: int = 1000, seed: int = 0
+    units_a: pd.DataFrame,
+    units_b: pd.DataFrame,
+    value: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+    lend: Borrowed | None = None,
 ) -> Comparison:
     """Mean A - mean B on the same prompts (and seeds), with a 95% hierarchical-bootstrap interval
-    of the per-(seed, prompt) difference and a two-sided bootstrap p-value,
-    ``2 min(P(boot <= 0), P(boot >= 0))`` floored at ``1 / (n_boot + 1)``. Seeds are paired by
-    number when A and B have the same seeds; otherwise only prompts are paired."""
+    of the per-(seed, prompt) difference and a two-sided p-value (``_p_values``). Seeds are paired
+    by number when A and B have the same seeds; otherwise only prompts are paired. A side with
+    one seed borrows the between-run variance of the other side, else ``lend`` (``_compare``)."""
     tbl = pd.concat([_units(units_a, "a"), _units(units_b, "b")], ignore_index=True)
     grid = seed_prompt_grid(tbl, value)
-    return _compare(grid, _draw(grid, n_boot, seed), [("a", "b")])[0]
+    return _compare(grid, _draw(grid, n_boot, seed), [("a", "b")], lend)[0]
 
 
 def compare_all(
