@@ -173,3 +173,79 @@ class GRPOParams(MethodParams):
     )
     mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
     max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+
+
+class IPOParams(MethodParams):
+    """IPO has no LLM experiments in its paper: beta 0.1 and lr 1e-6 as DPO (and TRL's
+    ``loss_type="ipo"``)."""
+
+    lr: float = Field(1e-6, gt=0, le=MAX_LR, description="Learning rate (as DPO: 1e-6).")
+    beta: float = Field(
+        0.1, gt=0, le=MAX_COEF, description="Regularisation tau: the margin is pulled to 1/(2 tau)."
+    )
+    logps: Literal["sum", "mean"] = Field(
+        "sum",
+        description="'sum': sequence log-probs, as the paper's h; 'mean': per-token averages, as "
+        "TRL's ipo loss.",
+    )
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Pairs per optimizer step.")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+
+
+class SimPOParams(MethodParams):
+    """Defaults from the paper and its code (princeton-nlp/SimPO): beta 2.0, gamma/beta 0.5."""
+
+    lr: float = Field(5e-7, gt=0, le=MAX_LR, description="Learning rate (paper: 3e-7 to 1e-6).")
+    beta: float = Field(
+        2.0, gt=0, le=MAX_COEF, description="Scale beta of the length-normalised reward."
+    )
+    gamma: float = Field(
+        1.0, ge=0, le=MAX_COEF, description="Target reward margin gamma (paper: gamma/beta 0.5)."
+    )
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Pairs per optimizer step.")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+
+
+class ORPOParams(MethodParams):
+    """Defaults from the paper (lambda 0.1, lr 8e-6) and its code (xfactlab/orpo)."""
+
+    lr: float = Field(8e-6, gt=0, le=MAX_LR, description="Learning rate (paper: 8e-6).")
+    lam: float = Field(
+        0.1, ge=0, le=MAX_COEF, description="Weight lambda of the odds-ratio term (paper: 0.1)."
+    )
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Pairs per optimizer step.")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+
+
+class KTOParams(MethodParams):
+    """Defaults from the paper (beta 0.1, lambda_D = lambda_U = 1 for balanced data) and the
+    authors' code (ContextualAI/HALOs, lr 5e-7)."""
+
+    lr: float = Field(5e-7, gt=0, le=MAX_LR, description="Learning rate (HALOs: 5e-7).")
+    beta: float = Field(0.1, gt=0, le=MAX_COEF, description="Scale beta of the value function.")
+    desirable_weight: float = Field(
+        1.0, ge=0, le=MAX_COEF, description="lambda_D, weight of the desirable examples."
+    )
+    undesirable_weight: float = Field(
+        1.0, ge=0, le=MAX_COEF, description="lambda_U, weight of the undesirable examples."
+    )
+    batch_size: int = Field(
+        8, ge=1, le=MAX_BATCH, description="Preference pairs per step (each gives one of each)."
+    )
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Passes over each round's pairs.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+
+
+class RLOOParams(MethodParams):
+    """Defaults from the paper (KL coefficient 0.05; k is the budget's samples_per_prompt) and
+    lr 1e-6 as GRPO."""
+
+    lr: float = Field(1e-6, gt=0, le=MAX_LR, description="Learning rate (as GRPO: 1e-6).")
+    beta: float = Field(
+        0.05, ge=0, le=MAX_COEF, description="KL coefficient in the reward (paper: 0.05)."
+    )
+    mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")

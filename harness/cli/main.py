@@ -51,7 +51,7 @@ from harness.suite.schema import Suite
 from harness.world.card import load as load_card
 from harness.world.card import markdown as card_markdown
 from harness.world.config import WorldConfig, world_dir
-from methods import REGISTRY
+from methods import REGISTRY, DuplicateMethodError
 
 if TYPE_CHECKING:
     from harness.report.summary import Summary
@@ -79,6 +79,21 @@ def main(
     ] = False,
 ) -> None:
     """Train and evaluate LLM alignment methods from one suite spec."""
+    check_registry()
+
+
+def check_registry() -> None:
+    """Exit 2 naming both sources when two register one method name; warn of each method plugin
+    that failed to load (the other methods still work)."""
+    try:
+        REGISTRY.check()
+    except DuplicateMethodError as exc:
+        fail(str(exc), BAD_INPUT)
+    for plugin in REGISTRY.broken:
+        stderr().print(
+            f"[yellow]warning:[/] method plugin {escape(str(plugin))}; the other methods work",
+            soft_wrap=True,
+        )
 
 
 Overrides = Annotated[
@@ -295,11 +310,13 @@ def _preflight(suite: Suite, debug: bool, pool_problem: str | None = None) -> No
 # --- methods -------------------------------------------------------------------------------------
 
 
-@app.command("methods", short_help="List the methods and their defaults.")
+@app.command("methods", short_help="List the methods, where they come from, their defaults.")
 def list_methods() -> None:
-    """List every registered alignment method with its default parameters."""
+    """List every registered alignment method (built in, or from the installed plugin package
+    named with its version) with its default parameters."""
     table = Table(title="Registered methods", show_lines=True)
     table.add_column("method", style="bold", no_wrap=True)
+    table.add_column("from", no_wrap=True)
     table.add_column("description")
     table.add_column("trains", no_wrap=True)
     table.add_column("default params", no_wrap=True)
@@ -309,7 +326,7 @@ def list_methods() -> None:
         trains = "yes" if method.trains else "no"
         if method.needs_reference:
             trains += " (+ref)"
-        table.add_row(name, method.description, trains, escape(params))
+        table.add_row(name, REGISTRY.origin(name), method.description, trains, escape(params))
     print_rich_table(stdout(), table)
 
 

@@ -1,4 +1,5 @@
-"""How a result was made: the code's git commit, package versions, machine and device."""
+"""How a result was made: the code's git commit, package versions, where each method comes from
+(built in or a plugin package), machine and device."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from methods import REGISTRY
 
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm-eval", "ray", "pandas")
 
@@ -52,12 +55,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def method_origins() -> dict[str, str]:
+    """Where each registered method comes from: ``built-in``, or the plugin's distribution and
+    version (``methods.Registry.origin``)."""
+    return {name: REGISTRY.origin(name) for name in REGISTRY}
+
+
 def provenance(suite_hash: str, gpus_requested: float, device: torch.device) -> dict[str, Any]:
-    """Where and with what a run ran: code, packages, host, process, device and threads."""
+    """Where and with what a run ran: code, packages, the methods' origins, host, process,
+    device and threads."""
     return {
         "suite_hash": suite_hash,
         "git_commit": git_commit(),
         "packages": package_versions(),
+        "method_origins": method_origins(),
         "python": platform.python_version(),
         "host": platform.node(),
         "cpu_model": cpu_model(),

@@ -35,7 +35,7 @@ def test_tiny_suite_validates() -> None:
     assert result.exit_code == 0, result.output
     assert "suite tiny" in result.stdout
     assert "runs:     8 variants x 8 seeds = 64" in result.stdout
-    for name in REGISTRY:
+    for name in list(REGISTRY)[:8]:  # the default suite's eight (suites/zoo.yaml has them all)
         assert name in result.stdout
     assert result.stderr == ""
 

@@ -70,7 +70,7 @@ def test_tiny_suite_loads_with_every_method() -> None:
     suite = load_suite(TINY)
     assert suite.name == "tiny"
     assert suite.world is not None and suite.models is None
-    assert [v.method for v in suite.methods] == list(REGISTRY)
+    assert [v.method for v in suite.methods] == list(REGISTRY)[:8]  # zoo.yaml has every one
     assert suite.seeds == list(range(8))
     assert suite.eval.judges == ["proxy", "heldout", "gold"]
     assert suite.eval.primary_judge == "gold"
