@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from harness.report.curve_report import CurveReport
-from harness.report.plots import MARKERS, _png
+from harness.report.plots import MARKERS, _png, plain
 from harness.stats.frontier import GaoFit
 
 COLORS = {"truth": "tab:green", "proxy": "tab:red", "select": "tab:blue"}
@@ -67,6 +67,7 @@ def frontier_plot(report: CurveReport) -> Figure:
         ax.set_xlabel("√KL(policy ‖ reference)")
         ax.set_ylabel("reward, z on the base policy")
         ax.legend(fontsize="x-small")
+    fig.suptitle("Reward against √KL per variant: proxy and true judge")
     fig.tight_layout()
     return fig
 
@@ -87,6 +88,7 @@ def flops_plot(report: CurveReport) -> Figure:
         ax.axvline(report.budget, color="grey", linestyle="--", linewidth=1, label="FLOP budget")
     ax.set_xscale("log")
     ax.axhline(0, color="grey", linestyle=":", linewidth=1)
+    ax.set_title(plain(f"{report.roles.truth} reward against training FLOPs"))
     ax.set_xlabel("training FLOPs (estimate, harness.core.ledger)")
     ax.set_ylabel(f"{report.roles.truth} reward, z on the base policy")
     ax.legend(fontsize="small")

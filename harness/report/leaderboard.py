@@ -336,12 +336,30 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.4em; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; text-align: center; white-space: normal; vertical-align: bottom; }
+table.ranking th { position: sticky; top: 0; z-index: 1; box-shadow: 0 1px 0 #ccc; }
+table.ranking th { min-width: 3em; max-width: 5.5em; }
+details { margin: 0.5em 0 1em; } summary { cursor: pointer; color: #444; }
+figure h3 { margin: 0 0 0.3em; font-size: 1em; }
 td.text { text-align: left; white-space: normal; } .ci { color: #666; font-size: 0.85em; }
 tr:nth-child(even) td { background: #fafafa; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
 img { max-width: 100%; }
 """
+
+
+def ranking_html(summary: Summary) -> list[str]:
+    """The ranking on the page: its quality columns in a table whose header stays in view (and
+    that fits 1,400 px), the cost columns beside the rank and variant in a table that opens on a
+    click; the markdown has them in one table."""
+    headers, rows = table_cells(summary)
+    keys = 3 if "method" in headers else 2  # rank, variant (and method): in both tables
+    split = len(headers) - len(COSTS)
+    quality = html_table(headers[:split], [r[:split] for r in rows], {1, 2}, "ranking", False)
+    cost_rows = [r[:keys] + r[split:] for r in rows]
+    cost = html_table(headers[:keys] + headers[split:], cost_rows, {1, 2}, "ranking costs", False)
+    opener = "<summary>Costs per variant: median over its runs (click to show)</summary>"
+    return [quality, f"<details>{opener}{cost}</details>"]
 
 
 def _matrix(summary: Summary) -> pd.DataFrame | None:
@@ -362,7 +380,7 @@ def html_page(
     items = "".join(f"<li>{inline(n)}</li>" for n in notes(summary, runs_df, info))
     parts = [f"<h1>Leaderboard: {name}</h1>", f"<p>{inline(made_by(summary, runs_df, info))}</p>"]
     parts.append(f"<ul>{items}</ul>")
-    parts += ["<h2>Ranking</h2>", html_table(*table_cells(summary), {1, 2})]
+    parts += ["<h2>Ranking</h2>", *ranking_html(summary)]
     failed = failed_runs(runs_df)
     parts.append("<h2>Failed runs</h2>")
     headers = ["variant", "seed", "run_id", "attempts", "error"]

@@ -42,6 +42,16 @@ def _errors(summary: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.clip(errors, 0, None)
 
 
+def _zoom(ax: Any, values: np.ndarray, around: float, pad: float = 0.08) -> None:
+    """The y axis from the data's lowest to its highest value (interval ends included) and
+    ``around`` (the line every value is read against), padded by ``pad`` of that span: the
+    differences fill the plot instead of a thin band of a fixed 0-1 axis."""
+    finite = values[np.isfinite(values)]
+    low, high = min([around, *finite]), max([around, *finite])
+    span = max(high - low, 0.02)
+    ax.set_ylim(low - pad * span, high + pad * span)
+
+
 def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -> None:
     """One group per variant (rank order), one error bar (or bar) per key in it."""
     x, width = np.arange(len(summary)), 0.8 / max(len(keys), 1)
@@ -60,9 +70,12 @@ def _grouped(ax: Any, summary: pd.DataFrame, keys: dict[str, str], bars: bool) -
 def _winrate_plot(summary: pd.DataFrame, judges: tuple[str, ...]) -> Figure:
     fig = Figure(figsize=(max(6.0, 0.9 * len(summary) + 3), 4))
     ax = fig.add_subplot()
-    _grouped(ax, summary, {j: f"winrate.{j}" for j in judges}, bars=False)
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.set_ylim(-0.02, 1.02)
+    keys = {j: f"winrate.{j}" for j in judges}
+    _grouped(ax, summary, keys, bars=False)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="0.5: as the reference")
+    ends = [summary[f"{k}{end}"] for k in keys.values() for end in ("", ".low", ".high")]
+    _zoom(ax, np.concatenate([e.to_numpy(float) for e in ends]) if ends else np.array([]), 0.5)
+    ax.set_title("Win-rate against the reference, per variant and judge")
     ax.set_ylabel("win-rate against the reference")
     return fig
 
@@ -73,7 +86,9 @@ def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame, primary: str | None) 
     key = f"winrate.{primary}"
     rows = long_df[long_df["metric"].isin(["kl", key])]
     points = rows.pivot_table(index=["variant", "run_id"], columns="metric", values="value")
+    values = np.array([])
     if {"kl", key} <= set(points.columns):
+        values = points[key].to_numpy(float)
         for i, variant in enumerate(summary["variant"]):
             if variant in points.index.get_level_values("variant"):
                 seeds = points.xs(variant, level="variant")
@@ -82,7 +97,9 @@ def _kl_plot(summary: pd.DataFrame, long_df: pd.DataFrame, primary: str | None) 
                 )
         ax.legend(fontsize="small")
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.margins(0.08)
+    ax.margins(x=0.08)
+    _zoom(ax, values, 0.5)
+    ax.set_title(plain(f"Win-rate ({primary}) against KL, one point per seed"))
     ax.set_xlabel("KL(policy ‖ reference), per response")
     ax.set_ylabel(plain(f"win-rate ({primary})"))
     return fig
@@ -118,6 +135,7 @@ def _capability_plot(summary: pd.DataFrame, tasks: list[str], tolerance: float) 
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(-tolerance, color="tab:red", linestyle="--", label=f"-tolerance ({tolerance:.3f})")
     ax.legend(fontsize="small")
+    ax.set_title("Capability: each task's accuracy minus the base model's")
     ax.set_ylabel("accuracy minus the base model's")
     return fig
 
@@ -137,6 +155,18 @@ def difference_matrix(comparisons: pd.DataFrame, order: list[str]) -> tuple[np.n
     return diff, separated
 
 
+def text_colour(rgba: Any) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``: white where the
+    cell's relative luminance (WCAG 2, from its sRGB channels) is under 0.179, the luminance at
+    which both give the same contrast ratio."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(float(c)) for c in tuple(rgba)[:3])
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.179 else "black"
+
+
 def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
     order = list(summary["variant"])
     diff, separated = difference_matrix(comparisons, order)
@@ -148,7 +178,10 @@ def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
     for i, j in np.ndindex(diff.shape):
         if np.isfinite(diff[i, j]):
             mark = "*" if separated[i, j] else ""
-            ax.text(j, i, f"{diff[i, j]:+.2f}{mark}", ha="center", va="center", fontsize=8)
+            colour = text_colour(image.to_rgba(diff[i, j]))
+            text = f"{diff[i, j]:+.2f}{mark}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    ax.set_title("Pairwise win-rate differences, row minus column")
     labels = [plain(v) for v in order]
     ax.set_xticks(range(len(order)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(order)), labels)
@@ -156,13 +189,13 @@ def _matrix_plot(summary: pd.DataFrame, comparisons: pd.DataFrame) -> Figure:
     return fig
 
 
-def plots(
+def figures(
     summary: Summary, long_df: pd.DataFrame, comparisons: pd.DataFrame | None = None
-) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) of the leaderboard plots: win-rates, win-rate against KL, the
+) -> list[tuple[str, Figure]]:
+    """(caption, figure) of the leaderboard plots: win-rates, win-rate against KL, the
     capability deltas when the suite has lm-eval tasks, and the pairwise matrix of one
     judge's win-rate when ``comparisons`` (that judge's win-rate rows of ``comparisons.parquet``)
-    are given."""
+    are given. Each figure is titled."""
     primary, tolerance, table = summary.judges.primary, summary.tolerance, summary.table
     matrix = []
     if comparisons is not None and len(comparisons):
@@ -171,7 +204,7 @@ def plots(
             f"Pairwise differences of the {judge} win-rate, row minus column, paired on the"
             " same seeds and prompts; * = separated (Holm-adjusted p < 0.05 over every pair)."
         )
-        matrix = [(caption, _png(_matrix_plot(table, comparisons)))]
+        matrix = [(caption, _matrix_plot(table, comparisons))]
     capability = []
     if summary.tasks:  # a suite without lm-eval tasks has no capability to plot
         caption = (
@@ -179,17 +212,24 @@ def plots(
             f" tolerance, {tolerance:.3f}; {REGRESSION_MARK} under a bar: a regression, as in the"
             " table)."
         )
-        capability = [(caption, _png(_capability_plot(table, summary.tasks, tolerance)))]
+        capability = [(caption, _capability_plot(table, summary.tasks, tolerance))]
     return [
         (
             "Win-rate against the reference per variant and judge: mean over seeds with its 95%"
-            " interval (dotted: 0.5, no better than the reference).",
-            _png(_winrate_plot(table, summary.judges.names)),
+            " interval (dotted: 0.5, no better than the reference); the axis spans the data.",
+            _winrate_plot(table, summary.judges.names),
         ),
         (
             f"Win-rate ({primary}) against KL, one point per seed.",
-            _png(_kl_plot(table, long_df, primary)),
+            _kl_plot(table, long_df, primary),
         ),
         *capability,
         *matrix,
     ]
+
+
+def plots(
+    summary: Summary, long_df: pd.DataFrame, comparisons: pd.DataFrame | None = None
+) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) of ``figures``."""
+    return [(caption, _png(fig)) for caption, fig in figures(summary, long_df, comparisons)]
