@@ -38,7 +38,9 @@ from harness.stats.paired import (
     seed_means_difference,
 )
 
-SIZES = np.diff(np.linspace(0, 512, 51).round().astype(np.int64))  # 50 clusters, 512 prompts
+SIZES: np.ndarray = np.diff(
+    np.linspace(0, 512, 51).round().astype(np.int64)
+)  # 50 clusters, 512 prompts
 COMPONENTS = VarianceComponents(
     seed=0.000104, noise=0.0573, interaction=0.0, n_seeds=8, n_prompts=512, cluster=0.00086,
     n_clusters=50,

@@ -33,7 +33,7 @@ from harness.cli.common import (
 from harness.core.rules import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
-    from harness.report.gate import Verdict
+    from harness.report.gate import Verdict, VerdictRow
 
 STATUS_STYLE = {
     "pass": "bold green",
@@ -179,7 +179,8 @@ def _print_verdict(verdict: Verdict) -> None:
     for row in verdict.rows:
         numbers = [_fmt(row.baseline), _fmt(row.candidate), _fmt(row.diff, sign=True)]
         interval = "-" if math.isnan(row.ci_low) else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
-        rows.append([row.pair, row.metric, *numbers, interval, row.basis, row.status])
+        basis = row.basis if row.seed_level == "measured" else f"{row.basis}; {_level(row)}"
+        rows.append([row.pair, row.metric, *numbers, interval, basis, row.status])
     out = stdout()
     print_table(out, title, [*headers, "verdict"], rows, {0, 1, 6, 7}, keys=2)
     if verdict.differences:
@@ -197,6 +198,10 @@ def _print_verdict(verdict: Verdict) -> None:
             " method; keep each table's suite.json beside it (<stem>.suite.json), or gate within"
             " one suite run (harness check --baseline RESULTS_DIR --variant NEW --against OLD)"
         )
+    for line in verdict.under_test:
+        out.print(f"under test: {escape(line)}")
+    for line in verdict.power:
+        out.print(f"power: {escape(line)}")
     for line in verdict.unfinished:
         out.print(f"[{STATUS_STYLE['unfinished']}]UNFINISHED[/] {escape(line)}")
     for status, label in (("regression", "REGRESSION"), ("missing", "MISSING")):
@@ -218,6 +223,13 @@ def _print_verdict(verdict: Verdict) -> None:
     if verdict.unfinished:
         summary += f" ({len(verdict.unfinished)} variant(s) with runs that did not finish)"
     out.print(f"[{style}]{verdict.overall}:[/] {summary} in {counts}")
+
+
+def _level(row: VerdictRow) -> str:
+    """Where a row's between-run variance came from, when not from both sides' own seeds."""
+    if row.seed_level == "none":
+        return "training variance unknown"
+    return f"seed variance {row.seed_level}"
 
 
 def _fmt(x: float, sign: bool = False) -> str:

@@ -11,7 +11,8 @@ paired on shared prompts and seeds; this module only chooses what to compute and
 
 ``comparisons.parquet``, one row per judge x metric (``win``, ``reward``) x pair of variants::
 
-    judge, metric, a, b, mean_a, mean_b, diff, ci_low, ci_high, p_value, p_holm, separated, n
+    judge, metric, a, b, mean_a, mean_b, diff, ci_low, ci_high, p_value, p_holm, separated, n,
+    seed_level, p_method
 
 ``diff = mean_a - mean_b`` with its 95% interval; ``p_holm`` is Holm-adjusted over the family of
 every pair of one judge and metric; ``separated = p_holm < 0.05``.
@@ -31,6 +32,8 @@ from harness.report.samples import REFERENCE_FILE, SAMPLES_FILE, long_scores
 from harness.stats.estimates import Estimate, min_detectable_difference, needed_for, prompt_table
 from harness.stats.paired import (
     P_METHOD,
+    Borrowed,
+    Comparison,
     compact_letters,
     compare_all,
     hierarchical_bootstrap,
@@ -57,6 +60,7 @@ COMPARISON_COLUMNS = [
     "p_holm",
     "separated",
     "n",
+    "seed_level",  # where the between-run variance came from (Comparison.seed_level)
     "p_method",  # how p_value was computed: a table made another way is recomputed, not reused
 ]
 
@@ -83,11 +87,23 @@ class SampleTables:
         return self._prompts[judge]
 
 
+def sample_files(path: Path) -> tuple[Path, Path]:
+    """(samples, reference samples) of a results dir (``samples.parquet``,
+    ``reference_samples.parquet``), or beside a table file ``<stem>.parquet``
+    (``<stem>.samples.parquet``, ``<stem>.reference_samples.parquet``: a baseline that ships its
+    samples)."""
+    path = Path(path)
+    if path.is_dir():
+        return path / SAMPLES_FILE, path / REFERENCE_FILE
+    stem = path.name.split(".")[0]
+    return path.with_name(f"{stem}.{SAMPLES_FILE}"), path.with_name(f"{stem}.{REFERENCE_FILE}")
+
+
 def load_samples(results_dir: Path) -> SampleTables | None:
-    """The judged samples of a results dir, or None when it has no ``samples.parquet`` with
-    rows and scores, or no ``reference_samples.parquet`` (results written before samples were
-    kept, or a suite whose reference side was not saved)."""
-    files = [Path(results_dir) / name for name in (SAMPLES_FILE, REFERENCE_FILE)]
+    """The judged samples of a results dir (or beside a table file: ``sample_files``), or None
+    when it has no samples file with rows and scores, or no reference samples (results written
+    before samples were kept, or a suite whose reference side was not saved)."""
+    files = list(sample_files(results_dir))
     if not all(f.is_file() for f in files):
         return None
     runs, reference = (pd.read_parquet(f) for f in files)
@@ -115,12 +131,12 @@ def comparisons(samples: SampleTables, n_boot: int = N_BOOT, seed: int = BOOT_SE
     return pd.concat(frames, ignore_index=True)[COMPARISON_COLUMNS]
 
 
-def write_comparisons(results_dir: Path) -> dict[str, Path]:
-    """Write ``comparisons.parquet`` (atomically) from the samples on disk; return it by name.
-    Without samples nothing is written, and an older ``comparisons.parquet`` (of samples that are
-    gone) is removed."""
+def write_comparisons(results_dir: Path, samples: SampleTables | None = None) -> dict[str, Path]:
+    """Write ``comparisons.parquet`` (atomically) from ``samples``, else the samples on disk;
+    return it by name. Without samples nothing is written, and an older ``comparisons.parquet``
+    (of samples that are gone) is removed."""
     path = Path(results_dir) / COMPARISONS_FILE
-    samples = load_samples(Path(results_dir))
+    samples = samples or load_samples(Path(results_dir))
     if samples is None:
         path.unlink(missing_ok=True)
         return {}
@@ -288,6 +304,10 @@ def sample_summary(
     mine = table[(table["judge"] == judge) & (table["metric"] == "win")]
     wins = est[(est["judge"] == judge) & (est["metric"] == "win")]
     groups = compact_letters(dict(zip(wins["variant"], wins["value"], strict=True)), mine)
+    # a variant compared without any between-run variance (one seed, nothing to borrow) gets
+    # no letter: a letter is a 95% claim about other training runs
+    unknown = set(mine.loc[mine["seed_level"] == "none", ["a", "b"]].to_numpy().ravel())
+    groups = {v: "-" if v in unknown else letters for v, letters in groups.items()}
     ranks = rank_intervals(tbl, "win", n_boot, seed)
     return SampleSummary(est, table, groups, ranks, power(tbl), n_boot, judge)
 
@@ -325,13 +345,16 @@ def winrate_difference(
     judge: str,
     n_boot: int = N_BOOT,
     seed: int = BOOT_SEED,
-) -> tuple[float, float, Estimate, bool] | None:
-    """(baseline win-rate, candidate win-rate, candidate - baseline with its 95% interval,
-    paired) of ``judge``; None when a side has no samples of that variant and judge.
+    lend: Borrowed | None = None,
+) -> tuple[float, float, Comparison, bool] | None:
+    """(baseline win-rate, candidate win-rate, candidate - baseline (``Comparison``: its 95%
+    interval, p-value and where its between-run variance came from), paired) of ``judge``; None
+    when a side has no samples of that variant and judge.
 
     Paired (``harness.stats.paired.paired_difference``: on prompts, and on seeds when both have the
-    same seed numbers) when both sides are one results dir, or their reference samples are the
-    same; else two independent bootstraps (``_unpaired``)."""
+    same seed numbers; a one-seed side borrows the other's between-run variance, else ``lend``'s)
+    when both sides are one results dir, or their reference samples are the same; else two
+    independent bootstraps (``_unpaired``)."""
     if judge not in base.judges or judge not in cand.judges:
         return None
     tbl_b = base.prompts(judge)
@@ -340,7 +363,11 @@ def winrate_difference(
     if units_b.empty or units_c.empty:
         return None
     if cand is base or _same_prompts(base, cand, judge):
-        c = paired_difference(units_c, units_b, "win", n_boot, seed)
-        return c.b, c.a, Estimate(c.diff, c.ci_low, c.ci_high, c.n), True
+        names = ("the candidate", "the baseline")
+        c = paired_difference(units_c, units_b, "win", n_boot, seed, lend, names)
+        return c.b, c.a, c, True
     b, c_, diff = _unpaired(units_b, units_c, n_boot, seed)
-    return b, c_, diff, False
+    alone = min(units_b["seed"].nunique(), units_c["seed"].nunique()) < 2
+    level = "none" if alone else "measured"  # two bootstraps: nothing is lent between them
+    c = Comparison(c_, b, diff.value, diff.ci_low, diff.ci_high, math.nan, diff.n, level)
+    return b, c_, c, False

@@ -62,7 +62,7 @@ from typing import Any, TypeAlias
 import pandas as pd
 
 from harness.core.rules import DEFAULT_TOLERANCE
-from harness.report.compare import SampleTables, load_samples, winrate_difference
+from harness.report.compare import SampleTables, load_samples, sample_files, winrate_difference
 from harness.report.gate_inputs import (
     GateInputError,
     check_samples,
@@ -81,11 +81,21 @@ from harness.report.results import (
     aggregate,
     load_suite_info,
     read_table,
+    settings_hash,
+    stored_components,
     suite_hash,
     suite_json_path,
+    suite_settings,
 )
-from harness.report.tables import normalise_long
-from harness.stats.paired import gate_decision, precision_needed
+from harness.report.tables import normalise_long, read_meta
+from harness.stats.estimates import Z95, VarianceComponents, variance_components
+from harness.stats.paired import (
+    Borrowed,
+    gate_decision,
+    lent_by_components,
+    precision_needed,
+    seed_means_difference,
+)
 
 GATED = ("winrate.", "capability_delta.")
 Table: TypeAlias = pd.DataFrame | str | Path
@@ -104,6 +114,7 @@ class VerdictRow:
     tolerance: float
     status: str  # "pass" | "regression" | "inconclusive" | "missing"
     basis: str  # "paired samples" | "samples" | "seed means"
+    seed_level: str = "measured"  # where the between-run variance came from (Comparison's)
 
     @property
     def pair(self) -> str:
@@ -119,6 +130,14 @@ class VerdictRow:
         """One line saying why this row did not pass."""
         if self.status == "missing":
             return f"{self.pair}: {self.metric} is in the baseline but missing from the candidate"
+        if self.seed_level == "none":
+            return (
+                f"{self.pair}: {self.metric} {self.diff:+.3f} ({self.baseline:.3f} ->"
+                f" {self.candidate:.3f}): training variance unknown: a side has one seed and"
+                " nothing to borrow the variance between runs from (another seed, or a baseline"
+                " table with its variance components), so no interval says what another training"
+                " run would give"
+            )
         change = (
             f"{self.metric} {self.diff:+.3f} ({self.baseline:.3f} -> {self.candidate:.3f}),"
             f" 95% interval [{self.ci_low:.3f}, {self.ci_high:.3f}] ({self.basis})"
@@ -143,6 +162,8 @@ class Verdict:
     differences: list[str] = field(default_factory=list)  # provenance that differs, described
     unfinished: list[str] = field(default_factory=list)  # runs that did not finish, per variant
     unchecked: list[str] = field(default_factory=list)  # sides whose settings cannot be checked
+    under_test: list[str] = field(default_factory=list)  # what the candidate changed, expectedly
+    power: list[str] = field(default_factory=list)  # the detectable drop of this design, per judge
 
     def with_status(self, status: str) -> list[VerdictRow]:
         return [r for r in self.rows if r.status == status]
@@ -187,7 +208,24 @@ class _Side:
     info: SuiteInfo | None
     world: object  # suite.json's world config (None: unknown or none)
     suite: dict[str, Any] | None  # suite.json (None: none beside the table)
-    samples: SampleTables | None  # every judged sample, when a results dir has them
+    samples: SampleTables | None  # every judged sample, when a results dir (or table) has them
+    meta: dict[str, Any] | None  # what the table stored about itself (results.table_meta)
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        """The settings that define the comparison: suite.json's, else the table's own."""
+        if self.suite is not None:
+            return suite_settings(self.suite)
+        stored = (self.meta or {}).get("settings")
+        return stored if isinstance(stored, dict) else None
+
+    @property
+    def methods(self) -> dict[str, dict[str, Any]]:
+        """Each variant's definition (method and parameters), from suite.json or the table."""
+        if self.suite is not None:
+            return {m["name"]: m for m in self.suite.get("methods") or [] if isinstance(m, dict)}
+        stored = (self.meta or {}).get("methods")
+        return stored if isinstance(stored, dict) else {}
 
 
 def check(
@@ -213,7 +251,8 @@ def check(
     cand = replace(base, name="candidate") if candidate is None else _side(candidate, "candidate")
     pairs = _pairs(base, cand, variant, against)
     tolerance, source = _tolerance(base, tolerance_override)
-    settings = settings_differences(base.suite, cand.suite) if base.suite and cand.suite else []
+    both = base.settings is not None and cand.settings is not None
+    settings = settings_differences(base.settings, cand.settings) if both else []  # type: ignore[arg-type]
     if settings and not allow_mismatch:
         raise GateInputError(
             f"the two sides were made with different settings ({'; '.join(settings)}): a"
@@ -229,7 +268,85 @@ def check(
     differences += [f"setting {s}" for s in settings]
     unfinished = _unfinished(base, cand, pairs)
     unchecked = [] if candidate is None else _unchecked(base, cand)
-    return Verdict(rows, tolerance, source, differences, unfinished, unchecked)
+    under_test = [line for new, old in pairs for line in _under_test(base, cand, new, old)]
+    power = [line for new, old in pairs for line in _power(base, cand, new, old, tolerance)]
+    return Verdict(rows, tolerance, source, differences, unfinished, unchecked, under_test, power)
+
+
+def _under_test(base: _Side, cand: _Side, new: str, old: str) -> list[str]:
+    """What the candidate variant changed that a candidate is made to change (its method's
+    parameters, its seeds), one line each: expected, so no warning."""
+    out = []
+    before, after = base.methods.get(old), cand.methods.get(new)
+    if before is not None and after is not None and before.get("method") != after.get("method"):
+        shown = (json.dumps(m.get("method")) for m in (before, after))
+        out.append(f"{new}: method {' vs '.join(shown)}")
+    elif before is not None and after is not None:
+        changed = settings_differences(
+            {k: v for k, v in before.items() if k != "name"},
+            {k: v for k, v in after.items() if k != "name"},
+        )
+        if changed:
+            out.append(f"{new}: {'; '.join(changed)}")
+    seeds = [_seeds_of(side, v) for side, v in ((base, old), (cand, new))]
+    if seeds[0] != seeds[1]:
+        out.append(f"{new}: seeds {_span(seeds[0])} vs {_span(seeds[1])}")
+    return out
+
+
+def _seeds_of(side: _Side, variant: str) -> list[int]:
+    return sorted({int(s) for s in side.long.loc[side.long["variant"] == variant, "seed"]})
+
+
+def _span(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds)) or "none"
+
+
+def _components(base: _Side, cand: _Side, judge: str) -> tuple[VarianceComponents, str] | None:
+    """The variance components of ``judge``'s win-rates to lend and to plan with: the baseline
+    table's stored ones, else the candidate's, else measured on the baseline's samples."""
+    for side in (base, cand):
+        try:
+            stored = stored_components(side.meta, judge)
+        except ResultsError as exc:
+            raise GateInputError(f"{side.name} {side.source}: {exc}") from None
+        if stored is not None:
+            return stored, f"the {side.name}'s stored variance components"
+    if base.samples is not None and judge in base.samples.judges:
+        try:
+            measured = variance_components(base.samples.prompts(judge), "win")
+        except ValueError:
+            return None
+        return measured, "the baseline's variance components"
+    return None
+
+
+def _power(base: _Side, cand: _Side, new: str, old: str, tolerance: float) -> list[str]:
+    """Per judge, the drop this comparison detects at 80% power (two-sided 5%, as the gate's
+    interval): for its own design, the candidate's seeds against the baseline's, its prompts."""
+    out = []
+    n_cand, n_base = len(_seeds_of(cand, new)), len(_seeds_of(base, old))
+    for metric in _stats(base, old).index:
+        if not str(metric).startswith("winrate."):
+            continue
+        judge = str(metric).removeprefix("winrate.")
+        found = _components(base, cand, judge)
+        prompts = cand.long.loc[
+            (cand.long["variant"] == new) & (cand.long["metric"] == metric), "n"
+        ]
+        if found is None or prompts.dropna().empty or max(n_cand, n_base) < 2:
+            continue
+        vc, source = found
+        n_prompts = int(prompts.dropna().median())
+        drop = vc.min_detectable(n_cand, n_prompts, alpha=0.05, power=0.8, n_seeds_b=n_base)
+        out.append(
+            f"{new} {metric}: a drop of {drop:.3f} is detected at 80% power by this design"
+            f" ({n_cand} candidate seed(s) against {n_base}, {n_prompts} prompts; {source});"
+            f" the tolerance is {tolerance:.3f}"
+        )
+    return out
 
 
 def _unfinished(base: _Side, cand: _Side, pairs: list[tuple[str, str]]) -> list[str]:
@@ -245,13 +362,24 @@ def _unfinished(base: _Side, cand: _Side, pairs: list[tuple[str, str]]) -> list[
 
 
 def _unchecked(base: _Side, cand: _Side) -> list[str]:
-    sides = [(f"{s.name} {s.source}", s.suite, suite_hash(s.info, s.runs)) for s in (base, cand)]
+    sides = [(f"{s.name} {s.source}", s.settings, _hash(s)) for s in (base, cand)]
     return settings_unknown(sides)
+
+
+def _hash(side: _Side) -> str | None:
+    """The side's settings hash: its table's, else its suite.json's settings', else (tables
+    written before settings were stored) the runs' suite hash."""
+    if side.meta and side.meta.get("settings_hash"):
+        return str(side.meta["settings_hash"])
+    if side.suite is not None:
+        return settings_hash(suite_settings(side.suite))
+    return suite_hash(side.info, side.runs)
 
 
 def _side(table: Table, name: str) -> _Side:
     try:
         dump = None
+        meta = None
         if isinstance(table, pd.DataFrame):
             long, runs, info, world, samples = normalise_long(table), None, None, None, None
             source = runs_source = "(a table in memory)"
@@ -259,17 +387,21 @@ def _side(table: Table, name: str) -> _Side:
             path = Path(table)
             long, runs = read_table(path)
             info, world, dump = load_suite_info(path), suite_world(path), suite_dump(path)
-            samples = load_samples(path) if path.is_dir() else None
-            source, runs_source = (str(f) for f in table_files(path))
+            samples = load_samples(path)
+            files = table_files(path)
+            meta = read_meta(files[0])
+            source, runs_source = (str(f) for f in files)
+            if world is None and meta is not None:
+                world = (meta.get("settings") or {}).get("world")
     except ResultsError as exc:
         raise GateInputError(f"{name}: {exc}") from None
     check_table(long, runs, f"{name} {source}", f"{name} {runs_source}")
     if samples is not None:
-        check_samples(samples, Path(table))  # a DataFrame has no samples
+        check_samples(samples, *sample_files(Path(table)))  # a DataFrame has no samples
     variants = list(dict.fromkeys(long["variant"]))
     if runs is not None:
         variants += [v for v in dict.fromkeys(runs["variant"]) if v not in variants]
-    return _Side(name, source, runs_source, long, runs, variants, info, world, dump, samples)
+    return _Side(name, source, runs_source, long, runs, variants, info, world, dump, samples, meta)
 
 
 def _runs_of(side: _Side, variants: list[str]) -> pd.DataFrame | None:
@@ -327,19 +459,6 @@ def _stats(side: _Side, variant: str) -> pd.DataFrame:
     return agg.set_index("metric")[["mean", "ci_low", "ci_high"]]
 
 
-def combined_difference(base: pd.Series, cand: pd.Series) -> tuple[float, float, float]:
-    """(d, low, high) of ``cand - base`` from two (mean, ci_low, ci_high) rows (MOVER; a side
-    with no interval counts as exact)."""
-
-    def reach(a: float, b: float) -> float:
-        return 0.0 if math.isnan(a) or math.isnan(b) else abs(a - b)
-
-    b, c = float(base["mean"]), float(cand["mean"])
-    down = math.hypot(reach(c, float(cand["ci_low"])), reach(float(base["ci_high"]), b))
-    up = math.hypot(reach(float(cand["ci_high"]), c), reach(b, float(base["ci_low"])))
-    return c - b, c - b - down, c - b + up
-
-
 def _compare(base: _Side, cand: _Side, new: str, old: str, tolerance: float) -> list[VerdictRow]:
     before, after = _stats(base, old), _stats(cand, new)
     rows = []
@@ -349,35 +468,82 @@ def _compare(base: _Side, cand: _Side, new: str, old: str, tolerance: float) -> 
             raise nan_metric(old, metric)
         if metric not in after.index or pd.isna(after.at[metric, "mean"]):
             nan = math.nan
-            values = (float(b["mean"]), nan, nan, nan, nan, tolerance, "missing", "-")
-            rows.append(VerdictRow(new, old, metric, *values))
+            rows.append(
+                VerdictRow(new, old, metric, float(b["mean"]), nan, nan, nan, nan, tolerance,
+                           "missing", "-")
+            )  # fmt: skip
             continue
-        sampled = _sampled(base, cand, new, old, metric)
-        if sampled is not None:
-            b_mean, c_mean, d, low, high, basis = sampled
+        found = _sampled(base, cand, new, old, metric)
+        if found is None:
+            found = _seed_means(base, cand, new, old, metric)
+        b_mean, c_mean, d, low, high, basis, level = found
+        if level == "none":
+            status, low, high = "inconclusive", math.nan, math.nan
         else:
-            b_mean, c_mean = float(b["mean"]), float(after.at[metric, "mean"])
-            (d, low, high), basis = combined_difference(b, after.loc[metric]), "seed means"
-        status = gate_decision(d, low, high, tolerance)
-        values = (b_mean, c_mean, d, low, high, tolerance, status, basis)
+            status = gate_decision(d, low, high, tolerance)
+        values = (b_mean, c_mean, d, low, high, tolerance, status, basis, level)
         rows.append(VerdictRow(new, old, metric, *values))
     return rows
 
 
-def _sampled(
-    base: _Side, cand: _Side, new: str, old: str, metric: str
-) -> tuple[float, float, float, float, float, str] | None:
-    """(baseline, candidate, d, low, high, basis) of a win-rate from both sides' samples, or
-    None when a side has none for it."""
+Found: TypeAlias = tuple[float, float, float, float, float, str, str]
+
+
+def _lend(base: _Side, cand: _Side, metric: str) -> Borrowed | None:
+    """What a one-seed side of a win-rate borrows when the other side has one seed too: the
+    stored (or measured) variance components' between-run variance."""
+    if not metric.startswith("winrate."):
+        return None
+    found = _components(base, cand, metric.removeprefix("winrate."))
+    if found is None:
+        return None
+    vc, source = found
+    return lent_by_components(vc, vc.n_prompts, source)
+
+
+def _sampled(base: _Side, cand: _Side, new: str, old: str, metric: str) -> Found | None:
+    """(baseline, candidate, d, low, high, basis, seed level) of a win-rate from both sides'
+    samples, or None when a side has none for it."""
     if not metric.startswith("winrate.") or base.samples is None or cand.samples is None:
         return None
     judge = metric.removeprefix("winrate.")
-    result = winrate_difference(base.samples, old, cand.samples, new, judge)
+    lend = _lend(base, cand, metric)
+    result = winrate_difference(base.samples, old, cand.samples, new, judge, lend=lend)
     if result is None:
         return None
     est_b, est_c, diff, paired = result
     basis = "paired samples" if paired else "samples"
-    return est_b, est_c, diff.value, diff.ci_low, diff.ci_high, basis
+    return est_b, est_c, diff.diff, diff.ci_low, diff.ci_high, basis, diff.seed_level
+
+
+def _seed_means(base: _Side, cand: _Side, new: str, old: str, metric: str) -> Found:
+    """(baseline, candidate, d, low, high, basis, seed level) from the tables' per-seed values
+    (``harness.stats.paired.seed_means_difference``): each side's seeds, a one-seed side
+    borrowing the other's (or the stored components'), and the level the per-seed values cannot
+    show, which every seed of a variant repeats: a win-rate's prompt clusters (the variance
+    components a table stored, ``VarianceComponents.prompt_var``); without them, and for a
+    capability's items, each run's own interval as a normal half-width, the two sides' added
+    (conservative: it holds the prompts' noise that the seeds hold too)."""
+    values = [_per_seed(side, v, metric) for side, v in ((cand, new), (base, old))]
+    found = _components(base, cand, metric.removeprefix("winrate."))
+    n_prompts = int(values[0]["n"].dropna().median()) if values[0]["n"].notna().any() else 0
+    if metric.startswith("winrate.") and found is not None and n_prompts > 0:
+        prompt_var, basis = found[0].prompt_var(n_prompts), "seed means + variance components"
+    else:  # the runs' own intervals (over prompts or items), as normal half-widths
+        halves = [((v["ci_high"] - v["ci_low"]) / 2 / Z95).dropna() for v in values]
+        prompt_var = sum(float((h**2).mean()) if not h.empty else 0.0 for h in halves)
+        basis = "seed means + the runs' own intervals"
+    lend = _lend(base, cand, metric)
+    d, low, high, _, level = seed_means_difference(
+        values[0]["value"].to_numpy()[None], values[1]["value"].to_numpy()[None], prompt_var, lend
+    )
+    c_mean, b_mean = (float(v["value"].mean()) for v in values)
+    return b_mean, c_mean, float(d[0]), float(low[0]), float(high[0]), basis, level
+
+
+def _per_seed(side: _Side, variant: str, metric: str) -> pd.DataFrame:
+    rows = side.long[(side.long["variant"] == variant) & (side.long["metric"] == metric)]
+    return rows[rows["value"].notna()]
 
 
 # --- provenance -------------------------------------------------------------------------------
@@ -390,7 +556,6 @@ PROVENANCE = {
     "device_name": "device",
     "pkg.torch": "torch",
     "pkg.transformers": "transformers",
-    "suite_hash": "suite hash",
 }
 
 

@@ -28,16 +28,11 @@ import pandas as pd
 
 from harness.core.rules import MAX_TOLERANCE
 from harness.report.compare import SampleTables
-from harness.report.results import suite_json_path
-from harness.report.samples import REFERENCE_FILE, SAMPLES_FILE
+from harness.report.results import IGNORED_SETTINGS, NOT_SETTINGS, suite_json_path
 from harness.report.tables import runs_beside
 
 # the range each gated metric can take (a win-rate is a fraction; a delta, of two fractions)
 RANGES = {"winrate.": (0.0, 1.0), "capability_delta.": (-1.0, 1.0), "capability.": (0.0, 1.0)}
-# suite fields that are not settings of the comparison: which variants and seeds, the pool, and
-# the candidate's own tolerance (never used)
-NOT_SETTINGS = ("name", "methods", "seeds", "resources")
-IGNORED_SETTINGS = ("eval.lm_eval.tolerance",)
 # one row each: a repeated key would count as another seed (another sample)
 TABLE_KEY = ("variant", "seed", "metric")
 RUNS_KEY = ("variant", "seed")
@@ -154,18 +149,18 @@ def check_table(long: pd.DataFrame, runs: pd.DataFrame | None, side: str, runs_w
         check_unique(runs, RUNS_KEY, runs_where)
 
 
-def check_samples(samples: SampleTables, results_dir: Path) -> None:
+def check_samples(samples: SampleTables, samples_file: Path, reference_file: Path) -> None:
     """``GateInputError`` naming the file and key of a repeated sample, or a score that is not a
     number where one is needed (infinite; missing from the reference)."""
     tables = (
-        (samples.runs, SAMPLE_KEY, results_dir / SAMPLES_FILE),
-        (samples.reference, REFERENCE_KEY, results_dir / REFERENCE_FILE),
+        (samples.runs, SAMPLE_KEY, samples_file),
+        (samples.reference, REFERENCE_KEY, reference_file),
     )
     for table, key, file in tables:
         for judge, scores in table.groupby("judge", sort=False):
             check_unique(scores, key, f"{file} (judge {judge})")
         bad = ~pd.to_numeric(table["score"]).between(-math.inf, math.inf, inclusive="neither")
-        if file.name == SAMPLES_FILE:
+        if file == samples_file:
             bad &= table["score"].notna()  # a sample a judge did not score is left out
         if bad.any():
             row = table[bad].iloc[0]

@@ -132,7 +132,10 @@ def _row(
     row.update({metric: stat(metric) for metric in QUALITY})
     for task in tasks:
         delta = f"capability_delta.{task}"
-        flagged = is_regression(0.0, stat(delta), stat(delta, "ci_high"), tolerance)
+        # one seed: its training variance is unknown, and the gate says inconclusive
+        flagged = stat(delta, "seeds") >= 2 and is_regression(
+            0.0, stat(delta), stat(delta, "ci_high"), tolerance
+        )
         row[f"regression.{task}"] = flagged
     done = runs[runs["status"] == "done"] if runs is not None else pd.DataFrame()
     for cost in COSTS:
@@ -253,9 +256,11 @@ def notes(summary: Summary, runs_df: pd.DataFrame | None, info: SuiteInfo | None
     if PROXY in judges:
         described = [d + (" (the training reward model)" if d == PROXY else "") for d in described]
     seeds, samples = summary.seeds, summary.samples
+    alone = [str(v) for v in summary.table.loc[summary.table["seeds"] == 1, "variant"]]
     out = [
         f"Judges: {', '.join(described) or 'none'}",
         f"Seeds: {', '.join(map(str, seeds)) or 'unknown'}",
+        *([_one_seed_note(alone, len(summary.table))] if alone else []),
         *(samples.notes() if samples is not None else _seed_notes()),
         "KL: Monte-Carlo KL(policy ‖ reference) per response; length: mean response tokens;"
         " distinct-n: distinct n-grams / all n-grams",
@@ -272,6 +277,23 @@ def notes(summary: Summary, runs_df: pd.DataFrame | None, info: SuiteInfo | None
         devices = sorted(set(runs_df["device_name"].dropna())) or ["unknown"]
         out.append(f"Provenance: git commit `{'`, `'.join(commits)}`; device {', '.join(devices)}")
     return out
+
+
+def _one_seed_note(alone: list[str], variants: int) -> str:
+    """The header's line on variants with one seed: what their intervals do not carry."""
+    if len(alone) == variants:
+        who, whose = "every variant has", "their"
+    else:
+        who = f"{', '.join(alone)} {'has' if len(alone) == 1 else 'have'}"
+        whose = "its" if len(alone) == 1 else "their"
+    return (
+        f"Training variance: {who} one finished seed, so {whose} intervals do **not** carry the"
+        " variance between training runs (one run cannot measure it): they say how the same"
+        " run would score on other prompts, not what another run would give; no group or"
+        " capability mark is claimed at 95% for a variant of one seed (run 2+ seeds, or gate"
+        " a one-seed candidate with `harness check` against a baseline of several seeds, whose"
+        " between-run variance it borrows)"
+    )
 
 
 def _seed_notes() -> list[str]:

@@ -12,6 +12,7 @@ used by the leaderboard and the gate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,11 +25,12 @@ from typing import Any
 import pandas as pd
 
 from harness.core.errors import InputError
+from harness.core.files import write_atomic
 from harness.core.judges import Judges
 from harness.core.rules import DEFAULT_TOLERANCE
-from harness.report.compare import write_comparisons
+from harness.report.compare import SampleTables, load_samples, sample_files, write_comparisons
 from harness.report.curves import write_curves
-from harness.report.samples import load_reference, write_samples
+from harness.report.samples import REFERENCE_FILE, SAMPLES_FILE, load_reference, write_samples
 from harness.report.tables import (
     ResultsError,
     bon_table,
@@ -40,6 +42,7 @@ from harness.report.tables import (
     runs_beside,
     write_frame,
 )
+from harness.stats.estimates import VarianceComponents, variance_components
 from harness.suite.runs import RunFileError, RunResult
 
 Problem = Callable[[str], None]
@@ -240,31 +243,131 @@ def _current(
 
 BON_FILE = "bon_curve.parquet"
 
+# suite fields that do not define the comparison: which variants (with their parameters) and
+# seeds, which is what a candidate puts under test, the pool, the name; and the tolerance, which
+# is the baseline's
+NOT_SETTINGS = ("name", "methods", "seeds", "resources")
+IGNORED_SETTINGS = ("eval.lm_eval.tolerance",)
+
+
+def suite_settings(dump: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a suite (``suite.json``) that define a comparison: world or models, data,
+    budget, training, evaluation; everything but ``NOT_SETTINGS``."""
+    return {k: v for k, v in dump.items() if k not in NOT_SETTINGS}
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short hash of ``suite_settings`` (ignoring ``IGNORED_SETTINGS``), equal exactly when the
+    settings are."""
+    kept = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    lm_eval = (kept.get("eval") or {}).get("lm_eval")
+    if isinstance(lm_eval, dict):
+        lm_eval.pop("tolerance", None)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def table_meta(dump: dict[str, Any] | None, samples: SampleTables | None) -> dict[str, Any]:
+    """What a table says about itself (in its parquet footer, ``tables.read_meta``), so that it
+    can be gated without the files beside it: ``settings`` and their ``settings_hash``, the
+    ``methods`` (each variant's definition) and ``seeds`` of the suite, and per judge the
+    ``variance`` components of its win-rates (``harness.stats.estimates.VarianceComponents``,
+    measured on the samples; none with one seed)."""
+    meta: dict[str, Any] = {"variance": {}}
+    if dump is not None:
+        settings = suite_settings(dump)
+        meta["settings"], meta["settings_hash"] = settings, settings_hash(settings)
+        meta["methods"] = {m["name"]: m for m in dump.get("methods") or []}
+        meta["seeds"] = list(dump.get("seeds") or [])
+    if samples is not None:
+        meta["variance"] = _variance(samples)
+    return meta
+
+
+def _variance(samples: SampleTables) -> dict[str, dict[str, float | int]]:
+    out = {}
+    for judge in samples.judges:
+        try:
+            out[judge] = variance_components(samples.prompts(judge), "win").to_dict()
+        except ValueError:  # one seed: no between-run variance to store
+            continue
+    return out
+
+
+def stored_components(meta: dict[str, Any] | None, judge: str) -> VarianceComponents | None:
+    """The variance components of ``judge``'s win-rates that a table stored (``table_meta``), or
+    None; ``ResultsError`` when they are there but malformed."""
+    stored = ((meta or {}).get("variance") or {}).get(judge)
+    if stored is None:
+        return None
+    try:
+        return VarianceComponents.from_dict(stored)
+    except ValueError as exc:
+        raise ResultsError(f"the table's variance components of {judge}: {exc}") from None
+
 
 def write_tables(
     results_dir: Path, results: Sequence[RunResult], info: SuiteInfo | None = None
 ) -> dict[str, Path]:
-    """Write ``table.parquet/.csv``, ``runs.parquet/.csv`` and ``bon_curve.parquet``
-    (``harness.report.tables.bon_table``) atomically, every judged sample (``samples.parquet``,
-    ``reference_samples.parquet``: ``harness.report.samples``), the checkpoints when there are any
-    (``curves.parquet``, ``curve_answers.parquet``: ``harness.report.curves``) and, when the samples
-    are there, every pair of variants compared (``comparisons.parquet``:
-    ``harness.report.compare``); return their paths."""
+    """Write every judged sample (``samples.parquet``, ``reference_samples.parquet``:
+    ``harness.report.samples``), ``table.parquet/.csv`` (the parquet with ``table_meta`` in its
+    footer), ``runs.parquet/.csv`` and ``bon_curve.parquet`` (``harness.report.tables.bon_table``)
+    atomically, the checkpoints when there are any (``curves.parquet``, ``curve_answers.parquet``:
+    ``harness.report.curves``) and, when the samples are there, every pair of variants compared
+    (``comparisons.parquet``: ``harness.report.compare``); return their paths."""
     results_dir = Path(results_dir)
     info = info or load_suite_info(results_dir)
     order = info.variant_order if info else None
+    paths: dict[str, Path] = dict(write_samples(results_dir, results, load_reference(results_dir)))
+    samples = load_samples(results_dir)
+    meta = table_meta(_suite_dump(results_dir), samples)
     frames = {"table": long_table(results, order), "runs": run_table(results, order)}
-    paths: dict[str, Path] = {}
     for name, df in frames.items():
         for ext in ("parquet", "csv"):
             path = results_dir / f"{name}.{ext}"
-            write_frame(df, path)
+            write_frame(df, path, meta if name == "table" and ext == "parquet" else None)
             paths[f"{name}.{ext}"] = path
     paths[BON_FILE] = results_dir / BON_FILE
     write_frame(bon_table(results, order), paths[BON_FILE])
-    paths.update(write_samples(results_dir, results, load_reference(results_dir)))
     paths.update(write_curves(results_dir, results, order))
-    return {**paths, **write_comparisons(results_dir)}
+    return {**paths, **write_comparisons(results_dir, samples)}
+
+
+def _suite_dump(path: Path) -> dict[str, Any] | None:
+    file = suite_json_path(path)
+    try:
+        dump = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return dump if isinstance(dump, dict) else None
+
+
+def ship_baseline(results_dir: Path, stem: Path) -> list[Path]:
+    """Copy a results dir's tables to a baseline ``<stem>.parquet`` that can be gated against
+    as the results dir itself: the long table (with ``table_meta`` in its footer, made afresh),
+    ``<stem>.runs.parquet``, ``<stem>.suite.json`` and the judged samples
+    (``<stem>.samples.parquet``, ``<stem>.reference_samples.parquet``, zstd-compressed), which
+    ``harness check`` finds beside the table and pairs with a candidate's. Returns the files."""
+    results_dir, stem = Path(results_dir), Path(stem)
+    long_df, runs_df = read_table(results_dir)
+    samples_file, reference_file = sample_files(results_dir)
+    if not samples_file.is_file() or not reference_file.is_file():
+        raise ResultsError(f"{results_dir}: no {SAMPLES_FILE} and {REFERENCE_FILE} to ship")
+    table = stem.with_name(f"{stem.name}.parquet")
+    out_samples, out_reference = sample_files(table)
+    suite = suite_json_path(table)
+    meta = table_meta(_suite_dump(results_dir), load_samples(results_dir))
+    write_frame(long_df, table, meta)
+    written = [table]
+    if runs_df is not None:
+        written.append(runs_beside(table))
+        write_frame(runs_df, written[-1], {})
+    for source, target in ((samples_file, out_samples), (reference_file, out_reference)):
+        write_frame(pd.read_parquet(source), target, {})
+        written.append(target)
+    if suite_json_path(results_dir).is_file():
+        write_atomic(suite, suite_json_path(results_dir).read_text(encoding="utf-8"))
+        written.append(suite)
+    return written
 
 
 def read_table(path_or_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -314,9 +417,13 @@ def t95(df: int) -> float:
 
 
 def seed_interval(
-    values: pd.Series, lows: pd.Series, highs: pd.Series
+    values: pd.Series, lows: pd.Series, highs: pd.Series, within: bool = False
 ) -> tuple[float, float, float]:
-    """(mean, low, high) over seeds: a 95% t-interval; one seed keeps its own interval."""
+    """(mean, low, high) over seeds: a 95% t-interval; one seed keeps its own interval. With
+    ``within`` (a metric whose runs share their units, e.g. a capability's items: every seed
+    answers the same items, so the seeds cannot show the items' variance), the runs' own mean
+    half-width squared is added to the t-interval's: ``sqrt(t^2 s^2 / S + mean(h_i^2))``, as the
+    gate's seed-means route combines them (``harness.stats.paired.seed_means_difference``)."""
     keep = values.notna()
     values, lows, highs = values[keep], lows[keep], highs[keep]
     if len(values) == 0:
@@ -325,7 +432,15 @@ def seed_interval(
         return float(values.iloc[0]), float(lows.iloc[0]), float(highs.iloc[0])
     mean = float(values.mean())
     half = t95(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    if within:
+        own = ((highs - lows) / 2).dropna()
+        half = math.sqrt(half**2 + (float((own**2).mean()) if not own.empty else 0.0))
     return mean, mean - half, mean + half
+
+
+# metrics whose runs share their units (the same items), so the seeds cannot show those units'
+# variance (``seed_interval``'s ``within``)
+WITHIN = ("capability_delta.", "capability.")
 
 
 # Metrics bounded by definition: an interval over few seeds is cut to the possible range.
@@ -352,7 +467,8 @@ def aggregate(long_df: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (variant, metric), group in long_df.groupby(["variant", "metric"], sort=False):
-        mean, low, high = seed_interval(group["value"], group["ci_low"], group["ci_high"])
+        within = str(metric).startswith(WITHIN)
+        mean, low, high = seed_interval(group["value"], group["ci_low"], group["ci_high"], within)
         low, high = clip_to_bounds(str(metric), low, high)
         method = str(group["method"].iloc[0])
         seeds = int(group["value"].notna().sum())

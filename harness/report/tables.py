@@ -20,6 +20,7 @@ metric).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -191,10 +192,24 @@ def _sorted(df: pd.DataFrame, order: Sequence[str] | None, keys: list[str]) -> p
 # --- files ------------------------------------------------------------------------------------
 
 
-def write_frame(df: pd.DataFrame, path: Path) -> None:
-    """``df`` to ``path`` (``.parquet``, else csv) atomically, without its index."""
+META_KEY = b"harness"  # the parquet footer's key of what a table says about itself
+
+
+def write_frame(df: pd.DataFrame, path: Path, meta: dict[str, Any] | None = None) -> None:
+    """``df`` to ``path`` (``.parquet``, else csv) atomically, without its index; ``meta`` (JSON)
+    goes into a parquet file's footer under ``META_KEY`` (``read_meta``), so it travels with the
+    file."""
     if path.suffix == ".parquet":
-        write_atomic_with(path, lambda tmp: df.to_parquet(tmp, index=False))
+        if meta is None:
+            write_atomic_with(path, lambda tmp: df.to_parquet(tmp, index=False))
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        footer = {**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()}
+        table = table.replace_schema_metadata(footer)
+        write_atomic_with(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     else:
         write_atomic_with(path, lambda tmp: df.to_csv(tmp, index=False))
 
@@ -208,6 +223,21 @@ def read_checked(path: Path, normalise: Callable[[pd.DataFrame], pd.DataFrame]) 
         raise ResultsError(message) from None
     except (ValueError, TypeError) as exc:
         raise ResultsError(f"{path}: unexpected values in the table ({exc})") from None
+
+
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """What ``write_frame`` stored in a parquet table's footer, or None (a csv file, a table
+    written without it, or an unreadable footer)."""
+    if path.suffix != ".parquet" or not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        footer = pq.read_schema(path).metadata or {}
+        meta = json.loads(footer[META_KEY]) if META_KEY in footer else None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: unreadable table footer ({exc})") from None
+    return meta if isinstance(meta, dict) else None
 
 
 def runs_beside(path: Path) -> Path:

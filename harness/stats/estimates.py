@@ -229,30 +229,41 @@ class VarianceComponents:
             raise ValueError(f"variance components must be finite and >= 0: {parsed}")
         return cls(**parsed)  # type: ignore[arg-type]
 
-    def min_detectable(self, n_seeds: int, n_prompts: int, alpha: float, power: float) -> float:
-        """Smallest true difference of two variants that ``n_seeds`` x ``n_prompts`` detects with
-        ``power`` at two-sided level ``alpha`` (normal approximation)::
+    def min_detectable(
+        self,
+        n_seeds: int,
+        n_prompts: int,
+        alpha: float,
+        power: float,
+        n_seeds_b: int | None = None,
+    ) -> float:
+        """Smallest true difference of two variants that ``n_seeds`` x ``n_prompts`` (the other
+        side ``n_seeds_b`` seeds, default the same) detects with ``power`` at two-sided level
+        ``alpha`` (normal approximation)::
 
-            V_seed = 2 (seed + noise / P) / S              (what the bootstrap's seed level sees)
-            V_prompt = 2 (cluster / C + interaction / P)   (what its cluster and prompt levels add)
-            SE(q) = sqrt((t_{S-1}(q) / z(q))^2 V_seed + V_prompt)
+            V_seed = (seed + noise / P) (1 / S_a + 1 / S_b)  (the bootstrap's seed level)
+            V_prompt = 2 (cluster / C + interaction / P)      (``prompt_var``)
+            SE(q) = sqrt((t_df(q) / z(q))^2 V_seed + V_prompt)
             MDD = z(1 - alpha/2) SE(1 - alpha/2) + z(power) SE(power)
 
-        that is ``(z_{1-alpha/2} + z_{power}) SE_diff`` with the seed part's quantiles from t with
-        S - 1 degrees of freedom (as the bootstrap's seed level; with few seeds a z-only formula
-        promises power the test does not have). C is the table's clusters, or P when fewer: more
+        that is ``(z_{1-alpha/2} + z_{power}) SE_diff`` with the seed part's quantiles from t on
+        ``df = min(S_a, S_b) - 1`` degrees of freedom (as the bootstrap's seed level; with few
+        seeds a z-only formula promises power the test does not have), or the other side's
+        ``S - 1`` when one side has one seed and borrows its variance
+        (``harness.stats.paired.Borrowed``). C is the table's clusters, or P when fewer: more
         prompts do not add clusters, so the cluster part bounds what prompts can buy. Assumes
-        independent clusters, the same seeds on both sides, the variances as estimated; one
-        comparison, not the Holm-adjusted family.
+        independent clusters, the variances as estimated; one comparison, not a Holm-adjusted
+        family (pass ``alpha / pairs`` for its first step).
         """
-        if n_seeds < 2:
-            raise ValueError("a difference between seeds needs at least 2 seeds")
-        n_clusters = min(self.n_clusters or n_prompts, n_prompts)
-        seed_var = 2 * (self.seed + self.noise / n_prompts) / n_seeds
-        prompt_var = 2 * (self.cluster / n_clusters + self.interaction / n_prompts)
+        n_b = n_seeds if n_seeds_b is None else n_seeds_b
+        df = min(n_seeds, n_b) - 1 if min(n_seeds, n_b) > 1 else max(n_seeds, n_b) - 1
+        if df < 1:
+            raise ValueError("a difference between seeds needs at least 2 seeds on one side")
+        seed_var = (self.seed + self.noise / n_prompts) * (1 / n_seeds + 1 / n_b)
+        prompt_var = self.prompt_var(n_prompts)
 
         def quantile_times_se(q: float) -> float:  # z(q) SE(q)
-            z, t = float(sps.norm.ppf(q)), float(sps.t.ppf(q, n_seeds - 1))
+            z, t = float(sps.norm.ppf(q)), float(sps.t.ppf(q, df))
             return math.sqrt(t**2 * seed_var + z**2 * prompt_var)
 
         return quantile_times_se(1 - alpha / 2) + quantile_times_se(power)

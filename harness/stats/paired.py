@@ -388,7 +388,7 @@ def _compare(
             continue
         xa, xb = grid.values[a][None], grid.values[b][None]
         sides = [(xa, draws.seeds[sa], 1.0), (xb, draws.seeds[sb], -1.0)]
-        lenders = [lent_by(xb, f"'{b}'") or lend, lent_by(xa, f"'{a}'") or lend]
+        lenders = [lent_by(xb, f"{b}'s seeds") or lend, lent_by(xa, f"{a}'s seeds") or lend]
         lent = [
             _lent(x, lender, u) for x, lender, u in zip((xa, xb), lenders, draws.lone, strict=True)
         ]
@@ -455,14 +455,16 @@ def paired_difference(
     n_boot: int = 1000,
     seed: int = 0,
     lend: Borrowed | None = None,
+    names: tuple[str, str] = ("A", "B"),
 ) -> Comparison:
     """Mean A - mean B on the same prompts (and seeds), with a 95% hierarchical-bootstrap interval
     of the per-(seed, prompt) difference and a two-sided p-value (``_p_values``). Seeds are paired
     by number when A and B have the same seeds; otherwise only prompts are paired. A side with
-    one seed borrows the between-run variance of the other side, else ``lend`` (``_compare``)."""
-    tbl = pd.concat([_units(units_a, "a"), _units(units_b, "b")], ignore_index=True)
+    one seed borrows the between-run variance of the other side, else ``lend`` (``_compare``);
+    ``names`` name the sides in ``Comparison.seed_level``."""
+    tbl = pd.concat([_units(units_a, names[0]), _units(units_b, names[1])], ignore_index=True)
     grid = seed_prompt_grid(tbl, value)
-    return _compare(grid, _draw(grid, n_boot, seed), [("a", "b")], lend)[0]
+    return _compare(grid, _draw(grid, n_boot, seed), [names], lend)[0]
 
 
 def compare_all(
@@ -470,8 +472,10 @@ def compare_all(
 ) -> pd.DataFrame:
     """Every pair of variants (in order of first appearance, ``a`` before ``b``) as
     ``paired_difference``, one bootstrap draw shared by all pairs: columns ``a, b, metric, mean_a,
-    mean_b, diff, ci_low, ci_high, p_value, p_holm, separated, n``; ``p_holm`` is Holm-adjusted
-    over the family of all pairs and ``separated = p_holm < 0.05``."""
+    mean_b, diff, ci_low, ci_high, p_value, p_holm, separated, n, seed_level``; ``p_holm`` is
+    Holm-adjusted over the family of all pairs and ``separated = p_holm < 0.05``. A pair of two
+    one-seed variants has no between-run variance (``seed_level`` ``"none"``): it is never
+    separated, since its p-value does not say what other training runs would give."""
     grid = seed_prompt_grid(prompt_tbl, value)
     draws = _draw(grid, n_boot, seed)
     pairs = list(combinations(grid.values, 2))
@@ -479,11 +483,11 @@ def compare_all(
     for (a, b), c in zip(pairs, _compare(grid, draws, pairs), strict=True):
         rows.append({"a": a, "b": b, "metric": value, "mean_a": c.a, "mean_b": c.b,
                      "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                     "p_value": c.p_value, "n": c.n})  # fmt: skip
+                     "p_value": c.p_value, "n": c.n, "seed_level": c.seed_level})  # fmt: skip
     out = pd.DataFrame(rows, columns=["a", "b", "metric", "mean_a", "mean_b", "diff", "ci_low",
-                                      "ci_high", "p_value", "n"])  # fmt: skip
+                                      "ci_high", "p_value", "n", "seed_level"])  # fmt: skip
     out.insert(9, "p_holm", holm(out["p_value"].to_numpy()))
-    out.insert(10, "separated", out["p_holm"] < 0.05)
+    out.insert(10, "separated", (out["p_holm"] < 0.05) & (out["seed_level"] != "none"))
     return out
 
 

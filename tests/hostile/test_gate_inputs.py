@@ -357,11 +357,13 @@ def test_a_single_seed_without_interval_is_refused(baseline: Path, tmp_path: Pat
 
 
 def test_a_bare_table_gets_the_settings_warning(baseline: Path, tmp_path: Path) -> None:
-    """A candidate table with no suite.json and no run table beside it: the verdict is given
-    (a pass, exit 0) with a warning under it that the comparison's settings cannot be checked,
-    naming the bare table; the same table with its suite.json gets no warning."""
+    """A candidate table with no suite.json and no run table beside it, written without the
+    settings a table stores (rewritten by pandas): the verdict is given (a pass, exit 0) with a
+    warning under it that the comparison's settings cannot be checked, naming the bare table;
+    the same table with its suite.json gets no warning, and so does the table as written, whose
+    settings travel in its footer."""
     bare = tmp_path / "bare.parquet"
-    bare.write_bytes((baseline / "table.parquet").read_bytes())
+    pd.read_parquet(baseline / "table.parquet").to_parquet(bare, index=False)
     result = invoke("check", "--baseline", str(baseline), "--candidate", str(bare))
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
@@ -369,6 +371,10 @@ def test_a_bare_table_gets_the_settings_warning(baseline: Path, tmp_path: Path) 
     assert f"candidate {bare} has no suite.json beside it and no suite hash" in text
     (tmp_path / "bare.suite.json").write_text((baseline / "suite.json").read_text())
     result = invoke("check", "--baseline", str(baseline), "--candidate", str(bare))
+    assert result.exit_code == 0 and "warning" not in result.stdout, result.output
+    stored = tmp_path / "stored.parquet"
+    stored.write_bytes((baseline / "table.parquet").read_bytes())
+    result = invoke("check", "--baseline", str(baseline), "--candidate", str(stored))
     assert result.exit_code == 0 and "warning" not in result.stdout, result.output
 
 

@@ -8,9 +8,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
+from scipy import stats
 from typer.testing import CliRunner
 
 from harness.cli.results import register
@@ -54,60 +56,88 @@ def _table(rows: list[tuple[str, int, str, float, float, float]], suite: str = "
     return df.assign(suite=suite, run_id=df["variant"] + df["seed"].astype(str), method="m", n=100)
 
 
-def _one(base: tuple[float, float, float], cand: tuple[float, float, float], **kw: float):
-    """The one verdict row of winrate.gold, one seed a side."""
-    verdict = check(
-        _table([("a", 0, "winrate.gold", *base)]), _table([("a", 0, "winrate.gold", *cand)]), **kw
-    )
+def _one(base: tuple[float, ...], cand: tuple[float, ...], own: float = 0.01, **kw: float):
+    """The one verdict row of winrate.gold, one seed per value (intervals +-``own`` around
+    each)."""
+    rows = [
+        [("a", seed, "winrate.gold", v, v - own, v + own) for seed, v in enumerate(values)]
+        for values in (base, cand)
+    ]
+    verdict = check(_table(rows[0]), _table(rows[1]), **kw)
     assert len(verdict.rows) == 1
     return verdict, verdict.rows[0]
 
 
-def test_the_difference_carries_both_sides_uncertainty() -> None:
-    # d = 0.60 - 0.70; low = d - hypot(cand 0.08 down, base 0.08 up), high = d + hypot(0.08, 0.08)
-    verdict, row = _one((0.70, 0.62, 0.78), (0.60, 0.52, 0.68))
-    assert (row.diff, row.ci_low, row.ci_high) == pytest.approx(
-        (-0.10, -0.21314, 0.01314), abs=1e-5
+def _half(*sides: tuple[float, ...]) -> float:
+    """The seed-means half-width of two sides' per-seed values (no variance components stored):
+    each side's s^2 / S on t with S - 1 degrees of freedom, and each side's runs' own +-0.01."""
+    width = sum(
+        stats.t.isf(0.025, len(v) - 1) ** 2 * float(np.var(v, ddof=1)) / len(v) for v in sides
     )
-    assert row.basis == "seed means"
+    return math.sqrt(width + 2 * 0.01**2)
+
+
+def test_the_difference_carries_both_sides_seed_variance() -> None:
+    base, cand = (0.65, 0.75, 0.70), (0.55, 0.65, 0.60)
+    verdict, row = _one(base, cand)
+    half = _half(base, cand)  # 0.176
+    assert (row.diff, row.ci_low, row.ci_high) == pytest.approx(
+        (-0.10, -0.10 - half, -0.10 + half), abs=1e-5
+    )
+    assert row.basis == "seed means + the runs' own intervals" and row.seed_level == "measured"
     # a drop of 0.10 is beyond the tolerance, but the interval reaches above 0: undecided, and
     # an interval of half-width below 0.10 would make it a regression
     assert row.status == "inconclusive" and row.decides_at == pytest.approx(0.10)
     assert verdict.overall == "inconclusive" and not verdict.passed
-    # asymmetric intervals: each end takes the candidate's own side and the baseline's other side
-    _, row = _one((0.70, 0.60, 0.72), (0.60, 0.59, 0.70))
-    assert row.ci_low == pytest.approx(-0.10 - math.hypot(0.01, 0.02))
-    assert row.ci_high == pytest.approx(-0.10 + math.hypot(0.10, 0.10))
+
+
+def test_one_seed_a_side_with_nothing_to_borrow_is_training_variance_unknown() -> None:
+    # one run each, with its own (prompt-only) interval: nothing says what another training
+    # run would give, so no interval is claimed and nothing passes
+    verdict, row = _one((0.70,), (0.70,))
+    assert row.status == "inconclusive" and row.seed_level == "none"
+    assert verdict.overall == "inconclusive"
+    assert math.isnan(row.ci_low) and math.isnan(row.ci_high)
+    assert "training variance unknown" in row.reason()
+    # a one-seed candidate against a baseline of three seeds borrows the baseline's
+    _, row = _one((0.69, 0.70, 0.71), (0.70,))
+    assert row.seed_level == "borrowed from the baseline's seeds"
+    # its one run varies as one of the baseline's: s^2 = 0.0001 on 2 degrees of freedom
+    borrowed = stats.t.isf(0.025, 2) ** 2 * (0.0001 + 0.0001 / 3) + 2 * 0.01**2
+    assert row.ci_high - row.diff == pytest.approx(math.sqrt(borrowed), rel=1e-4)
 
 
 def test_pass_regression_and_inconclusive() -> None:
-    # regression: drop 0.10 > 0.05 and high = -0.10 + 0.0141 < 0
-    verdict, row = _one((0.70, 0.69, 0.71), (0.60, 0.59, 0.61))
+    steady = (0.695, 0.70, 0.705, 0.70)  # s = 0.0041: half-width 0.0092 for two such sides
+    # regression: drop 0.10 > 0.05 and the interval lies below 0
+    verdict, row = _one(steady, tuple(v - 0.10 for v in steady))
     assert row.status == "regression" and verdict.overall == "regression"
     assert "dropped 0.100, beyond the tolerance 0.050" in row.reason()
-    # pass: d = -0.02, low = -0.0341 >= -0.05: a drop beyond the tolerance is ruled out
-    verdict, row = _one((0.70, 0.69, 0.71), (0.68, 0.67, 0.69))
+    # pass: d = -0.02, low = -0.029 >= -0.05: a drop beyond the tolerance is ruled out
+    verdict, row = _one(steady, tuple(v - 0.02 for v in steady))
     assert row.status == "pass" and verdict.overall == "pass" and verdict.passed
-    # inconclusive: d = -0.02, low = -0.0766; a half-width of 0.03 (d + tolerance) would pass it
-    verdict, row = _one((0.70, 0.66, 0.74), (0.68, 0.64, 0.72))
+    # inconclusive: d = -0.02 with a wide interval; a half-width of 0.03 would pass it
+    verdict, row = _one((0.66, 0.74, 0.70), (0.64, 0.72, 0.68))
     assert row.status == "inconclusive" and row.decides_at == pytest.approx(0.03)
     assert "a half-width of 0.030 would decide it" in row.reason()
     # a gain passes when its interval rules out a drop beyond the tolerance, not otherwise
-    assert _one((0.70, 0.69, 0.71), (0.90, 0.85, 0.95))[1].status == "pass"
-    assert _one((0.70, 0.69, 0.71), (0.90, 0.50, 0.99))[1].status == "inconclusive"
+    assert _one(steady, tuple(v + 0.2 for v in steady))[1].status == "pass"
+    assert _one(steady, (0.5, 0.99, 0.7))[1].status == "inconclusive"
 
 
 def test_a_drop_exactly_at_the_tolerance_passes_despite_float_error() -> None:
-    base, cand = (0.80, 0.80, 0.80), (0.70, 0.70, 0.70)
+    base, cand = (0.80, 0.80), (0.70, 0.70)
     assert 0.80 - 0.70 > 0.1  # 0.10000000000000009 in floats
-    assert _one(base, cand, tolerance_override=0.1)[1].status == "pass"
-    assert _one(base, cand, tolerance_override=0.0999)[1].status == "regression"
+    assert _one(base, cand, 0.0, tolerance_override=0.1)[1].status == "pass"
+    assert _one(base, cand, 0.0, tolerance_override=0.0999)[1].status == "regression"
 
 
 def test_tolerance_override_and_missing_metrics() -> None:
-    base = _table([("a", 0, "winrate.gold", 0.70, 0.69, 0.71), ("a", 0, "kl", 3.0, 2.0, 4.0)])
+    base = _table([("a", s, "winrate.gold", 0.70, 0.69, 0.71) for s in (0, 1)])
+    base = pd.concat([base, _table([("a", 0, "kl", 3.0, 2.0, 4.0)])])
     base = pd.concat([base, _table([("a", 0, "capability_delta.x", -0.01, -0.05, 0.03)])])
-    cand = _table([("a", 0, "winrate.gold", 0.60, 0.59, 0.61), ("a", 0, "kl", 9.0, 8.0, 10.0)])
+    cand = _table([("a", s, "winrate.gold", 0.60, 0.59, 0.61) for s in (0, 1)])
+    cand = pd.concat([cand, _table([("a", 0, "kl", 9.0, 8.0, 10.0)])])
     verdict = check(base, cand, tolerance_override=0.2)
     statuses = {r.metric: r.status for r in verdict.rows}
     assert statuses == {"winrate.gold": "pass", "capability_delta.x": "missing"}  # kl: not gated
@@ -116,10 +146,22 @@ def test_tolerance_override_and_missing_metrics() -> None:
     assert verdict.tolerance_source == "--tolerance"
 
 
+def test_capability_deltas_keep_the_items_variance_beside_the_seeds() -> None:
+    # two seeds a side that agree exactly: the seeds show no variance, the items still do
+    # (each run's own interval, +-0.04: a normal SE of 0.0204 a side)
+    base = _table([("a", s, "capability_delta.x", 0.0, -0.04, 0.04) for s in (0, 1)])
+    cand = _table([("a", s, "capability_delta.x", -0.02, -0.06, 0.02) for s in (0, 1)])
+    row = check(base, cand, tolerance_override=0.1).rows[0]
+    se = 0.04 / 1.96
+    assert row.ci_high - row.diff == pytest.approx(1.96 * math.sqrt(2 * se**2), rel=1e-4)
+    assert row.status == "pass"  # low = -0.02 - 0.057 >= -0.1
+
+
 def test_tolerance_comes_from_the_baseline_never_the_candidate(
     baseline: Path, tmp_path: Path
 ) -> None:
-    suite = {**SUITE_JSON, "eval": {**SUITE_JSON["eval"], "lm_eval": {"tolerance": 0.3}}}
+    lm_eval = {**SUITE_JSON["eval"]["lm_eval"], "tolerance": 0.3}
+    suite = {**SUITE_JSON, "eval": {**SUITE_JSON["eval"], "lm_eval": lm_eval}}
     (baseline.parent / "suite.json").write_text(json.dumps(suite))
     verdict = check(baseline, _worse(baseline, tmp_path, "dpo", "winrate.gold", 0.2))
     assert verdict.tolerance == 0.3 and verdict.tolerance_source == "baseline suite.json"
@@ -141,7 +183,9 @@ def test_frame_of_the_verdict(baseline: Path) -> None:
     assert {"diff", "ci_low", "ci_high", "status", "basis"} <= set(frame.columns)
     assert set(frame["variant"]) == {"sft", "dpo", "ppo"}
     assert len(frame) == 3 * (3 + 2)  # 3 variants x (3 judges + 2 tasks)
-    assert set(frame["basis"]) == {"seed means"} and (frame["diff"] == 0).all()
+    # no samples beside these tables: the prompt level is the runs' own intervals'
+    assert set(frame["basis"]) == {"seed means + the runs' own intervals"}
+    assert (frame["diff"] == 0).all()
 
 
 def test_bad_arguments() -> None:
@@ -170,37 +214,39 @@ def test_check_baseline_against_itself_is_inconclusive_on_seed_means(baseline: P
 
 
 def test_check_worse_candidate_exits_1_naming_the_metric(baseline: Path, tmp_path: Path) -> None:
-    candidate = _worse(baseline, tmp_path, "dpo", "winrate.gold", 0.2)
+    candidate = _worse(baseline, tmp_path, "dpo", "winrate.gold", 0.3)
     result = invoke("check", "--baseline", str(baseline), "--candidate", str(candidate))
     assert result.exit_code == 1, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("REGRESSION")]
     assert len(lines) == 1
-    # d = -0.2; high = -0.2 + hypot(0.127, 0.127) = -0.020
-    assert "dpo: winrate.gold -0.200 (0.650 -> 0.450), 95% interval [-0.380, -0.020]" in lines[0]
-    assert "dropped 0.200, beyond the tolerance 0.050" in lines[0]
+    # d = -0.3; two seeds a side (t on 1 df) and the runs' own intervals: high -0.088 < 0
+    assert "dpo: winrate.gold -0.300 (0.650 -> 0.350), 95% interval [-0.512, -0.088]" in lines[0]
+    assert "dropped 0.300, beyond the tolerance 0.050" in lines[0]
     assert result.stdout.splitlines()[-1].startswith("regression:")
 
 
 def test_check_results_dir_and_csv_inputs(baseline: Path, tmp_path: Path) -> None:
-    candidate = _worse(baseline, tmp_path, "ppo", "capability_delta.tiny_facts", 0.1)
+    candidate = _worse(baseline, tmp_path, "dpo", "capability_delta.tiny_facts", 0.3)
     pd.read_parquet(candidate).to_csv(tmp_path / "candidate.csv", index=False)
     result = invoke(
         "check", "--baseline", str(baseline.parent), "--candidate", str(tmp_path / "candidate.csv")
     )
     assert result.exit_code == 1, result.output
-    assert "REGRESSION ppo: capability_delta.tiny_facts -0.100" in result.stdout
+    assert "REGRESSION dpo: capability_delta.tiny_facts -0.300" in result.stdout
 
 
 def test_check_variant_against_another_within_one_table(baseline: Path) -> None:
     args = ["check", "--baseline", str(baseline)]
     result = invoke(*args, "--variant", "sft", "--against", "dpo")
-    assert result.exit_code == 1, result.output
-    # heldout: 0.650 -> 0.495, d = -0.155, high = -0.155 + hypot(0.064, 0.127) = -0.013 < 0
-    assert "REGRESSION sft vs dpo: winrate.heldout -0.155 (0.650 -> 0.495)" in result.stdout
-    # proxy: 0.720 -> 0.510, d = -0.210, high = -0.21 + hypot(0.127, 0.254) = 0.074: both
-    # sides' intervals together reach above 0, so the drop is not shown, nor ruled out
-    assert "INCONCLUSIVE sft vs dpo: winrate.proxy -0.210 (0.720 -> 0.510)" in result.stdout
-    assert "a half-width of 0.210 would decide it" in result.stdout
+    assert result.exit_code == 3, result.output
+    # heldout: 0.650 -> 0.495, d = -0.155: two seeds a side (t on 1 degree of freedom) and the
+    # runs' own intervals reach above 0, so the drop is not shown, nor ruled out
+    assert (
+        "INCONCLUSIVE sft vs dpo: winrate.heldout -0.155 (0.650 -> 0.495), 95% interval"
+        " [-0.337, 0.027]" in result.stdout
+    )
+    assert "a half-width of 0.155 would decide it" in result.stdout
+    assert 'under test: sft: method "dpo" vs "sft"' in result.stdout
     result = invoke(*args, "--variant", "dpo", "--against", "sft")
     assert result.exit_code == 3, result.output  # gains, but intervals too wide to rule out drops
 
@@ -220,14 +266,14 @@ def test_output_to_a_pipe_is_plain_lines_that_never_cut_a_number(baseline: Path)
     register(app)
     args = ["check", "--baseline", str(baseline), "--variant", "sft", "--against", "dpo"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "40"})  # a narrow "terminal"
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("variant"))
     assert header.split() == [
         "variant", "metric", "baseline", "candidate", "diff", "95%", "interval", "basis", "verdict"
     ]  # fmt: skip
     assert "sft vs dpo  winrate.proxy" in result.stdout
-    assert "[-0.494, +0.074]" in result.stdout  # whole, on one line
+    assert "[-0.516, +0.096]" in result.stdout  # whole, on one line
     assert "…" not in result.stdout and "─" not in result.stdout
 
 
@@ -305,7 +351,7 @@ def _rows(out: str) -> dict[str, list[str]]:
     return {
         line.split()[1 if " vs " not in line else 3]: line.split()
         for line in out.splitlines()
-        if "winrate." in line and not line.startswith(("REGRESSION", "INCONCLUSIVE"))
+        if "winrate." in line and not line.startswith(("REGRESSION", "INCONCLUSIVE", "power:"))
     }
 
 
@@ -354,9 +400,11 @@ def test_two_results_dirs_with_one_reference_are_paired(sampled: Path, tmp_path:
     unrelated = write_sampled_dir(tmp_path / "u", {"base": 0.0}, rng_seed=5, **DESIGN)
     verdict = check(sampled, unrelated, variant="base")
     assert {r.basis for r in verdict.rows if r.metric.startswith("winrate.")} == {"samples"}
-    # a table file on either side: seed means
+    # a table file on either side: seed means, with the prompt level the table stored
     verdict = check(sampled / "table.parquet", other, variant="base")
-    assert {r.basis for r in verdict.rows} == {"seed means"}
+    assert {r.basis for r in verdict.rows if r.metric.startswith("winrate.")} == {
+        "seed means + variance components"
+    }
 
 
 def test_provenance_that_differs_is_named_under_the_verdict(sampled: Path, tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_one_seed_keeps_its_interval_and_failures_are_counted(results_dir: Path)
     ppo = summary.table.set_index("variant").loc["ppo"]
     assert (ppo["seeds"], ppo["failed"]) == (1, 1)
     assert (ppo["winrate.gold.low"], ppo["winrate.gold.high"]) == pytest.approx((0.62, 0.78))
-    assert bool(ppo["regression.tiny_arith"]) and not bool(ppo["regression.tiny_facts"])
+    # -0.08 [-0.12, -0.04] would be flagged, but one seed cannot say what another run gives
+    assert not bool(ppo["regression.tiny_arith"]) and not bool(ppo["regression.tiny_facts"])
 
 
 def _with_deltas(deltas: dict[tuple[str, str, int], float]) -> pd.DataFrame:
@@ -119,7 +120,8 @@ def test_the_mark_is_what_the_gate_flags_against_the_base_model() -> None:
             ("sft", "tiny_arith", 0): -0.10,  # mean -0.12 but interval high +0.134: neither
             ("sft", "tiny_arith", 1): -0.14,
         }
-    )  # ppo tiny_arith, one seed: -0.08 with its own interval [-0.12, -0.04]: both flag
+    )  # ppo tiny_arith, one seed: -0.08 with its own interval [-0.12, -0.04]: training variance
+    # unknown, neither flags
     base = long_df.copy()  # the base model: every capability delta 0 (its own accuracy)
     deltas = base["metric"].str.startswith("capability_delta.")
     base.loc[deltas, ["value", "ci_low", "ci_high"]] = 0.0
@@ -131,7 +133,7 @@ def test_the_mark_is_what_the_gate_flags_against_the_base_model() -> None:
     }
     summary = summarise(long_df, None, SUITE_JSON)
     assert verdict.tolerance == summary.tolerance == 0.05
-    assert _flagged(summary) == gated == {("dpo", "tiny_facts"), ("ppo", "tiny_arith")}
+    assert _flagged(summary) == gated == {("dpo", "tiny_facts")}
 
 
 def test_primary_judge_defaults_to_the_first_non_proxy_judge() -> None:
