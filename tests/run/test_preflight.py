@@ -181,3 +181,24 @@ def test_validate_says_valid_and_that_it_cannot_run_here_with_exit_0(
     assert result.exit_code == 0, result.output
     assert "valid:" in result.stdout and "This machine:" in result.stdout
     assert "cannot run here: 9 reasons above" in result.stdout
+
+
+def test_run_names_every_resource_and_every_missing_model_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli.main import app
+
+    _hh(monkeypatch, tmp_path)
+    env = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    args = ["run", str(REPO / "suites/hh.yaml"), "--out", str(tmp_path / "out"), "--num-gpus", "0"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2, result.output
+    said = result.stderr
+    assert "this machine cannot run the suite:" in said
+    assert "resources.cpus_per_run is 4, but this machine has 2 CPUs" in said
+    assert "resources.gpus_per_run is 1, but this machine has no GPU" in said
+    assert "policy model 'lomahony/eleuther-pythia410m-hh-sft': not in the local hub cache" in said
+    assert said.rstrip().endswith("Nothing was started.")
+    assert not (tmp_path / "out" / "hh" / "runs").exists()
