@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from harness.cli.results import register
 from harness.report.gate import GateInputError, check
-from harness.report.results import write_tables
+from harness.report.results import ship_baseline, write_tables
 from harness.report.tables import long_table
 from tests.report.test_results import SUITE_JSON, load_results, make_results, write_results_dir
 from tests.sampled import PROVENANCE, write_sampled_dir
@@ -421,3 +421,49 @@ def test_provenance_that_differs_is_named_under_the_verdict(sampled: Path, tmp_p
     assert "--variant NEW --against OLD" in text
     same = invoke("check", "--baseline", str(sampled), "--variant", "same", "--against", "base")
     assert "warning" not in same.stdout
+
+
+def test_a_shipped_baseline_pairs_a_one_seed_candidate_that_borrows_its_seeds(
+    sampled: Path, tmp_path: Path
+) -> None:
+    """``ship_baseline`` puts the samples beside the table, where ``harness check`` finds them:
+    a one-seed candidate is paired on the prompts and borrows the baseline's between-run
+    variance, says so, lists its seeds as under test (no warning) and prints its power."""
+    written = ship_baseline(sampled, tmp_path / "baselines" / "tiny")
+    assert {p.name for p in written} == {
+        "tiny.parquet", "tiny.runs.parquet", "tiny.samples.parquet",
+        "tiny.reference_samples.parquet", "tiny.suite.json",
+    }  # fmt: skip
+    table = tmp_path / "baselines" / "tiny.parquet"
+    cand = write_sampled_dir(tmp_path, {"base": 0.0}, rng_seed=0, **{**DESIGN, "seeds": (0,)})
+    verdict = check(table, cand, variant="base")
+    wins = [r for r in verdict.rows if r.metric.startswith("winrate.")]
+    assert {r.basis for r in wins} == {"paired samples"}
+    assert {r.seed_level for r in wins} == {"borrowed from the baseline's seeds"}
+    assert verdict.under_test == ["base: seeds 0-2 vs 0"] and not verdict.differences
+    result = invoke(
+        "check", "--baseline", str(table), "--candidate", str(cand), "--variant", "base"
+    )
+    assert "warning" not in result.stdout, result.output
+    assert "under test: base: seeds 0-2 vs 0" in result.stdout
+    assert "power: base winrate.gold: a drop of" in result.stdout
+    assert "(1 candidate seed(s) against 3, 200 prompts;" in " ".join(result.stdout.split())
+
+
+def test_settings_travel_in_the_table_so_a_bare_candidate_is_checked(
+    sampled: Path, tmp_path: Path
+) -> None:
+    """A candidate made at other evaluation settings (128 prompts) is refused (exit 2) though no
+    suite.json travels with its table: the table's footer holds its settings."""
+    cand = write_sampled_dir(tmp_path, {"base": 0.0}, rng_seed=0, **DESIGN)
+    suite = json.loads((cand / "suite.json").read_text())
+    suite["eval"]["num_prompts"] = 128
+    (cand / "suite.json").write_text(json.dumps(suite))
+    write_tables(cand, load_results(cand))
+    bare = tmp_path / "bare.parquet"
+    bare.write_bytes((cand / "table.parquet").read_bytes())
+    result = invoke(
+        "check", "--baseline", str(sampled), "--candidate", str(bare), "--variant", "base"
+    )
+    assert result.exit_code == 2, result.output
+    assert "eval.num_prompts - vs 128" in result.output
