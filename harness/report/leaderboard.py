@@ -256,7 +256,8 @@ def notes(summary: Summary, runs_df: pd.DataFrame | None, info: SuiteInfo | None
     if PROXY in judges:
         described = [d + (" (the training reward model)" if d == PROXY else "") for d in described]
     seeds, samples = summary.seeds, summary.samples
-    alone = [str(v) for v in summary.table.loc[summary.table["seeds"] == 1, "variant"]]
+    table = summary.table
+    alone = [str(v) for v in table.loc[table["seeds"] == 1, "variant"]] if "seeds" in table else []
     out = [
         f"Judges: {', '.join(described) or 'none'}",
         f"Seeds: {', '.join(map(str, seeds)) or 'unknown'}",
@@ -359,7 +360,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.4em; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; text-align: center; white-space: normal; vertical-align: bottom; }
 table.ranking th { position: sticky; top: 0; z-index: 1; box-shadow: 0 1px 0 #ccc; }
-table.ranking th { min-width: 3em; max-width: 5.5em; }
+table.ranking th { min-width: 3em; max-width: 5.5em; overflow-wrap: anywhere; }
 details { margin: 0.5em 0 1em; } summary { cursor: pointer; color: #444; }
 figure h3 { margin: 0 0 0.3em; font-size: 1em; }
 td.text { text-align: left; white-space: normal; } .ci { color: #666; font-size: 0.85em; }
