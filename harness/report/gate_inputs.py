@@ -285,7 +285,7 @@ def _flat(dump: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in dump.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):  # an empty mapping sets nothing: its keys are compared
             out.update(_flat(value, f"{name}."))
         else:
             out[name] = value

@@ -441,13 +441,19 @@ def test_a_shipped_baseline_pairs_a_one_seed_candidate_that_borrows_its_seeds(
     assert {r.basis for r in wins} == {"paired samples"}
     assert {r.seed_level for r in wins} == {"borrowed from the baseline's seeds"}
     assert verdict.under_test == ["base: seeds 0-2 vs 0"] and not verdict.differences
-    result = invoke(
-        "check", "--baseline", str(table), "--candidate", str(cand), "--variant", "base"
-    )
+    args = ["--baseline", str(table), "--candidate", str(cand), "--variant", "base"]
+    result = invoke("check", *args)
     assert "warning" not in result.stdout, result.output
     assert "under test: base: seeds 0-2 vs 0" in result.stdout
     assert "power: base winrate.gold: a drop of" in result.stdout
     assert "(1 candidate seed(s) against 3, 200 prompts;" in " ".join(result.stdout.split())
+    # a changed parameter of the variant under test is listed with it, not warned of
+    suite = json.loads((cand / "suite.json").read_text())
+    suite["methods"][0]["params"] = {"beta": 0.2}
+    (cand / "suite.json").write_text(json.dumps(suite))
+    result = invoke("check", *args)
+    assert "under test: base: params.beta - vs 0.2" in result.stdout, result.output
+    assert "warning" not in result.stdout
 
 
 def test_settings_travel_in_the_table_so_a_bare_candidate_is_checked(
