@@ -20,8 +20,8 @@ from rich.table import Table
 
 import harness
 from harness.cli import bench as cli_bench
+from harness.cli import method_check, tune
 from harness.cli import results as cli_results
-from harness.cli import tune
 from harness.cli.common import (
     BAD_INPUT,
     Debug,
@@ -388,3 +388,4 @@ def world_build(
 cli_results.register(app)
 cli_bench.register(app)
 tune.register(app)
+method_check.register(app)

@@ -80,7 +80,7 @@ def _expand(i: int, entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[I
     the problems of that sweep."""
     base = _without_sweep(entry)
     method, sweep = entry.get("method"), entry["sweep"]
-    if method not in REGISTRY:  # the schema names the unknown method
+    if not isinstance(method, str) or method not in REGISTRY:  # the schema names it
         return [base], []
     loc: Loc = ("methods", i, str(method), "sweep")
     if not isinstance(sweep, dict) or not sweep:
