@@ -17,6 +17,7 @@ from harness.report.compare import (
     sample_summary,
     write_comparisons,
 )
+from harness.stats.paired import compare_all
 from tests.sampled import JUDGES, write_sampled_dir
 
 # "a" and "b" are drawn alike (the reference's own distribution); "c" is shifted up by 0.6 score
@@ -95,3 +96,22 @@ def test_win_rate_intervals_stay_within_0_and_1(tmp_path: Path) -> None:
     assert (wins["ci_low"] >= 0).all() and (wins["ci_high"] <= 1).all()
     assert (wins["ci_low"] <= wins["value"]).all() and (wins["value"] <= wins["ci_high"]).all()
     assert (wins["ci_high"] == 1.0).any()  # the clip was needed: the test can fail
+
+
+def test_one_seed_claims_no_group_and_borrows_where_it_can(tmp_path: Path) -> None:
+    """Every variant of one seed: even the planted difference is not separated (its p-value says
+    nothing of another training run), no variant gets a letter and there is no power line. A
+    one-seed variant beside variants of several seeds borrows their between-run variance."""
+    single = write_sampled_dir(tmp_path / "one", SHIFTS, **{**DESIGN, "seeds": (0,)})
+    samples = load_samples(single)
+    assert samples is not None
+    summary = sample_summary(samples, "gold")
+    gold = summary.pairs("gold", "win")
+    assert set(gold["seed_level"]) == {"none"} and not gold["separated"].any()
+    assert set(summary.groups.values()) == {"-"} and summary.power is None
+    tbl = samples.prompts("gold")
+    a = tbl[tbl["variant"] == "a"]
+    twice = [a.assign(variant="d", seed=s, win=a["win"] * (0.9 + 0.1 * s)) for s in (1, 2)]
+    pairs = compare_all(pd.concat([tbl, *twice], ignore_index=True), "win")
+    with_d = pairs[(pairs["a"] == "d") | (pairs["b"] == "d")]
+    assert set(with_d["seed_level"]) == {"borrowed from d's seeds"}
