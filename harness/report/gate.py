@@ -6,18 +6,25 @@ one baseline variant OLD, both possibly from the same results dir): each judge's
 baseline has. Each metric is decided on the difference ``d = candidate - baseline`` and its 95%
 interval ``[low, high]``, which carries both sides' uncertainty:
 
-- **samples** (both sides are results dirs with ``samples.parquet`` and
-  ``reference_samples.parquet``; or ``--variant NEW --against OLD`` in one such dir): win-rates
-  per prompt (k x k pairs against the reference), the difference by a hierarchical bootstrap
-  (seeds, then clusters, then prompts) that is **paired** on the seeds and prompts both sides
-  share (``harness.report.compare.winrate_difference``);
-- **seed means** otherwise (a table file, or results without samples; capability deltas always):
-  each side's mean over seeds with its 95% interval (a t-interval over seeds; one seed keeps its
-  own), combined into an interval of the difference by adding the two sides' half-widths in
-  quadrature, each on its own side (MOVER: Newcombe 1998, Zou & Donner 2008)::
+- **paired samples** (both sides have their judged samples: a results dir, or a table with
+  ``<stem>.samples.parquet`` and ``<stem>.reference_samples.parquet`` beside it, and the same
+  reference samples; or ``--variant NEW --against OLD`` in one such dir): win-rates per prompt
+  (k x k pairs against the reference), the difference by a hierarchical bootstrap (seeds, then
+  clusters, then prompts) **paired** on the prompts and on the seeds both sides share
+  (``harness.report.compare.winrate_difference``); **samples**: two bootstraps, when the
+  references differ;
+- **seed means** otherwise (a side is a table without samples; capability deltas always): each
+  side's per-seed values (``harness.stats.paired.seed_means_difference``: ``s^2 / S`` on t with
+  ``S - 1`` degrees of freedom) plus the level every seed of a variant repeats, which the seeds
+  cannot show: a win-rate's prompt clusters from the variance components a table stores
+  (``harness.report.results.table_meta``), else, and for a capability's items, each run's own
+  interval as a normal half-width.
 
-      low  = d - sqrt((cand_mean - cand_low)^2 + (base_high - base_mean)^2)
-      high = d + sqrt((cand_high - cand_mean)^2 + (base_mean - base_low)^2)
+A side with **one seed** borrows the between-run variance it cannot measure (``VerdictRow.
+seed_level``): from the other side's seeds, else from the stored (or the baseline's measured)
+variance components (``harness.stats.paired.Borrowed``); with nothing to borrow the metric is
+inconclusive, "training variance unknown", with no interval. Coverage of each route at the
+default design: ``tests/test_calibration.py``.
 
 Verdict of a metric (``harness.stats.paired.gate_decision``), with ``drop = -d``::
 
@@ -25,25 +32,32 @@ Verdict of a metric (``harness.stats.paired.gate_decision``), with ``drop = -d``
     pass          low >= -tolerance                  (the interval rules out a drop beyond it)
     inconclusive  otherwise: the interval is too wide to decide at the tolerance
 
-(1e-9 of slack: a drop exactly at the tolerance is not beyond it; in the seed-means basis a side
-without an interval counts as exact). For an inconclusive metric ``VerdictRow.decides_at``
-(``harness.stats.paired.precision_needed``) is the interval half-width at which the same difference
-would be decided: ``d + tolerance`` to pass (when ``drop <= tolerance``), else ``-d`` to be a
-regression. A metric of the baseline that the candidate lacks
-(its runs failed, a judge or task is gone) is **missing**. Overall: regression when any metric is
-a regression or missing, else inconclusive when any is, or when a compared variant of either side
-has runs that did not finish (``Verdict.unfinished``: failed in its run table, or done there
-without rows in the table; its numbers rest on the runs that did), else pass.
+(1e-9 of slack: a drop exactly at the tolerance is not beyond it). For an inconclusive metric
+``VerdictRow.decides_at`` (``harness.stats.paired.precision_needed``) is the interval half-width
+at which the same difference would be decided: ``d + tolerance`` to pass (when
+``drop <= tolerance``), else ``-d`` to be a regression. A metric of the baseline that the
+candidate lacks (its runs failed, a judge or task is gone) is **missing**. Overall: regression
+when any metric is a regression or missing, else inconclusive when any is, or when a compared
+variant of either side has runs that did not finish (``Verdict.unfinished``: failed in its run
+table, or done there without rows in the table; its numbers rest on the runs that did), else
+pass.
 
 Tolerance: ``tolerance_override`` (``--tolerance``), else the baseline's ``suite.json``
 ``eval.lm_eval.tolerance``, else ``harness.core.rules.DEFAULT_TOLERANCE`` (0.05); never the
 candidate's. The same tolerance applies to win-rates and capability deltas (both fractions).
 
+What defines the comparison and what is under test: the settings (world or models, data,
+budget, training, evaluation: ``harness.report.results.suite_settings``, from ``suite.json`` or
+else from the settings every ``table.parquet`` stores) must agree, or the sides are refused
+unless ``allow_mismatch``; the compared variant's own definition (its method's parameters) and
+its seeds are what a candidate changes, listed in ``Verdict.under_test``, no warning.
 ``Verdict.differences`` names the provenance that differs between the two sides' runs (CPU,
-host, device, torch / transformers version, suite hash, world config): numbers are not
-comparable across them, and the CLI says so under the verdict. ``Verdict.unchecked`` names a side
-whose settings cannot be checked (a bare table: no ``suite.json`` beside it, no suite hash to
-compare), and the CLI warns of that too.
+host, device, torch / transformers version, world config) and any settings compared anyway:
+numbers are not comparable across them, and the CLI says so under the verdict. ``Verdict.unchecked``
+names a side whose settings cannot be checked (no ``suite.json``, no settings stored in the
+table, no hash both sides have), and the CLI warns of that too. ``Verdict.power``: per judge,
+the drop this design detects at 80% power (``VarianceComponents.min_detectable`` for the
+candidate's seeds against the baseline's, on the stored or measured components).
 
 Bad input raises ``GateInputError`` with a one-line message: a missing or unreadable table, no
 common variants (both sides listed), different suites (unless NEW/OLD are named), a variant that

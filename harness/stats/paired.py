@@ -22,7 +22,8 @@ down to 0.05 / pairs). Each level contributes its own share, as a deviation from
   seed deviation is ``sum_s g_s (r_s - r_mean) / S * sqrt(S / (S-1)) * sqrt((S-1) / chi2_{S-1})``,
   which is ``s / sqrt(S) * t_{S-1}``: the t interval over seeds when the seeds carry all the
   variance, as the leaderboard's intervals over seeds. The multipliers are shared by variants with
-  the same seeds (paired by seed number). Skipped with one seed;
+  the same seeds (paired by seed number). A side with one seed cannot measure it: it borrows
+  another side's (``Borrowed``: ``sqrt(var) t_df``), or has none (``Comparison.seed_level``);
 - clusters: drawn with replacement, each bringing its prompts' seed-averaged values;
 - prompts: redrawn within each drawn cluster, weighted ``sqrt(n_c / ((n_c - 1) C))``: just the
   within-cluster variance the cluster level's ``(C-1)/C`` misses (all of it with one cluster);
@@ -32,7 +33,7 @@ down to 0.05 / pairs). Each level contributes its own share, as a deviation from
 Intervals are percentiles of the replicates; p-values are studentised (``_p_values``: the levels'
 variances on a t distribution), so Holm's decisions do not move with the bootstrap's seed.
 Coverage, false-positive rates and the gate's error rates are measured in
-``tests/stats/test_stats.py``.
+``tests/stats/test_stats.py``, and for every route of the gate in ``tests/test_calibration.py``.
 """
 
 from __future__ import annotations
