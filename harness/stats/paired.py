@@ -276,11 +276,17 @@ def half_width(
     p: np.ndarray | float = 0.05,
 ) -> np.ndarray:
     """The half-width ``[R]`` of the ``1 - p`` interval whose levels are ``prompt_var`` (on the
-    normal) and each ``(s^2/S, S - 1)`` of ``seed_var`` (on t): ``_p_values``' edge."""
+    normal) and the seed levels ``(s^2/S, S - 1)`` of ``seed_var`` (on t; two sides' seed levels
+    as one, on Welch-Satterthwaite's degrees of freedom ``(sum v)^2 / sum(v^2 / df)``, since
+    each on its own t would count two heavy tails at once): ``_p_values``' edge."""
     half = p / 2
     width = np.asarray(prompt_var, dtype=np.float64) * sps.norm.isf(half) ** 2
-    for var, df in seed_var:
-        width = width + np.asarray(var) * sps.t.isf(half, df) ** 2
+    if seed_var:
+        total = sum((np.asarray(var, dtype=np.float64) for var, _ in seed_var), np.float64(0))
+        spread = sum((np.asarray(var, dtype=np.float64) ** 2 / df for var, df in seed_var),
+                     np.float64(0))  # fmt: skip
+        df = np.where(spread > 0, total**2 / np.where(spread > 0, spread, 1.0), seed_var[0][1])
+        width = width + total * sps.t.isf(half, df) ** 2
     return np.sqrt(width)
 
 

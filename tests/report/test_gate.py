@@ -68,13 +68,19 @@ def _one(base: tuple[float, ...], cand: tuple[float, ...], own: float = 0.01, **
     return verdict, verdict.rows[0]
 
 
+def _welch(*levels: tuple[float, int]) -> float:
+    """The 97.5% t quantile of seed levels ``(variance, df)`` taken as one (Welch-Satterthwaite
+    degrees of freedom) times their summed variance, squared: a half-width's square."""
+    total = sum(v for v, _ in levels)
+    df = total**2 / sum(v**2 / d for v, d in levels)
+    return float(stats.t.isf(0.025, df)) ** 2 * total
+
+
 def _half(*sides: tuple[float, ...]) -> float:
     """The seed-means half-width of two sides' per-seed values (no variance components stored):
-    each side's s^2 / S on t with S - 1 degrees of freedom, and each side's runs' own +-0.01."""
-    width = sum(
-        stats.t.isf(0.025, len(v) - 1) ** 2 * float(np.var(v, ddof=1)) / len(v) for v in sides
-    )
-    return math.sqrt(width + 2 * 0.01**2)
+    the sides' s^2 / S on t (Welch-Satterthwaite), and each side's runs' own +-0.01."""
+    levels = [(float(np.var(v, ddof=1)) / len(v), len(v) - 1) for v in sides]
+    return math.sqrt(_welch(*levels) + 2 * 0.01**2)
 
 
 def test_the_difference_carries_both_sides_seed_variance() -> None:
@@ -103,7 +109,7 @@ def test_one_seed_a_side_with_nothing_to_borrow_is_training_variance_unknown() -
     _, row = _one((0.69, 0.70, 0.71), (0.70,))
     assert row.seed_level == "borrowed from the baseline's seeds"
     # its one run varies as one of the baseline's: s^2 = 0.0001 on 2 degrees of freedom
-    borrowed = stats.t.isf(0.025, 2) ** 2 * (0.0001 + 0.0001 / 3) + 2 * 0.01**2
+    borrowed = _welch((0.0001, 2), (0.0001 / 3, 2)) + 2 * 0.01**2
     assert row.ci_high - row.diff == pytest.approx(math.sqrt(borrowed), rel=1e-4)
 
 
@@ -219,8 +225,8 @@ def test_check_worse_candidate_exits_1_naming_the_metric(baseline: Path, tmp_pat
     assert result.exit_code == 1, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("REGRESSION")]
     assert len(lines) == 1
-    # d = -0.3; two seeds a side (t on 1 df) and the runs' own intervals: high -0.088 < 0
-    assert "dpo: winrate.gold -0.300 (0.650 -> 0.350), 95% interval [-0.512, -0.088]" in lines[0]
+    # d = -0.3; two seeds a side (t on 2 df, Welch) and the runs' own intervals: high < 0
+    assert "dpo: winrate.gold -0.300 (0.650 -> 0.350), 95% interval [-0.428, -0.172]" in lines[0]
     assert "dropped 0.300, beyond the tolerance 0.050" in lines[0]
     assert result.stdout.splitlines()[-1].startswith("regression:")
 
@@ -238,14 +244,15 @@ def test_check_results_dir_and_csv_inputs(baseline: Path, tmp_path: Path) -> Non
 def test_check_variant_against_another_within_one_table(baseline: Path) -> None:
     args = ["check", "--baseline", str(baseline)]
     result = invoke(*args, "--variant", "sft", "--against", "dpo")
-    assert result.exit_code == 3, result.output
-    # heldout: 0.650 -> 0.495, d = -0.155: two seeds a side (t on 1 degree of freedom) and the
-    # runs' own intervals reach above 0, so the drop is not shown, nor ruled out
+    assert result.exit_code == 1, result.output
+    # heldout: 0.650 -> 0.495, d = -0.155: two seeds a side (t on Welch's 2 degrees of freedom)
+    # and the runs' own intervals stay below 0
     assert (
-        "INCONCLUSIVE sft vs dpo: winrate.heldout -0.155 (0.650 -> 0.495), 95% interval"
-        " [-0.337, 0.027]" in result.stdout
+        "REGRESSION sft vs dpo: winrate.heldout -0.155 (0.650 -> 0.495), 95% interval"
+        " [-0.288, -0.022]" in result.stdout
     )
-    assert "a half-width of 0.155 would decide it" in result.stdout
+    # a capability delta of +0.02 whose interval reaches beyond the tolerance: undecided
+    assert "INCONCLUSIVE sft vs dpo: capability_delta.tiny_arith +0.020" in result.stdout
     assert 'under test: sft: method "dpo" vs "sft"' in result.stdout
     result = invoke(*args, "--variant", "dpo", "--against", "sft")
     assert result.exit_code == 3, result.output  # gains, but intervals too wide to rule out drops
@@ -266,14 +273,14 @@ def test_output_to_a_pipe_is_plain_lines_that_never_cut_a_number(baseline: Path)
     register(app)
     args = ["check", "--baseline", str(baseline), "--variant", "sft", "--against", "dpo"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "40"})  # a narrow "terminal"
-    assert result.exit_code == 3
+    assert result.exit_code == 1
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("variant"))
     assert header.split() == [
         "variant", "metric", "baseline", "candidate", "diff", "95%", "interval", "basis", "verdict"
     ]  # fmt: skip
     assert "sft vs dpo  winrate.proxy" in result.stdout
-    assert "[-0.516, +0.096]" in result.stdout  # whole, on one line
+    assert "[-0.389, -0.031]" in result.stdout  # whole, on one line
     assert "…" not in result.stdout and "─" not in result.stdout
 
 
