@@ -284,7 +284,7 @@ def execute_run(
         status,
         costs=ledger(costs, sizes),  # the counters, the parameter counts and the FLOPs
         provenance={
-            **provenance(spec.suite_hash, gpus, device),
+            **provenance(spec.suite_hash, spec.method, gpus, device),
             **loaded,
             "started_at": started_at,
             "finished_at": time.time(),

@@ -55,20 +55,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def method_origins() -> dict[str, str]:
-    """Where each registered method comes from: ``built-in``, or the plugin's distribution and
-    version (``methods.Registry.origin``)."""
-    return {name: REGISTRY.origin(name) for name in REGISTRY}
-
-
-def provenance(suite_hash: str, gpus_requested: float, device: torch.device) -> dict[str, Any]:
-    """Where and with what a run ran: code, packages, the methods' origins, host, process,
-    device and threads."""
+def provenance(
+    suite_hash: str, method: str, gpus_requested: float, device: torch.device
+) -> dict[str, Any]:
+    """Where and with what a run ran: code, packages, where its method comes from (``built-in``,
+    or the plugin's distribution and version: ``methods.Registry.origin``), host, process,
+    device and threads. Every value is a scalar or the packages' mapping (``runs.PROVENANCE``)."""
     return {
         "suite_hash": suite_hash,
         "git_commit": git_commit(),
         "packages": package_versions(),
-        "method_origins": method_origins(),
+        "method_origin": REGISTRY.origin(method),
         "python": platform.python_version(),
         "host": platform.node(),
         "cpu_model": cpu_model(),
