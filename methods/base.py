@@ -174,6 +174,8 @@ class TrainContext:
 
     # the backend every sample is drawn through (methods.generation; default: hf)
     generation: Backend = field(default_factory=_default_generation)
+    # base-corpus texts for a pre-training loss (methods.pretrain; the world's); may be empty
+    pretrain: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

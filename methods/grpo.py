@@ -13,6 +13,7 @@ import torch
 from methods import common
 from methods.base import TrainContext
 from methods.params import GRPOParams
+from methods.pretrain import PretrainMix
 from methods.sampling import Samples
 
 
@@ -141,6 +142,7 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
     step = common.OptimizerStep(ctx, policy.parameters(), params.lr, params.max_grad_norm)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
     order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
+    ptx = PretrainMix(ctx, params.ptx_coef)  # as PPO-ptx: + gamma * NLL of base-corpus text
     policy.train()
     for round_, prompts in common.rounds(ctx):
         batch = sample_groups(
@@ -149,5 +151,6 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
         for _ in range(params.iterations):
             for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss, stats = minibatch_loss(ctx, batch, rows, params)
-                step(loss, round_, float(batch.rewards.mean()), stats)
+                loss, ptx_stats = ptx(loss)
+                step(loss, round_, float(batch.rewards.mean()), {**stats, **ptx_stats})
     policy.eval()

@@ -7,7 +7,7 @@ Defaults come from the paper or the official code; every field has a help text.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -32,6 +32,17 @@ MAX_GRAD_NORM = 1e6  # gradient clipping norm
 MAX_KL = 1e6  # target KL of PPO's adaptive controller, in nats
 MAX_HORIZON = 10**9  # steps of PPO's adaptive controller
 MAX_LENGTH_PENALTY = 10.0  # exponent of RRHF's length normaliser
+
+
+def ptx_coef_field() -> Any:
+    """The weight γ of the pre-training mix of the online methods (``methods.pretrain``)."""
+    return Field(
+        0.0,
+        ge=0,
+        le=MAX_COEF,
+        description="Weight of a language-modelling loss on base-corpus text added to the "
+        "method's loss (PPO-ptx, InstructGPT); 0: off.",
+    )
 
 
 class SFTParams(MethodParams):
@@ -71,6 +82,7 @@ class PPOParams(MethodParams):
     mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Rollouts per optimizer step.")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch.")
     max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+    ptx_coef: float = ptx_coef_field()
 
 
 class RRHFParams(MethodParams):
@@ -116,6 +128,7 @@ class RAFTParams(MethodParams):
     )
     batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
     max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+    ptx_coef: float = ptx_coef_field()
 
 
 class PROParams(MethodParams):
@@ -173,6 +186,7 @@ class GRPOParams(MethodParams):
     )
     mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per optimizer step.")
     max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM, description="Gradient clipping norm.")
+    ptx_coef: float = ptx_coef_field()
 
 
 class IPOParams(MethodParams):

@@ -15,6 +15,7 @@ from methods import common
 from methods.base import TrainContext
 from methods.common import masked_mean
 from methods.params import PPOParams
+from methods.pretrain import PretrainMix
 from methods.sampling import Samples, positions
 
 
@@ -246,6 +247,7 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
     kl_ctl = kl_controller(params)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)  # sampling
     order = torch.Generator().manual_seed(ctx.seed)  # mini-batch shuffles
+    ptx = PretrainMix(ctx, params.ptx_coef)  # PPO-ptx: + gamma * NLL of base-corpus text
     policy.train()
     for round_, prompts in common.rounds(ctx):
         batch = rollout(ctx, value_head, prompts, gen, kl_ctl.value, params)
@@ -253,6 +255,8 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
         for _ in range(params.ppo_epochs):
             for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss, stats = minibatch_loss(ctx, value_head, batch, rows, params)
-                step(loss, round_, float(batch.rewards.mean()), {**stats, **round_stats})
+                loss, ptx_stats = ptx(loss)
+                rewards = float(batch.rewards.mean())
+                step(loss, round_, rewards, {**stats, **ptx_stats, **round_stats})
         kl_ctl.update(batch.kl, n_steps=len(batch.samples))
     policy.eval()

@@ -14,6 +14,7 @@ import torch
 from methods import common
 from methods.base import TrainContext
 from methods.params import RAFTParams
+from methods.pretrain import PretrainMix
 from methods.sampling import Samples, positions
 
 
@@ -40,6 +41,7 @@ def train(ctx: TrainContext, params: RAFTParams) -> None:
     counts optimizer steps over the whole run."""
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
     step = common.OptimizerStep(ctx, ctx.policy.parameters(), params.lr, params.max_grad_norm)
+    ptx = PretrainMix(ctx, params.ptx_coef)  # as PPO-ptx: + gamma * NLL of base-corpus text
     K = ctx.budget.samples_per_prompt
     for round_, prompts in common.rounds(ctx):
         samples = common.generate(ctx, ctx.policy, prompts, K, gen)  # [B * K]
@@ -52,7 +54,8 @@ def train(ctx: TrainContext, params: RAFTParams) -> None:
             for start in range(0, len(kept), params.batch_size):
                 batch = kept.select(list(range(start, min(start + params.batch_size, len(kept)))))
                 logps, mask = _sft_logps(ctx.policy, batch, params.train_prompt_tokens)
-                step(common.sft_loss(logps, mask), round_, float(rewards.mean()), stats)
+                loss, ptx_stats = ptx(common.sft_loss(logps, mask))
+                step(loss, round_, float(rewards.mean()), {**stats, **ptx_stats})
     ctx.policy.eval()
 
 

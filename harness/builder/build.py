@@ -9,7 +9,8 @@ Layout of a built world directory::
     data/train_prompts.jsonl                  {"prompt", "cluster"}   prompts methods train on
     data/eval_prompts.jsonl                   {"prompt", "cluster"}   held out, never trained on
     data/preferences.jsonl                    {"chosen", "rejected"}  HH text: the proxy RM's pairs
-    tasks/tiny_facts.{yaml,jsonl}  tasks/tiny_arith.{yaml,jsonl}   lm-eval tasks
+    data/pretrain.jsonl                       {"text"}  base-corpus texts (a pre-training loss)
+    tasks/tiny_{facts,arith,text}.{yaml,jsonl}  lm-eval tasks (items with "id" and "stratum")
     card.json  card.md                        what was built, and how well it came out
 """
 
@@ -139,6 +140,7 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log: Log = print) -> 
     )
     _write_jsonl(tmp / "data/preferences.jsonl", prefs)
     capability_tasks.write(tmp / "tasks", cfg.seed)
+    capability_tasks.write_pretrain(tmp, corpus)
     tokenizer = trainer.train_tokenizer(corpus, cfg.vocab_size)
     timings["data_and_tokenizer"] = time.perf_counter() - t0
     log(

@@ -23,6 +23,14 @@ CARD_MAX_NEW_TOKENS = 64
 CARD_TEMPERATURE = 1.0
 
 
+def by_stratum(strata: list[str], values: list[float]) -> dict[str, float]:
+    """The mean of ``values`` per stratum, in the order the strata first appear."""
+    sums: dict[str, list[float]] = {}
+    for stratum, value in zip(strata, values, strict=True):
+        sums.setdefault(stratum, []).append(value)
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
 def measure(
     world: Path,
     cfg: WorldConfig,
@@ -68,6 +76,15 @@ def measure(
         f"gold {base['gold_mean']:.2f} ± {base['gold_std']:.2f}"
     )
     scores = lm_eval_tasks(world / "policy", list(TASKS), include_path=world / "tasks")
-    capability = {t: {"acc": s.acc, "stderr": s.stderr, "n": s.n} for t, s in scores.items()}
+    capability = {
+        t: {
+            "acc": s.acc,
+            "stderr": s.stderr,
+            "n": s.n,
+            "metric": s.metric,
+            "strata": by_stratum(s.strata, s.items),
+        }
+        for t, s in scores.items()
+    }
     log("capability (lm-eval): " + ", ".join(f"{t} {s.acc:.3f}" for t, s in scores.items()))
     return {"base_policy": base, "capability": capability}

@@ -259,6 +259,7 @@ def _capability(
     else:
         saved = save_policy(ctx.policy, ctx.tokenizer, out_dir)
         scores = run_lm_eval(setup.lm_eval, saved, ctx.device)
+    capability.write_items(scores, out_dir / capability.ITEMS_FILE)  # every item's result
     return capability.capability_rows(base, scores, setup.lm_eval.tolerance)
 
 

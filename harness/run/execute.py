@@ -38,6 +38,7 @@ from harness.suite.generation import Generation
 from harness.suite.resolve import Resolved
 from harness.suite.runs import RunResult, RunSpec
 from harness.suite.schema import ModelRef
+from harness.world.tasks import pretrain_texts
 from methods import REGISTRY
 from methods.base import Costs, DivergenceError, Progress, TrainContext
 from methods.common import freeze, metered
@@ -116,6 +117,7 @@ def train_context(
         costs=costs,
         progress=progress,
         generation=generation,
+        pretrain=pretrain_texts(resolved.world_dir),
     )
     return ctx, data
 

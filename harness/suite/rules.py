@@ -17,7 +17,7 @@ from methods import REGISTRY
 # Each data slot's split of the embedded world, and the format of the world's file for it.
 WORLD_SPLITS = {"train_prompts": "train", "preferences": "preferences", "eval_prompts": "eval"}
 WORLD_FORMATS = {"train_prompts": "prompt", "preferences": "hh", "eval_prompts": "prompt"}
-WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith"]
+WORLD_LM_EVAL_TASKS = ["tiny_facts", "tiny_arith", "tiny_text"]
 
 Loc = tuple[str | int, ...]
 

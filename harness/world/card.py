@@ -59,9 +59,13 @@ def markdown(card: dict[str, Any]) -> str:
         f"| base policy mean response tokens | {base['mean_tokens']:.1f} |",
     ]
     for task, s in card["capability"].items():
-        lines.append(
-            f"| lm-eval {task} accuracy (n={s['n']}) | {s['acc']:.3f} ± {s['stderr']:.3f} |"
-        )
+        what = "bits per byte" if s.get("metric") == "bits_per_byte" else "accuracy"
+        lines.append(f"| lm-eval {task} {what} (n={s['n']}) | {s['acc']:.3f} ± {s['stderr']:.3f} |")
+    strata = {t: s["strata"] for t, s in card["capability"].items() if len(s.get("strata", {})) > 1}
+    for task, scores in strata.items():
+        if len(scores) <= 8:  # the probes stratified by design; a topic per stratum is too many
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+            lines.append(f"| {task} by stratum | {shown} |")
     lines += ["", "Base policy styles on the evaluation prompts:", ""]
     lines += [f"- {s}: {share:.1%}" for s, share in base["style_shares"].items()]
     total = card["build_seconds"].get("total", 0.0)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.world.dialogues import all_requests
 
-WORLD_VERSION = 4  # bump when the builder changes what a config produces
+WORLD_VERSION = 5  # bump when the builder changes what a config produces
 
 
 # Upper bounds of the world's sizes, each a few times its default (the default world builds in

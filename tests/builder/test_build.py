@@ -16,7 +16,7 @@ from harness.cli.main import app
 from harness.suite.loader import load_suite
 from harness.suite.resolve import resolve
 from harness.world.config import WorldConfig
-from harness.world.tasks import TASKS
+from harness.world.tasks import LIKELIHOOD_TASKS, TASKS
 
 TINY = Path(__file__).resolve().parents[2] / "suites" / "tiny.yaml"
 
@@ -29,8 +29,14 @@ def test_default_world_card_meets_the_bar(tiny_world: Path) -> None:
     assert base["eos_rate"] >= 0.90
     assert base["gold_std"] >= 1.5  # wide enough for alignment to matter
     assert base["style_shares"]["helpful"] < 0.6  # the base policy is far from perfect
-    for task in TASKS:
-        assert card["capability"][task]["acc"] >= 0.80, task
+    for task in TASKS:  # probes with headroom: the base policy knows some, not all
+        score = card["capability"][task]
+        if task in LIKELIHOOD_TASKS:
+            assert 0.05 < score["acc"] < 1.0, task  # bits per byte: learned, not memorised
+            assert score["metric"] == "bits_per_byte" and score["n"] >= 300
+        else:
+            assert 0.5 <= score["acc"] <= 0.86, task
+            assert score["n"] >= 300 and len(score["strata"]) >= 2
     assert (tiny_world / "card.md").read_text().startswith("# Tiny world")
 
 

@@ -74,7 +74,7 @@ def test_tiny_suite_loads_with_every_method() -> None:
     assert suite.seeds == list(range(8))
     assert suite.eval.judges == ["proxy", "heldout", "gold"]
     assert suite.eval.primary_judge == "gold"
-    assert suite.eval.lm_eval.tasks == ["tiny_facts", "tiny_arith"]
+    assert suite.eval.lm_eval.tasks == ["tiny_facts", "tiny_arith", "tiny_text"]
     assert suite.eval.decoding.max_new_tokens == suite.budget.max_new_tokens == 48
     assert suite.data.eval_prompts.split == "eval"
 
