@@ -89,14 +89,13 @@ def pad_rows(
     rows: list[list[int]], pad: int, device: torch.device | str, left: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows as ids and mask ``[N, max len]``, padded on the left or the right."""
-    width = max((len(r) for r in rows), default=0)
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)  # [N]
+    width = int(lengths.max()) if rows else 0
+    cols = torch.arange(width)  # [W]
+    real = cols >= width - lengths[:, None] if left else cols < lengths[:, None]  # [N, W]
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        cols = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, cols] = torch.tensor(r, dtype=torch.long)
-        mask[i, cols] = 1
-    return ids.to(device), mask.to(device)
+    ids[real] = torch.tensor([t for r in rows for t in r], dtype=torch.long)  # row-major order
+    return ids.to(device), real.long().to(device)
 
 
 def _decode(tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
@@ -181,7 +180,7 @@ def next_tokens(
 ) -> torch.Tensor:
     """One token per row from ``logits [B, V]``: argmax when ``temperature == 0``, else a draw
     from the temperature-scaled, top-p-filtered distribution with ``generator``."""
-    if not torch.isfinite(logits).all():
+    if not torch.isfinite(logits.sum()):  # a NaN or an infinity anywhere makes the sum one
         raise FloatingPointError("the policy's logits are NaN or infinite: the model diverged")
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -209,17 +208,15 @@ def _generate(
     """KV-cached decoding loop: response ids and mask ``[B, T]`` with T <= max_new_tokens.
 
     A row that has emitted EOS leaves the forward pass (its cache rows are dropped), so a step
-    costs what the rows still writing cost; a cache that cannot drop rows keeps them, fed pad."""
+    costs what the rows still writing cost; a cache that cannot drop rows keeps them, fed pad.
+    A prompt repeated in the batch (n samples of it) is read once (``_prefill``)."""
     B = prompt_ids.shape[0]
     if B == 0 or max_new_tokens == 0:
         empty = prompt_ids.new_zeros((B, 0))
         return empty, empty
     mask = prompt_mask.clone()  # [b, P + t] grows by one column a step
     pos = positions(mask)
-    keep = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}  # no [B, P, V] logits
-    cache_arg = cache_argument(model)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
-    cache, logits = getattr(out, cache_arg), out.logits[:, -1, :]
+    cache, logits, cache_arg = _prefill(model, prompt_ids, mask, pos)
     next_pos = pos[:, -1:] + 1  # [b, 1]
     droppable = hasattr(cache, "batch_select_indices")
     live = torch.arange(B, device=prompt_ids.device)  # [b]: the batch rows in the forward pass
@@ -252,6 +249,38 @@ def _generate(
         )
         cache, logits, next_pos = getattr(out, cache_arg), out.logits[:, -1, :], next_pos + 1
     return tokens[:, :width], alive[:, :width]
+
+
+def _prefill(
+    model: Any,
+    prompt_ids: torch.Tensor,  # [B, P]
+    mask: torch.Tensor,  # [B, P]
+    pos: torch.Tensor,  # [B, P]
+) -> tuple[Any, torch.Tensor, str]:
+    """The forward pass over the prompts: the KV cache, the next-token logits ``[B, V]`` and
+    the name the model takes its cache by. Each distinct prompt row is run once and its cache
+    rows and logits repeated for its copies (the n samples of a prompt share their prompt);
+    a cache that cannot select rows gets every row run."""
+    keep = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}  # no [B, P, V] logits
+    cache_arg = cache_argument(model)
+    rows = torch.cat([prompt_ids, mask], dim=1)  # [B, 2P]: a row is its tokens and its padding
+    distinct, copies = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2P], [B]
+    if len(distinct) < len(rows):
+        first = torch.full((len(distinct),), len(rows), dtype=torch.long, device=rows.device)
+        first = first.scatter_reduce(0, copies, torch.arange(len(rows), device=rows.device), "amin")
+        out = model(
+            input_ids=prompt_ids[first],
+            attention_mask=mask[first],
+            position_ids=pos[first],
+            use_cache=True,
+            **keep,
+        )
+        cache = getattr(out, cache_arg)
+        if hasattr(cache, "batch_select_indices"):
+            cache.batch_select_indices(copies)  # [U] -> [B] rows
+            return cache, out.logits[:, -1, :][copies], cache_arg
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
+    return getattr(out, cache_arg), out.logits[:, -1, :], cache_arg
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,38 @@ def test_kv_cache_greedy_equals_no_cache_loop(tokenizer: Any, make_model: Any, k
         assert s.response_ids[i, :n].tolist() == out
 
 
+@pytest.mark.parametrize("kind", MODELS)
+def test_a_repeated_prompt_is_read_once_and_draws_as_if_read_every_time(
+    tokenizer: Any, make_model: Any, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n samples of a prompt share one prompt forward pass (its rows and logits repeated), and
+    draw exactly what running the prompt pass over every row draws (seeded, so any change in a
+    cache row or a logit would show in the tokens); greedy copies equal the no-cache loop."""
+    policy = make_model(kind)
+    prefill_rows: list[int] = []
+    hook = policy.register_forward_pre_hook(
+        lambda _, args, kwargs: (
+            prefill_rows.append(kwargs["input_ids"].shape[0])
+            if kwargs["input_ids"].shape[1] > 1
+            else None
+        ),
+        with_kwargs=True,
+    )
+    request = SampleRequest(PROMPTS, 4, 10, 1.0, 1.0, gen(3), batch_size=8)
+    shared = sample(policy, tokenizer, request, "cpu")
+    assert prefill_rows == [2, 1]  # rows 0-7: prompts 0 and 1, 4 each; rows 8-11: prompt 2
+
+    def no_repeats(rows: torch.Tensor, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return rows, torch.arange(len(rows))  # every row taken as distinct
+
+    monkeypatch.setattr(torch, "unique", no_repeats)
+    every_row = sample(policy, tokenizer, SampleRequest(PROMPTS, 4, 10, 1.0, 1.0, gen(3), 8), "cpu")
+    hook.remove()
+    assert prefill_rows[2:] == [8, 4]
+    assert torch.equal(shared.response_ids, every_row.response_ids)
+    assert torch.equal(shared.response_mask, every_row.response_mask)
+
+
 def test_sampling_restores_train_mode(tokenizer: Any, make_policy: Any) -> None:
     model = make_policy(tokenizer).train()
     sample(model, tokenizer, SampleRequest(PROMPTS[:1], 1, 3, 1.0, 1.0, gen(0)), "cpu")
