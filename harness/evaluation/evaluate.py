@@ -194,10 +194,20 @@ def save_policy(model: Any, tokenizer: Any, out_dir: Path) -> Path:
 @torch.no_grad()
 def kl_terms(policy: Any, reference: Any, samples: Samples) -> np.ndarray:
     """Per response ``[N]``: ``sum_t (logp_t - ref_logp_t)`` on the policy's own untempered
-    samples (log-probs at temperature 1); their mean is the Monte-Carlo KL (``kl_estimate``)."""
-    logps = token_logps(policy, samples, batch_size=EVAL_BATCH)  # [N, T]
-    ref_logps = token_logps(reference, samples, batch_size=EVAL_BATCH)  # [N, T]
-    per_response = ((logps.float() - ref_logps.float()) * samples.response_mask).sum(dim=-1)
+    samples (log-probs at temperature 1); their mean is the Monte-Carlo KL (``kl_estimate``).
+
+    The rows go through the models ordered by response length, then prompt length, so each batch
+    of ``EVAL_BATCH`` is cut to few columns (``token_logps`` drops the padding every row of a
+    batch shares): on the tiny suite's answers 0.77 of the columns run are real tokens, against
+    0.56 as drawn. The terms come back in the samples' order."""
+    key = samples.lengths * (samples.prompt_len + 1) + samples.prompt_mask.sum(dim=1)  # [N]
+    order = torch.argsort(key.cpu(), stable=True)  # [N]
+    by_length = samples.select(order)
+    logps = token_logps(policy, by_length, batch_size=EVAL_BATCH)  # [N, T] in that order
+    ref_logps = token_logps(reference, by_length, batch_size=EVAL_BATCH)  # [N, T]
+    terms = ((logps.float() - ref_logps.float()) * by_length.response_mask).sum(dim=-1)  # [N]
+    per_response = torch.empty_like(terms)
+    per_response[order.to(terms.device)] = terms  # back in the samples' order
     return per_response.double().cpu().numpy()
 
 

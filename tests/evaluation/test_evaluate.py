@@ -19,6 +19,7 @@ from harness.evaluation.evaluate import (
     ReferenceEval,
     evaluate_policy,
     kl_estimate,
+    kl_terms,
     prompt_win_rates,
     reference_eval,
 )
@@ -107,6 +108,33 @@ def test_kl_estimate_by_hand() -> None:
     assert kl_estimate(logps, logps, mask).value == 0.0
     assert best_of_n_kl(1) == 0.0
     assert best_of_n_kl(8) == pytest.approx(math.log(8) - 7 / 8)
+
+
+def test_kl_terms_are_each_response_s_own_in_the_samples_order() -> None:
+    """``kl_terms`` runs the rows reordered by length (few padding columns per batch) and hands
+    each term back to its row: equal, up to float rounding, to each response scored alone,
+    unpadded, by the two models (rows of many lengths, more rows than one batch)."""
+    from methods.sampling import SampleRequest, sample
+    from tests.methods.conftest import build_policy, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    policy, reference = build_policy(tokenizer, seed=0), build_policy(tokenizer, seed=1)
+    prompts = ["human why assistant", "human how do i make tea with milk and sugar assistant"]
+    request = SampleRequest(prompts * 40, 1, 12, 1.0, 1.0, torch.Generator().manual_seed(0))
+    samples = sample(policy, tokenizer, request, "cpu")  # [80], more rows than EVAL_BATCH
+    assert len(set(samples.lengths.tolist())) > 3  # the order really changes
+
+    def alone(model: Any, i: int) -> float:
+        prompt = samples.prompt_ids[i][samples.prompt_mask[i].bool()].tolist()
+        response = samples.response_ids[i][samples.response_mask[i].bool()].tolist()
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0].float()
+        logps = logits.log_softmax(-1)[len(prompt) - 1 : -1]  # [len(response), V]
+        return float(logps.gather(-1, torch.tensor(response)[:, None]).sum())
+
+    terms = kl_terms(policy, reference, samples)  # [80]
+    by_hand = [alone(policy, i) - alone(reference, i) for i in range(len(samples))]
+    assert terms == pytest.approx(by_hand, abs=1e-4)
 
 
 def test_prompt_win_rates_average_all_k_by_k_pairs() -> None:
