@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from methods import distributed
 from methods.base import Costs, DivergenceError, Progress, TrainContext, prompt_rounds
 from methods.sampling import SampleRequest, Samples, accepts_logits_to_keep, positions, sampling_now
 
@@ -152,8 +153,11 @@ def logp_temperature(temperature: float) -> float:
 
 
 def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0."""
-    return list(torch.randperm(n, generator=generator).split(size)) if n else []
+    """A seeded shuffle of ``range(n)`` cut into CPU index tensors ``[<= size]``; none if n is 0.
+    In a run spread over several workers, each gets its share of every mini-batch
+    (``distributed.share``: the same shuffle on every worker, split among them)."""
+    batches = torch.randperm(n, generator=generator).split(size) if n else ()
+    return [distributed.share(batch) for batch in batches]
 
 
 def check_finite(loss: torch.Tensor | float, method: str, round_: int, step: int) -> None:
@@ -239,8 +243,11 @@ class OptimizerStep:
     adapters alone of a LoRA policy (``harness.load.lora``; its base weights are frozen), so frozen
     weights get neither gradients nor optimizer state.
 
-    ``step(loss, round_, mean_reward, stats)`` takes one step; ``step.count`` is the number of
-    steps taken so far over the whole run."""
+    ``step(loss, round_, mean_reward, stats, weight)`` takes one step; ``step.count`` is the
+    number of steps taken so far over the whole run. ``weight`` is what ``loss`` is a mean over
+    (its rows, or its tokens): in a run spread over several workers, each holding a share of the
+    mini-batch, it makes the step the one over the whole mini-batch (``distributed.reduce_loss``);
+    None weighs every worker's share the same. With one worker it changes nothing."""
 
     def __init__(
         self,
@@ -251,7 +258,7 @@ class OptimizerStep:
     ) -> None:
         self.ctx = ctx
         self.parameters = [p for p in parameters if p.requires_grad]
-        self.optimizer = adamw(self.parameters, lr=lr)
+        self.optimizer = adamw(distributed.param_groups(self.parameters), lr=lr)
         self.max_grad_norm = max_grad_norm
         self.count = 0
 
@@ -261,17 +268,20 @@ class OptimizerStep:
         round_: int,
         mean_reward: float | None = None,
         stats: dict[str, float] | None = None,
+        weight: float | torch.Tensor | None = None,
     ) -> None:
-        check_finite(loss, self.ctx.method, round_, self.count)
+        weight = float(weight) if weight is not None else None
+        loss, value, stats = distributed.reduce_loss(loss, weight, stats or {})
+        check_finite(value, self.ctx.method, round_, self.count)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+        distributed.sync_replicated(self.parameters)
+        grad_norm = distributed.clip(self.parameters, self.max_grad_norm)
         self.optimizer.step()
         for param in self.parameters:  # fused AdamW updates in place without saying so:
             torch.autograd.graph.increment_version(param)  # a generation backend sees the change
         self.ctx.costs.optimizer_steps += 1
-        value = float(loss.detach())
-        report = {"loss": value, "grad_norm": float(grad_norm), **(stats or {})}
+        report = {"loss": value, "grad_norm": grad_norm, **stats}
         self.ctx.progress(Progress(round_, self.count, value, mean_reward, report))
         self.count += 1
 

@@ -168,5 +168,5 @@ def train(ctx: TrainContext, params: DPOParams) -> None:
         for _ in range(params.epochs):
             for batch in common.minibatches(len(pairs), params.batch_size, order):
                 loss, stats = batch_loss(ctx, pairs, batch, params)
-                step(loss, round_, pairs.mean_reward, stats)
+                step(loss, round_, pairs.mean_reward, stats, weight=len(batch))  # a mean over pairs
     policy.eval()

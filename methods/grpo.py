@@ -152,5 +152,6 @@ def train(ctx: TrainContext, params: GRPOParams) -> None:
             for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss, stats = minibatch_loss(ctx, batch, rows, params)
                 loss, ptx_stats = ptx(loss)
-                step(loss, round_, float(batch.rewards.mean()), {**stats, **ptx_stats})
+                rewards = float(batch.rewards.mean())
+                step(loss, round_, rewards, {**stats, **ptx_stats}, weight=len(rows))
     policy.eval()

@@ -256,7 +256,13 @@ def train(ctx: TrainContext, params: PPOParams) -> None:
             for rows in common.minibatches(len(batch.samples), params.mini_batch_size, order):
                 loss, stats = minibatch_loss(ctx, value_head, batch, rows, params)
                 loss, ptx_stats = ptx(loss)
-                rewards = float(batch.rewards.mean())
-                step(loss, round_, rewards, {**stats, **ptx_stats, **round_stats})
+                tokens = batch.mask[rows.to(ctx.device)].sum()  # both losses: token means
+                step(
+                    loss,
+                    round_,
+                    float(batch.rewards.mean()),
+                    {**stats, **ptx_stats, **round_stats},
+                    tokens,
+                )
         kl_ctl.update(batch.kl, n_steps=len(batch.samples))
     policy.eval()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,6 +284,13 @@ class Evaluation:
     metrics: list[MetricRow]
     samples: dict[str, list[Any]]
     bon_curve: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # each step's wall time (STEPS)
+
+
+STEPS = ("answer", "kl", "judge", "capability")
+"""The evaluation's steps as ``Evaluation.seconds`` times them: ``answer`` the run's answers
+(a strategy's whole inference-time work: a best-of-n pool drawn and proxy-scored), ``kl`` the
+KL terms, ``judge`` every judge's scores (and a best-of-n curve), ``capability`` lm-eval."""
 
 
 def _judged(
@@ -340,10 +348,14 @@ def evaluate_policy(
     ctx.policy.eval()
     ref = shared if shared is not None else reference_eval(setup)
     n_boot, k = setup.bootstrap, ref.samples_per_prompt
+    clock = _Clock()
     answers = _responses(ctx, method, params, setup, ref.prompts)
     samples = answers.samples  # [N * k]
+    clock.lap("answer")
     terms, kl = answer_kl_terms(ctx, setup, answers, ref.prompts)
+    clock.lap("kl")
     scores, curve = _judged(setup, ref, answers, ctx.reward)  # judge -> [N * k]; curve or []
+    clock.lap("judge")
     rows = [
         mean_with_ci(prompt_win_rates(scores[j], ref.scores[j], k), n_boot, BOOTSTRAP_SEED).row(
             f"winrate.{j}"
@@ -361,14 +373,31 @@ def evaluate_policy(
     ]
     if setup.lm_eval.tasks:
         phase("capability")
+    clock.lap("")  # the rows above are not a step
     rows += _capability(ctx, method, setup, ref.capability, Path(out_dir))
+    clock.lap("capability")
     columns = {
         **sample_index(len(ref.prompts), k, ref.clusters),
         "length": [int(x) for x in samples.lengths.tolist()],
         "kl": [float(x) for x in terms] if terms is not None else [float("nan")] * len(samples),
         **{f"score.{j}": s for j, s in scores.items()},
     }
-    return Evaluation(rows, columns, curve)
+    return Evaluation(rows, columns, curve, clock.seconds)
+
+
+class _Clock:
+    """Wall seconds of consecutive steps: ``lap(name)`` ends the step ``name`` (an empty name
+    ends an untimed one)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if name:
+            self.seconds[name] = now - self._last
+        self._last = now
 
 
 def kl_estimate(

@@ -26,7 +26,8 @@ def check_before_start(res: Resources, address: str | None, num_gpus: int | None
     if cluster:
         check_reachable(cluster)
         return
-    problem = unfit(res.cpus_per_run, res.gpus_per_run, [local_node(num_gpus, res.gpus_per_run)])
+    node = local_node(num_gpus, res.gpus_per_run)
+    problem = unfit(res.cpus_per_run, res.gpus_per_run, [node], res.workers)
     if problem:
         raise InputError(f"{problem} (this machine's local pool)")
 
@@ -64,9 +65,13 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
-def unfit(cpus: float, gpus: float, nodes: list[dict[str, float]]) -> str | None:
-    """Why a run of ``cpus`` CPUs and ``gpus`` GPUs can run on none of ``nodes`` (each node's
-    resources), or None when one can hold it: such a task would wait forever."""
+def unfit(cpus: float, gpus: float, nodes: list[dict[str, float]], workers: int = 1) -> str | None:
+    """Why a run of ``cpus`` CPUs and ``gpus`` GPUs in all, spread over ``workers`` workers (each
+    an even share), can run on none of ``nodes`` (each node's resources), or None when the pool
+    can hold it: such a task would wait forever. One worker must fit on one node; several may be
+    spread over nodes (their placement group packs them where it can)."""
+    if workers > 1:
+        return _unfit_spread(cpus, gpus, nodes, workers)
     if any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
         return None
     most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
@@ -77,3 +82,34 @@ def unfit(cpus: float, gpus: float, nodes: list[dict[str, float]]) -> str | None
         where = "no node has a GPU" if most_gpus == 0 else f"the most on a node is {most_gpus:g}"
         return f"resources.gpus_per_run is {gpus:g}, but {where}"
     return f"resources: no node has both {cpus:g} CPUs and {gpus:g} GPUs"
+
+
+def _unfit_spread(
+    cpus: float, gpus: float, nodes: list[dict[str, float]], workers: int
+) -> str | None:
+    each_cpu, each_gpu = cpus / workers, gpus / workers
+    places = 0  # how many workers the nodes hold, each node as many as fit on it
+    for node in nodes:
+        fits = [node.get("CPU", 0.0) / each_cpu]
+        if each_gpu > 0:
+            fits.append(node.get("GPU", 0.0) / each_gpu)
+        places += int(min(fits) + 1e-9)
+    if places >= workers:
+        return None
+    total_cpus = sum(n.get("CPU", 0.0) for n in nodes)
+    total_gpus = sum(n.get("GPU", 0.0) for n in nodes)
+    if gpus > 0 and total_gpus < gpus:
+        have = "no GPU" if total_gpus == 0 else f"{total_gpus:g} GPUs"
+        return (
+            f"resources.gpus_per_run is {gpus:g} ({workers} workers, one GPU each), "
+            f"but the pool has {have}: {gpus - total_gpus:g} short"
+        )
+    if total_cpus < cpus:
+        return (
+            f"resources.cpus_per_run is {cpus:g} ({workers} workers), but the pool has "
+            f"{total_cpus:g} CPUs: {cpus - total_cpus:g} short"
+        )
+    return (
+        f"resources: {workers} workers of {each_cpu:g} CPUs and {each_gpu:g} GPUs each fit "
+        f"{places} at a time on the pool's nodes"
+    )

@@ -234,6 +234,18 @@ def _train_and_evaluate(
     return evaluation, device
 
 
+def phase_seconds(
+    start: float, began: dict[str, float], steps: dict[str, float]
+) -> dict[str, float]:
+    """A finished run's wall seconds by phase: ``setup_seconds`` (models and data loaded),
+    ``train_seconds``, and the evaluation's steps as ``<step>_seconds``
+    (``harness.evaluation.evaluate.STEPS``), from when each phase began (``perf_counter``)."""
+    seconds = {"setup_seconds": min(began.values()) - start}  # until the first phase began
+    if "training" in began:
+        seconds["train_seconds"] = began["evaluating"] - began["training"]
+    return seconds | {f"{step}_seconds": value for step, value in steps.items()}
+
+
 def execute_run(
     spec: RunSpec,
     out_dir: Path,
@@ -264,13 +276,21 @@ def execute_run(
     curve: list[
         dict[str, Any]
     ] = []  # the checkpoints' evaluations (harness.evaluation.checkpoints)
+    began: dict[str, float] = {}  # each phase's start; its seconds go into the run's costs
+    timed: dict[str, float] = {}
+
+    def timed_phase(name: str) -> None:
+        began[name] = time.perf_counter()
+        phase(name)
+
     try:
         evaluation, device = _train_and_evaluate(
-            spec, out_dir, shared, track, costs, phase, loaded, curve
+            spec, out_dir, shared, track, costs, timed_phase, loaded, curve
         )
         status = "done"
         fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
         fields["bon_curve"] = evaluation.bon_curve
+        timed = phase_seconds(start, began, evaluation.seconds)
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
@@ -284,7 +304,7 @@ def execute_run(
     return RunResult.of(
         spec,
         status,
-        costs=ledger(costs, sizes),  # the counters, the parameter counts and the FLOPs
+        costs=ledger(costs, sizes) | timed,  # counters, parameter counts, FLOPs, phase seconds
         provenance={
             **provenance(spec.suite_hash, spec.method, gpus, device),
             **loaded,

@@ -1,15 +1,21 @@
 """Scheduling a suite's runs as Ray tasks on a shared CPU/GPU pool: the only module importing Ray.
 
 One suite is many runs (variant x seed); each is a Ray task reserving the suite's ``cpus_per_run``
-and (fractional) ``gpus_per_run``. Finished runs are skipped (resume); each result is written
-atomically the moment it arrives, so a killed driver loses only the runs in flight. A worker that
-dies is retried by Ray up to ``max_retries``; a run that raises is a failed result, not a crash.
+and (fractional) ``gpus_per_run``. A run of several workers (``resources.workers``) is a Ray Train
+``TorchTrainer`` instead: its workers (each an even share of the run's CPUs and GPUs) reserved
+together as one placement group (PACK), so a run never waits half-placed while single-device runs
+still pack beside it; its process group (gloo on CPU, NCCL on GPUs) is Ray Train's.
+
+Finished runs are skipped (resume); each result is written atomically the moment it arrives, so a
+killed driver loses only the runs in flight. A worker that dies is retried by Ray up to
+``max_retries``; a run that raises is a failed result, not a crash.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,12 +28,13 @@ import torch
 from ray.util.queue import Queue
 
 from harness.core.errors import InputError
-from harness.core.files import write_atomic
+from harness.core.files import write_atomic, write_atomic_with
 from harness.run.cluster import check_reachable, unfit
 from harness.run.execute import execute_run
 from harness.run.shared import compute_shared
 from harness.suite.resolve import Resolved
 from harness.suite.runs import RunResult, RunSpec
+from harness.suite.settings import Resources
 from methods.base import Progress
 
 PASS_ENV = ("HARNESS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
@@ -43,21 +50,155 @@ def _task_setup(num_cpus: float) -> None:
 def _run_task(spec: RunSpec, out_dir: str, shared: Any, board: Any, cpus: float) -> RunResult:
     """Inside a Ray task: threads = the task's CPUs; device = CUDA when a GPU was given."""
     _task_setup(cpus)
-    last = [0.0]
     board.put_nowait((spec.run_id, {"status": "running", "started": time.time()}))
-
-    def progress(p: Progress) -> None:
-        now = time.time()
-        if now - last[0] >= 0.5:  # at most two updates a second per run
-            last[0] = now
-            update = {"round": p.round, "step": p.step, "reward": p.mean_reward}
-            board.put_nowait((spec.run_id, update))
+    progress = _progress_reporter(spec.run_id, board)
 
     def phase(name: str) -> None:
         board.put_nowait((spec.run_id, {"status": name}))
 
     artifacts = Path(out_dir) / "artifacts" / spec.run_id
     return execute_run(spec, artifacts, shared, progress, phase=phase)
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    """Inside each Ray Train worker of a spread run: the run's share of this worker
+    (``execute_run`` over the process group Ray Train made). The first worker reports progress
+    and writes the run's result; a failure on any worker raises here, so that Ray Train stops
+    them all (a worker left waiting in a collective would wait forever)."""
+    spec: RunSpec = config["spec"]
+    _task_setup(config["cpus"])
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    board = config["board"]
+    progress: Callable[[Progress], None] = lambda p: None  # noqa: E731
+    phase: Callable[[str], None] = lambda name: None  # noqa: E731
+    if rank == 0:
+        board.put_nowait((spec.run_id, {"status": "running", "started": time.time()}))
+        progress = _progress_reporter(spec.run_id, board)
+
+        def phase(name: str) -> None:
+            board.put_nowait((spec.run_id, {"status": name}))
+
+    artifacts = Path(config["out_dir"]) / "artifacts" / spec.run_id
+    result = execute_run(spec, artifacts, config["shared"], progress, phase=phase, device=device)
+    if rank == 0:
+        # the result as the worker holds it (pickled: this process wrote it, its driver reads it)
+        write_atomic_with(
+            artifacts / SPREAD_RESULT, lambda tmp: tmp.write_bytes(pickle.dumps(result))
+        )
+    if result.status != "done":
+        raise RuntimeError(result.error or "the run failed")
+
+
+SPREAD_RESULT = "result.pickle"  # a spread run's result, written by its first worker
+
+
+def _spread_task(spec: RunSpec, out_dir: str, shared: Any, board: Any) -> RunResult:
+    """A run of several workers, launched and awaited from a Ray task of no resources of its
+    own: Ray Train's workers reserve the run's CPUs and GPUs, as one placement group."""
+    from ray.train import FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    res = spec.resolved.suite.resources
+    artifacts = Path(out_dir) / "artifacts" / spec.run_id
+    (artifacts / SPREAD_RESULT).unlink(missing_ok=True)
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "spec": spec,
+            "out_dir": out_dir,
+            "shared": shared,
+            "board": board,
+            "cpus": res.cpus_per_worker,
+        },
+        scaling_config=scaling(res),
+        run_config=RunConfig(
+            name=spec.run_id,
+            storage_path=str((artifacts / "train").resolve()),
+            failure_config=FailureConfig(max_failures=0),  # a failed run is a result
+        ),
+    )
+    error: BaseException | None = None
+    try:
+        trainer.fit()
+    except Exception as exc:  # a worker raised or died: Ray Train stopped the others
+        error = exc
+    written = artifacts / SPREAD_RESULT
+    if written.exists():  # the first worker's own account, a failure included
+        result: RunResult = pickle.loads(written.read_bytes())
+        return result
+    why = _first_line(error) if error is not None else "no result was written"
+    return RunResult.of(spec, "failed", error=f"a worker of the run failed: {why}")
+
+
+def scaling(res: Resources) -> Any:
+    """Ray Train's ``ScalingConfig`` of a run of ``res.workers`` workers: each an even share of
+    the run's CPUs and GPUs (one GPU each on a GPU pool), reserved as one placement group that
+    packs them on as few nodes as it can (PACK)."""
+    from ray.train import ScalingConfig
+
+    return ScalingConfig(
+        num_workers=res.workers,
+        use_gpu=res.gpus_per_worker > 0,
+        resources_per_worker=worker_bundle(res),
+        placement_strategy="PACK",
+    )
+
+
+def worker_bundle(res: Resources) -> dict[str, float]:
+    """What one worker of a spread run reserves."""
+    bundle = {"CPU": res.cpus_per_worker}
+    if res.gpus_per_worker > 0:
+        bundle["GPU"] = res.gpus_per_worker
+    return bundle
+
+
+def on_workers(
+    fn: Callable[[dict[str, Any]], Any], config: dict[str, Any], res: Resources, storage: Path
+) -> list[Any]:
+    """``fn(config)`` on each of the ``res.workers`` workers of a Ray Train ``TorchTrainer`` (its
+    process group made, placed as ``scaling(res)``); what each returned, by rank. Ray is started
+    for the call when this process holds none (a local pool of this machine)."""
+    from ray.train import FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    def loop(cfg: dict[str, Any]) -> None:
+        rank = ray.train.get_context().get_world_rank()
+        out = fn({**cfg, "device": ray.train.torch.get_device()})
+        write_atomic_with(
+            storage / f"rank{rank}.pickle", lambda t: t.write_bytes(pickle.dumps(out))
+        )
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    try:
+        TorchTrainer(
+            loop,
+            train_loop_config=config,
+            scaling_config=scaling(res),
+            run_config=RunConfig(
+                storage_path=str((storage / "train").resolve()),
+                failure_config=FailureConfig(max_failures=0),
+            ),
+        ).fit()
+    finally:
+        if started:
+            ray.shutdown()
+    return [pickle.loads((storage / f"rank{r}.pickle").read_bytes()) for r in range(res.workers)]
+
+
+def _progress_reporter(run_id: str, board: Any) -> Callable[[Progress], None]:
+    last = [0.0]
+
+    def progress(p: Progress) -> None:
+        now = time.time()
+        if now - last[0] >= 0.5:  # at most two updates a second per run
+            last[0] = now
+            update = {"round": p.round, "step": p.step, "reward": p.mean_reward}
+            board.put_nowait((run_id, update))
+
+    return progress
 
 
 def _shared_task(resolved: Resolved, cpus: float) -> Any:
@@ -153,8 +294,11 @@ Reporter = Callable[[str, dict[str, Any]], None]
 
 
 def compute_shared_remote(resolved: Resolved, cpus: float, gpus: float) -> Any:
-    """The suite's shared work as one task; an error inside it is raised here as itself (not
-    Ray's wrapper with the remote traceback)."""
+    """The suite's shared work as one task (of one worker's share, when runs are spread); an
+    error inside it is raised here as itself (not Ray's wrapper with the remote traceback)."""
+    res = resolved.suite.resources
+    if res.workers > 1:
+        cpus, gpus = res.cpus_per_worker, res.gpus_per_worker
     task = _remote(_shared_task, cpus, gpus, max_retries=1)
     try:
         return ray.get(task.remote(resolved, cpus))
@@ -201,6 +345,7 @@ def run_specs(
     """
     _drain(board, lambda run_id, state: None)  # what an earlier call left behind
     task = _remote(_run_task, cpus, gpus, max_retries)
+    spread = _remote(_spread_task, 0, 0, max_retries=0)  # its workers hold the resources
     shared_ref = ray.put(shared)
     waiting = list(reversed(specs))
     slots = capacity(cpus, gpus)
@@ -210,7 +355,11 @@ def run_specs(
         while waiting or pending:
             while waiting and len(pending) < slots:
                 spec = waiting.pop()
-                pending[task.remote(spec, str(out_dir), shared_ref, board, cpus)] = spec
+                if spec.resolved.suite.resources.workers > 1:
+                    ref = spread.remote(spec, str(out_dir), shared_ref, board)
+                else:
+                    ref = task.remote(spec, str(out_dir), shared_ref, board, cpus)
+                pending[ref] = spec
             done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
                 spec = pending.pop(ref)

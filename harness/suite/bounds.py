@@ -54,6 +54,7 @@ MAX_BATCH = 4096
 TEMPERATURE = (0.01, 100.0)  # below, logits / T overflows; above, sampling is uniform noise
 MIN_CPUS, MAX_CPUS = 0.1, 4096.0  # per run
 MIN_GPUS = 0.01  # per run, when any: a smaller share packs thousands of runs on one card
+MAX_WORKERS = 1024  # workers (processes, one device each when on GPUs) of one run
 MAX_JUDGES = 100  # judges named in models.judges, and judges in eval.judges
 
 # The suite file itself (``harness.suite.loader``): a suite is a few hundred values. An alias bomb
@@ -144,6 +145,7 @@ __all__ = [
     "MAX_TOKENS",
     "MAX_VARIANTS",
     "MAX_VOCAB_SIZE",
+    "MAX_WORKERS",
     "MAX_WORLD_PAIRS",
     "MAX_WORLD_PROMPTS",
     "MAX_WORLD_SEED",

@@ -6,15 +6,33 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness.suite.bounds import MAX_CPUS, MAX_RETRIES, MIN_CPUS, MIN_GPUS, Strict
+from harness.suite.bounds import MAX_CPUS, MAX_RETRIES, MAX_WORKERS, MIN_CPUS, MIN_GPUS, Strict
 
 
 class Resources(Strict):
+    """What one run reserves on the pool. A run of several workers (``workers_per_run``, or
+    ``gpus_per_run`` above 1: one worker per GPU) is spread through Ray Train, its workers
+    reserved together as one placement group (``harness.run.schedule``); ``cpus_per_run`` and
+    ``gpus_per_run`` are the run's totals, split evenly among its workers."""
+
     cpus_per_run: float = Field(1.0, ge=MIN_CPUS, le=MAX_CPUS)
-    gpus_per_run: float = Field(0.0, ge=0, description="0, a fraction of one, or 1.")
+    gpus_per_run: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_WORKERS,
+        description="0, a fraction of one (runs share a card), 1, or a whole number of GPUs "
+        "(one worker each).",
+    )
+    workers_per_run: int = Field(
+        1,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Workers one run is spread over (CPU, gloo); with gpus_per_run above 1 it "
+        "is that number or left out.",
+    )
     address: str | None = Field(
         None, min_length=1, max_length=1000, description="Ray address; default: a local pool."
     )
@@ -22,17 +40,54 @@ class Resources(Strict):
 
     @field_validator("gpus_per_run")
     @classmethod
-    def _at_most_one(cls, gpus: float) -> float:
-        if gpus > 1:
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
             raise PydanticCustomError(
                 "gpus",
-                "a run uses one device: at most 1 GPU per run (fractions share a card)",
+                "above 1 GPU a run takes whole GPUs, one worker each (fractions share one card)",
             )
         if 0 < gpus < MIN_GPUS:
             raise PydanticCustomError(
                 "gpus", "0, or a share of at least {m} of a GPU", {"m": MIN_GPUS}
             )
         return gpus
+
+    @model_validator(mode="after")
+    def _one_worker_per_gpu(self) -> Resources:
+        gpus, workers = self.gpus_per_run, self.workers_per_run
+        if gpus > 1 and workers not in (1, int(gpus)):
+            raise PydanticCustomError(
+                "workers",
+                "workers_per_run is {w}, but gpus_per_run {g:g} means one worker per GPU: "
+                "leave workers_per_run out or make it {g:g}",
+                {"w": workers, "g": gpus},
+            )
+        if workers > 1 and 0 < gpus < workers:
+            raise PydanticCustomError(
+                "workers",
+                "workers_per_run {w} on GPUs needs a whole GPU per worker: gpus_per_run {w}",
+                {"w": workers},
+            )
+        if self.cpus_per_run / self.workers < MIN_CPUS:
+            raise PydanticCustomError(
+                "cpus",
+                "cpus_per_run {c:g} split over {w} workers is below {m} CPU a worker",
+                {"c": self.cpus_per_run, "w": self.workers, "m": MIN_CPUS},
+            )
+        return self
+
+    @property
+    def workers(self) -> int:
+        """The processes one run is spread over (1: one process, no Ray Train)."""
+        return max(self.workers_per_run, int(self.gpus_per_run))
+
+    @property
+    def cpus_per_worker(self) -> float:
+        return self.cpus_per_run / self.workers
+
+    @property
+    def gpus_per_worker(self) -> float:
+        return self.gpus_per_run / self.workers
 
 
 # backend -> (the module it imports, the package that installs it)

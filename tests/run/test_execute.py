@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.builder import build
-from harness.run.execute import RoundLog, execute_run
+from harness.run.execute import RoundLog, execute_run, phase_seconds
 from harness.run.shared import compute_shared
 from harness.suite import resolve as resolve_module
 from harness.suite import schema
@@ -36,6 +36,23 @@ def test_round_log_keeps_the_mean_of_each_statistic_per_round() -> None:
     }
     assert second == {"round": 1, "steps": 1, "loss": 2.0, "kl": 0.1}  # no reward: none kept
     assert RoundLog().rounds() == []
+
+
+def test_phase_seconds_split_a_run_by_when_each_phase_began() -> None:
+    """Setup until the first phase, training until evaluation, then the evaluation's own steps;
+    a run that trains nothing has no training time."""
+    steps = {"answer": 3.0, "kl": 1.0, "judge": 2.0, "capability": 0.5}
+    trained = phase_seconds(10.0, {"training": 12.0, "evaluating": 20.0, "capability": 26.0}, steps)
+    assert trained == {
+        "setup_seconds": 2.0,
+        "train_seconds": 8.0,
+        "answer_seconds": 3.0,
+        "kl_seconds": 1.0,
+        "judge_seconds": 2.0,
+        "capability_seconds": 0.5,
+    }
+    untrained = phase_seconds(10.0, {"evaluating": 11.5}, {"answer": 3.0})
+    assert untrained == {"setup_seconds": 1.5, "answer_seconds": 3.0}
 
 
 def test_tasks_neither_validate_nor_resolve_the_suite(
