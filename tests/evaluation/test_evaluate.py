@@ -30,6 +30,7 @@ from harness.stats.estimates import (
     outcomes,
     win_rate,
 )
+from harness.stats.items import newcombe_paired
 from harness.suite.runs import MetricRow
 from methods.best_of_n import best_of_n_kl
 from tests.conftest import load_run
@@ -173,20 +174,22 @@ def test_capability_rows_flag_drops_beyond_tolerance() -> None:
 
 
 def test_capability_delta_is_paired_per_item() -> None:
-    """Base and policy answer the same items: the delta's interval comes from the per-item
-    differences, so an unchanged model has delta 0 with interval [0, 0] (independent samples
-    would give it +-1.96 sqrt(2) se), and one flipped answer out of 36 has a wide one."""
+    """Base and policy answer the same items: the delta's interval comes from the answers that
+    changed (Newcombe's paired interval, ``harness.stats.items``), so an unchanged model has delta
+    0 with a narrow interval that is never of zero width (independent samples would give it
+    +-1.96 sqrt(2) se = +-0.17), and two flipped answers out of 36 a wide one."""
     items = [1.0] * 30 + [0.0] * 6
     base = {"arith": TaskScore("arith", 30 / 36, 0.063, 36, items)}
     same = capability_rows(base, base, 0.05)
     delta = next(r for r in same if r.metric == "capability_delta.arith")
-    assert (delta.value, delta.ci_low, delta.ci_high) == (0.0, 0.0, 0.0)
+    assert delta.value == 0.0 and delta.ci_low < 0.0 < delta.ci_high
+    assert delta.ci_high - delta.ci_low < 0.2  # about 2 z^2 / (n + z^2) = 0.19 at n = 36
     flipped = [0.0, 0.0, *items[2:]]  # two right answers lost: drop 2/36 = 0.056 > 0.05
     policy = {"arith": TaskScore("arith", 28 / 36, 0.07, 36, flipped)}
     rows = {r.metric: r for r in capability_rows(base, policy, 0.05)}
-    d = np.array(flipped) - np.array(items)
-    se = d.std(ddof=1) / 6
-    assert rows["capability_delta.arith"].ci_high == pytest.approx(-2 / 36 + 1.96 * se)
+    expected = newcombe_paired(np.array(items), np.array(flipped))
+    assert rows["capability_delta.arith"].value == pytest.approx(-2 / 36)
+    assert rows["capability_delta.arith"].ci_high == pytest.approx(expected.ci_high)
     assert rows["regression.arith"].value == 0.0  # two items: the interval reaches above 0
 
 
