@@ -185,3 +185,11 @@ def test_cli_exits_2_naming_both_sources_of_a_name(site: Path) -> None:
     assert out["exit"] == 2
     assert "method 'twice' is registered twice" in str(out["stderr"])
     assert "first-plugin 0.1" in str(out["stderr"]) and "second-plugin 0.1" in str(out["stderr"])
+
+
+def test_the_zoo_suite_runs_every_builtin_method() -> None:
+    from harness.suite.loader import load_suite
+
+    suite = load_suite(REPO / "suites" / "zoo.yaml")
+    assert [v.method for v in suite.methods] == [m.name for m in BUILT_IN]
+    assert len(suite.methods) == 13  # 13 * 12 / 2 = 78 pairs in the leaderboard's Holm table
