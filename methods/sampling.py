@@ -316,7 +316,8 @@ def sample(
     eos = tokenizer.eos_token_id if r.eos_token_id is None else r.eos_token_id
     pad = pad_id(tokenizer)
     rep_prompts = r.rows
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, rep_prompts, device)
+    ids, mask = encode_prompts(tokenizer, r.prompts, device)  # [P, L]: each prompt once
+    prompt_ids, prompt_mask = ids.repeat_interleave(r.n, dim=0), mask.repeat_interleave(r.n, dim=0)
     step = r.batch_size or max(len(rep_prompts), 1)
     was_training = model.training
     model.eval()
