@@ -42,6 +42,7 @@ from harness.world.tasks import pretrain_texts
 from methods import REGISTRY
 from methods.base import Costs, DivergenceError, Progress, TrainContext
 from methods.common import freeze, metered
+from methods.distributed import full_state, shard, spread, sum_over_workers, world
 from methods.generation import HF, Backend
 from methods.reward import RewardModel
 
@@ -179,6 +180,32 @@ class RoundLog:
         return out
 
 
+def check_spreadable(spec: RunSpec, lora: bool) -> None:
+    """``ValueError`` for what a run spread over several workers cannot do yet."""
+    suite = spec.resolved.suite
+    if lora:
+        raise ValueError(f"{spec.variant}: lora adapters are trained on one worker only")
+    if checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds):
+        raise ValueError("eval.checkpoints needs runs of one worker (resources.workers_per_run 1)")
+    if suite.generation.backend != "hf":
+        raise ValueError("a run of several workers samples with the hf backend")
+
+
+def gather_policy(policy: Any, model: ModelRef, device: torch.device, costs: Costs) -> Any:
+    """After training spread over several workers (every worker calls it): the trained policy
+    whole on worker 0 (None on the others), its shards gathered; the tokens every worker trained
+    on summed into ``costs`` (the rest of the costs are the same on every worker: each drew the
+    same experience)."""
+    state = full_state(policy)
+    costs.trained_tokens = sum_over_workers(costs.trained_tokens)
+    if state is None:
+        return None
+    whole = load_policy(model, device)[0]
+    whole.load_state_dict(state)
+    whole.eval()
+    return whole
+
+
 def _train_and_evaluate(
     spec: RunSpec,
     out_dir: Path,
@@ -188,12 +215,13 @@ def _train_and_evaluate(
     phase: PhaseFn,
     loaded: dict[str, Any],
     curve: list[dict[str, Any]],
-) -> tuple[Evaluation, torch.device]:
+    device: torch.device | None = None,
+) -> tuple[Evaluation | None, torch.device]:
     resolved = spec.resolved  # resolved once by the driver: never validated or resolved here
     suite = resolved.suite
     variant = suite.variant(spec.variant)
     method = REGISTRY[spec.method]
-    device = pick_device(suite.resources.gpus_per_run)
+    device = device or pick_device(suite.resources.gpus_per_run)
     seed_everything(spec.seed)
     # the run's generation backend, decided once here and handed to training and evaluation
     with open_backend(suite.generation, resolved.policy, device) as generation:
@@ -208,6 +236,9 @@ def _train_and_evaluate(
         proxy = ctx.reward.uncharged()
         setup = None
         train = method.train_fn()
+        if train is not None and spread():
+            check_spreadable(spec, variant.lora is not None)
+            ctx.policy = shard(ctx.policy, device)  # FSDP2; the reference stays a whole copy
         if train is not None:
             wanted = checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds)
             if wanted:  # the judges are needed during training
@@ -224,6 +255,10 @@ def _train_and_evaluate(
                     f"{spec.variant} took no optimizer step: nothing in its data or samples to "
                     "train on (check its candidates, pairs and the budget)"
                 )
+            if spread():
+                ctx.policy = gather_policy(ctx.policy, resolved.policy, device, costs)
+        if world()[0] != 0:  # a run's other workers are done; the first evaluates and reports
+            return None, device
         phase("evaluating")
         # otherwise the judges are loaded after training, so they hold no memory while it runs
         if setup is None:
@@ -253,10 +288,15 @@ def execute_run(
     progress: ProgressFn = lambda p: None,
     attempt: int = 1,
     phase: PhaseFn = lambda name: None,
+    device: torch.device | None = None,
 ) -> RunResult:
     """Train and evaluate one run; a failure becomes a ``failed`` result, never an exception.
     ``progress`` hears every optimizer step, ``phase`` each phase as it starts (``training``,
-    ``evaluating``)."""
+    ``evaluating``); ``device``: the one to compute on (default: by the suite's resources).
+
+    In a run spread over several workers (``methods.distributed``), every worker calls it and
+    trains its share; the first one evaluates, and its result is the run's (the others' hold
+    no metrics)."""
     costs = Costs()
     log = RoundLog()
     last: list[Progress] = []
@@ -268,6 +308,7 @@ def execute_run(
 
     started_at = time.time()
     start = time.perf_counter()
+    given = device
     device = torch.device("cpu")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -285,12 +326,13 @@ def execute_run(
 
     try:
         evaluation, device = _train_and_evaluate(
-            spec, out_dir, shared, track, costs, timed_phase, loaded, curve
+            spec, out_dir, shared, track, costs, timed_phase, loaded, curve, given
         )
         status = "done"
-        fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
-        fields["bon_curve"] = evaluation.bon_curve
-        timed = phase_seconds(start, began, evaluation.seconds)
+        if evaluation is not None:
+            fields = {"metrics": evaluation.metrics, "samples": evaluation.samples}
+            fields["bon_curve"] = evaluation.bon_curve
+            timed = phase_seconds(start, began, evaluation.seconds)
     except Exception as exc:  # a failing run is a result, not a crash of the suite
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
@@ -301,6 +343,7 @@ def execute_run(
     costs.peak_memory_mb = peak_memory_mb(device)
     gpus = spec.resolved.suite.resources.gpus_per_run
     sizes = loaded.pop("sizes", {})
+    loaded["workers"] = world()[1]
     return RunResult.of(
         spec,
         status,
