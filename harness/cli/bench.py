@@ -7,7 +7,9 @@ Exit codes: 0 written, 2 bad input or ours and TRL did different work (``WorkMis
 
 from __future__ import annotations
 
+import json
 import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +30,17 @@ from harness.cli.common import (
 )
 
 DEFAULT = BenchConfig()
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class ModelSize(str, Enum):
+    tiny = "tiny"
+    hundred_m = "100m"
+    half_b = "0.5b"
 
 
 def bench(
@@ -55,12 +68,26 @@ def bench(
     out: Annotated[Path, typer.Option(help="Where bench.json and bench.md go.")] = Path(
         "results/bench"
     ),
+    device: Annotated[
+        Device | None,
+        typer.Option(
+            help="Instead: our DPO and GRPO steps (and MFU), hf and vLLM generation and a "
+            "2-worker FSDP2 step on this device, on a model built from a config; writes "
+            "device.json and device.md."
+        ),
+    ] = None,
+    model: Annotated[
+        ModelSize, typer.Option(help="With --device: the built model's size.")
+    ] = ModelSize.half_b,
     debug: Debug = False,
 ) -> None:
     """Time our DPO, GRPO and reward-model training against TRL's on the same work."""
     problem = out_problem(out)
     if problem is not None:
         fail(problem, BAD_INPUT)
+    if device is not None:
+        _device_bench(device.value, model.value, steps, batch_size, out, debug)
+        return
     from harness.bench.run import run_bench  # deferred: transformers' model classes (~4 s)
 
     cfg = BenchConfig(steps, repeats, warmup, threads, batch_size, group_size, max_new_tokens)
@@ -79,6 +106,28 @@ def bench(
         fail(f"--out: cannot write in {out} ({exc.strerror or exc})", BAD_INPUT)
     _print(report)
     stdout().print(f"wrote {json_path} and {md_path}")
+
+
+def _device_bench(device: str, model: str, steps: int, batch: int, out: Path, debug: bool) -> None:
+    from harness.bench.device import DeviceConfig, markdown, run_device_bench
+
+    cfg = DeviceConfig(
+        device=device, model=model, steps=min(steps, DeviceConfig.steps), batch=batch
+    )
+    stderr().print(f"[dim]bench --device {device}, model {model} ...[/]")
+    try:
+        report = run_device_bench(cfg)
+    except ValueError as exc:
+        fail(str(exc), BAD_INPUT)
+    except Exception as exc:
+        if debug:
+            raise
+        fail(f"{type(exc).__name__}: {exc} (--debug shows the traceback)", INTERNAL_ERROR)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "device.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "device.md").write_text(markdown(report))
+    stdout().print(markdown(report))
+    stdout().print(f"wrote {out / 'device.json'} and {out / 'device.md'}")
 
 
 def out_problem(out: Path) -> str | None:
