@@ -56,6 +56,10 @@ def specs(workers: int, methods: list[str]) -> list[RunSpec]:
     return expand(resolve(load_suite(TINY, overrides)), methods)
 
 
+def no_update(run_id: str, state: dict[str, Any]) -> None:
+    pass
+
+
 @pytest.fixture(scope="module")
 def pool() -> Iterator[schedule.Pool]:
     with schedule.pool(num_cpus=2) as p:
@@ -63,11 +67,11 @@ def pool() -> Iterator[schedule.Pool]:
 
 
 def spread_runs(
-    pool: schedule.Pool, todo: list[RunSpec], out: Path, during: Any = None
+    pool: schedule.Pool, todo: list[RunSpec], out: Path, on_update: schedule.Reporter = no_update
 ) -> dict[str, RunResult]:
     shared = compute_shared(todo[0].resolved)
     results = schedule.run_specs(
-        todo, out, shared, 2, 0, 0, lambda r, s: None, lambda r: None, board=pool.board
+        todo, out, shared, 2, 0, 0, on_update, lambda r: None, board=pool.board
     )
     return {r.variant: r for r in results}
 
