@@ -5,8 +5,11 @@ Ray itself would wait: for an unreachable head for minutes, for an unschedulable
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 from harness.core.errors import InputError
 from harness.suite.settings import Resources
@@ -33,15 +36,39 @@ def check_before_start(res: Resources, address: str | None, num_gpus: int | None
 
 
 def local_node(num_gpus: int | None, gpus_per_run: float) -> dict[str, float]:
-    """What a local pool started here would hold (CUDA is only asked when a run wants a GPU)."""
+    """What a local pool started here would hold (GPUs are only counted when a run wants one)."""
     gpus = num_gpus
     if gpus is None:
-        gpus = 0
-        if gpus_per_run > 0:
-            import torch
-
-            gpus = torch.cuda.device_count()
+        gpus = visible_gpus() if gpus_per_run > 0 else 0
     return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the driver holds
+
+
+def visible_gpus() -> int:
+    """The NVIDIA GPUs this process may use, counted without importing torch (``validate`` trains
+    nothing and stays torch-free): the driver's GPUs (``NVIDIA_GPUS``, else ``nvidia-smi -L``),
+    narrowed by ``CUDA_VISIBLE_DEVICES`` as CUDA narrows them, up to its first invalid entry."""
+    if NVIDIA_GPUS.is_dir():
+        present = sum(1 for _ in NVIDIA_GPUS.iterdir())
+    elif smi := shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            listed = ""
+        present = sum(1 for line in listed.splitlines() if line.startswith("GPU "))
+    else:
+        present = 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return present
+    wanted = 0
+    for entry in visible.split(","):
+        if not entry.strip() or entry.strip().startswith("-"):
+            break
+        wanted += 1
+    return min(wanted, present)
 
 
 def check_reachable(address: str) -> None:
