@@ -53,7 +53,8 @@ def load_run(suite, variant: str, seed: int = 0):  # type: ignore[no-untyped-def
 @pytest.fixture
 def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
     """A factory of TrainContexts on the tiny world, as ``harness run`` builds them:
-    ``make_ctx("rrhf", seed=0, overrides=["budget.rounds=2"]) -> (ctx, params)``."""
+    ``make_ctx("rrhf", seed=0, overrides=["budget.rounds=2"]) -> (ctx, params)``; from
+    ``suites/zoo.yaml``, the default suite with every registered method."""
     import torch
 
     from harness.run.execute import train_context
@@ -62,7 +63,7 @@ def make_ctx(tiny_world: Path):  # type: ignore[no-untyped-def]
     from methods.base import Costs
 
     def make(variant: str, seed: int = 0, overrides: list[str] | None = None):  # type: ignore[no-untyped-def]
-        suite = load_suite(REPO / "suites" / "tiny.yaml", [f"seeds=[{seed}]", *(overrides or [])])
+        suite = load_suite(REPO / "suites" / "zoo.yaml", [f"seeds=[{seed}]", *(overrides or [])])
         device = torch.device("cpu")
         ctx, _ = train_context(resolve(suite), variant, seed, device, Costs(), lambda p: None)
         return ctx, suite.variant(variant).params

@@ -50,7 +50,7 @@ MAX_PROMPT_TOKENS = 128
 JUDGE = "second-rm"
 PROMPTS_PER_ROUND, ROUNDS, SAMPLES_PER_PROMPT = 8, 1, 2
 EVAL_PROMPTS, BEST_OF = 8, 2
-SAMPLING = ("ppo", "rrhf", "raft", "pro", "grpo")  # draw samples_per_prompt per training prompt
+SAMPLING = ("ppo", "rrhf", "raft", "pro", "grpo", "rloo")  # draw samples_per_prompt per prompt
 EOS, PAD, BOS, UNK = "<|endoftext|>", "<|pad|>", "<s>", "<unk>"
 
 
@@ -182,6 +182,11 @@ def write_suite(root: Path, policy: Path, reward: Path, judge: Path, prompts: Pa
             {"method": "pro"},
             {"method": "dpo", "params": {"pairs": "offline"}},
             {"method": "grpo"},
+            {"method": "ipo"},
+            {"method": "simpo"},
+            {"method": "orpo"},
+            {"method": "kto"},
+            {"method": "rloo"},
         ],
         "budget": {
             "prompts_per_round": PROMPTS_PER_ROUND,

@@ -99,8 +99,9 @@ def test_ppo_trains_adapters_and_the_value_head_and_nothing_else_reaches_the_opt
     adamw = common.adamw
 
     def recorded_adamw(parameters: Any, lr: float, weight_decay: float = 0.01) -> Any:
-        optimized.append(list(parameters))
-        return adamw(optimized[-1], lr, weight_decay)
+        groups = list(parameters)  # tensors, or optimizer groups ({"params": [...]})
+        optimized.append([p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])])
+        return adamw(groups, lr, weight_decay)
 
     monkeypatch.setattr(ppo, "ValueHead", RecordedHead)
     monkeypatch.setattr(common, "adamw", recorded_adamw)
@@ -198,7 +199,7 @@ def test_a_generation_backend_gets_the_merged_policy_and_the_base_reference(
 
 
 def load(*overrides: str) -> Any:
-    return load_suite(REPO / "suites" / "tiny.yaml", ["seeds=[0]", *overrides])
+    return load_suite(REPO / "suites" / "zoo.yaml", ["seeds=[0]", *overrides])
 
 
 def issues(*overrides: str) -> list[str]:

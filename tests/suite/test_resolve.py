@@ -88,7 +88,9 @@ def test_tempered_eval_trains_untempered_and_kl_is_untempered(
     assert [(t, p) for t, p, _ in drawn] == [(0.7, 0.9), (0.7, 0.9), (1.0, 1.0)]
     assert len(kl_of) == 1 and kl_of[0] is drawn[2][2]
     kl = next(r for r in rows if r.metric == "kl")
-    assert kl.n == 8 and kl.value > 0  # trained: the policy moved away from the reference
+    # trained: the policy moved away from the reference (a Monte-Carlo estimate over 8 samples:
+    # its sign is noise, only an untrained policy's is exactly 0)
+    assert kl.n == 8 and kl.value != 0.0
 
 
 @pytest.mark.slow
