@@ -63,7 +63,7 @@ def summarise(
     """One row per variant, ranked (``rank`` 1 = best) by the primary judge's win-rate.
 
     Columns: rank, variant, method, seeds, failed, ``winrate.<judge>`` per judge and
-    ``capability_delta.<task>`` per task (each with ``.low``/``.high``: the interval over seeds),
+    ``capability_delta.<task>`` per task (each with ``.low``/``.high``: its 95% interval),
     kl, length, distinct_1, distinct_2, ``regression.<task>`` (bool) per task, then the median
     costs. ``regression.<task>`` is the gate's rule (``harness.core.rules.is_regression``) on the
     mean delta over seeds and the upper end of its interval, against the base model's delta of 0.
@@ -179,6 +179,15 @@ def _interval(row: pd.Series, key: str) -> str:
     return text
 
 
+def _delta(row: pd.Series, key: str) -> str:
+    """A capability delta, signed, with its 95% interval (paired per item, over seeds)."""
+    text = _num(row[key], sign=True)
+    low, high = row[f"{key}.low"], row[f"{key}.high"]
+    if text != "-" and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{low:+.3f}, {high:+.3f}]"
+    return text
+
+
 def _ranks(row: pd.Series) -> str:
     best, worst = int(row["rank_best"]), int(row["rank_worst"])
     return "-" if best == 0 else (str(best) if best == worst else f"{best}-{worst}")
@@ -210,7 +219,7 @@ def table_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
         cells += [_num(row["distinct_1"]), _num(row["distinct_2"])]
         for task in tasks:
             mark = f" {REGRESSION_MARK}" if row[f"regression.{task}"] else ""
-            cells.append(_num(row[f"capability_delta.{task}"], sign=True) + mark)
+            cells.append(_delta(row, f"capability_delta.{task}") + mark)
         cells += [_cost(c, row[c]) for c in COSTS]
         rows.append(cells)
     return headers, rows
@@ -265,7 +274,9 @@ def notes(summary: Summary, runs_df: pd.DataFrame | None, info: SuiteInfo | None
         *(samples.notes() if samples is not None else _seed_notes()),
         "KL: Monte-Carlo KL(policy ‖ reference) per response; length: mean response tokens;"
         " distinct-n: distinct n-grams / all n-grams",
-        f"Capability: Δ = lm-eval accuracy minus the base model's, mean over seeds; tolerance"
+        "Capability: Δ = the policy's lm-eval score minus the base model's, paired per item"
+        " (accuracy: Newcombe's paired interval; bits per byte: bits saved, so a loss is"
+        f" negative), mean over seeds; tolerance"
         f" {summary.tolerance:.3f}; {REGRESSION_MARK} = a regression as `harness check`"
         " against the base model flags it: the mean dropped beyond the tolerance and its 95%"
         " interval lies below 0",
