@@ -107,7 +107,7 @@ def test_one_seed_beyond_the_tolerance_is_no_regression_when_the_mean_is_not() -
     assert dpo["capability_delta.tiny_arith"] == pytest.approx(-0.04)
     assert not bool(dpo["regression.tiny_arith"])
     text = markdown(summary, None, SuiteInfo.from_dump(SUITE_JSON))
-    assert "| -0.040 | +0.005 |" in text and "-0.040 ⚠" not in text
+    assert "| -0.040 [-0.550, +0.470] | +0.005" in text and "⚠" not in text.split("## Ranking")[1]
 
 
 def test_the_mark_is_what_the_gate_flags_against_the_base_model() -> None:
