@@ -6,7 +6,6 @@ with optional label smoothing (conservative DPO).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from methods import common
-from methods.base import PreferencePair, TrainContext
+from methods.base import TrainContext
+from methods.pairs import offline_rounds as offline_pair_rounds
 from methods.params import DPOParams
-from methods.sampling import Samples, pack
+from methods.sampling import Samples
 
 
 def dpo_loss(
@@ -76,32 +76,18 @@ def offline_rounds(ctx: TrainContext, params: DPOParams) -> list[Pairs]:
     """The dataset pairs of every round: ``rounds x prompts_per_round`` of ``ctx.preferences`` in
     a seeded order (reshuffled when exhausted), the same prompt budget as the sampling methods.
     All are packed (chosen rows then rejected rows) and their reference log-probs computed once,
-    before training."""
+    before training: the offline pairs every pair method shares (``methods.pairs``)."""
     if not ctx.preferences:
         raise ValueError(
             "dpo with pairs='offline' needs preference pairs, but the suite's data.preferences "
             "is empty; give it a preference dataset or set params.pairs=online"
         )
-    b = ctx.budget
-    rng = random.Random(ctx.seed)
-    order: list[PreferencePair] = []
-    while len(order) < b.rounds * b.prompts_per_round:
-        fresh = list(ctx.preferences)
-        rng.shuffle(fresh)
-        order += fresh
-    used = order[: b.rounds * b.prompts_per_round]
-    n = len(used)
-    samples = pack(
-        ctx.tokenizer,
-        [p.prompt for p in used] * 2,
-        [p.chosen for p in used] + [p.rejected for p in used],
-        ctx.device,
-        max_response_tokens=b.max_new_tokens,  # dataset responses get the sampling budget
-    )  # [2n]: chosen rows 0..n-1, rejected rows n..2n-1
-    ref_logps = reference_logps(ctx, samples, 2 * params.batch_size)  # [2n]
-    ctx.costs.prompts += n
-    rounds = torch.arange(n).split(b.prompts_per_round)
-    return [Pairs(samples, rows, rows + n, ref_logps) for rows in rounds]
+    rounds = offline_pair_rounds(ctx, reference=True, chunk=2 * params.batch_size)
+    out = []
+    for r in rounds:
+        assert r.ref_logps is not None  # asked for: reference=True
+        out.append(Pairs(r.samples, r.chosen, r.rejected, r.ref_logps))
+    return out
 
 
 @torch.no_grad()

@@ -1,10 +1,10 @@
-"""The offline preference pairs of IPO, SimPO, ORPO and KTO, and their training loop.
+"""The offline preference pairs of DPO, IPO, SimPO, ORPO and KTO, and their training loop.
 
-The pairs are DPO's (``methods.dpo.offline_rounds``): ``rounds x prompts_per_round`` of
-``ctx.preferences`` in a seeded order, reshuffled when exhausted, packed once before training, so
-every offline method under one seed trains on the same pairs at the same prompt budget. Unlike
-DPO's, the reference log-probs are computed only for a method that uses a reference: a
-reference-free one (SimPO, ORPO) is charged no reference forward pass.
+``rounds x prompts_per_round`` of ``ctx.preferences`` in a seeded order, reshuffled when
+exhausted, packed once before training, so every offline method under one seed trains on the same
+pairs at the same prompt budget (DPO's offline pairs are read here: ``methods.dpo``). The
+reference log-probs are computed only for a method that uses a reference: a reference-free one
+(SimPO, ORPO) is charged no reference forward pass.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ BatchLoss = Callable[[TrainContext, PairRound, torch.Tensor], tuple[torch.Tensor
 
 def pair_order(preferences: list[PreferencePair], count: int, seed: int) -> list[PreferencePair]:
     """The first ``count`` pairs of a seeded shuffle of ``preferences``, reshuffled when
-    exhausted (DPO's order: ``methods.dpo.offline_rounds``)."""
+    exhausted."""
     rng = random.Random(seed)
     order: list[PreferencePair] = []
     while len(order) < count:
