@@ -41,11 +41,14 @@ def sampled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default suite's committed results (8 variants, 3 judges, 2 tasks) as a results dir."""
+    """The default suite's committed results (8 variants, 3 judges, 3 tasks, the judged samples
+    beside them: groups, rank intervals, rewards) as a results dir."""
     out = tmp_path_factory.mktemp("baseline")
     shutil.copy(BASELINE / "tiny.parquet", out / "table.parquet")
     shutil.copy(BASELINE / "tiny.runs.parquet", out / "runs.parquet")
     shutil.copy(BASELINE / "tiny.suite.json", out / "suite.json")
+    shutil.copy(BASELINE / "tiny.samples.parquet", out / "samples.parquet")
+    shutil.copy(BASELINE / "tiny.reference_samples.parquet", out / "reference_samples.parquet")
     return out
 
 
