@@ -14,13 +14,17 @@ training loop reads the same at any worker count. How a run is spread:
   the gradient FSDP2 averages over the workers is the gradient of the mean over the whole
   mini-batch, and the reported loss and statistics are the mini-batch's;
 - parameters that are not sharded (a value head) get their gradients averaged over the workers
-  (``sync_replicated``), and the gradient norm is the norm of the whole gradient (``clip``).
+  (``sync_replicated``), and the gradient norm is the norm of the whole gradient (``clip``);
+- after training the weights go through a distributed checkpoint (``save_shards``: each worker
+  writes its shards) to the one worker that reads them whole (``load_shards``) and evaluates.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+import shutil
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -155,16 +159,27 @@ def _size(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def full_state(model: Any) -> dict[str, torch.Tensor] | None:
-    """The whole state dict of a sharded ``model``, on CPU, on worker 0 (None on the others);
-    every worker must call it. One worker: None (the model is whole already)."""
-    if not spread():
-        return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+def save_shards(model: Any, folder: Path) -> None:
+    """Write the weights of a sharded ``model`` to ``folder`` as a distributed checkpoint
+    (``torch.distributed.checkpoint``): each worker writes its own shards, in parallel, and no
+    worker ever holds the whole state; every worker must call it. ``folder`` is emptied first."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    state = get_model_state_dict(model, options=options)
-    return cast(dict[str, torch.Tensor], state) if world()[0] == 0 else None
+    if world()[0] == 0 and folder.exists():
+        shutil.rmtree(folder)  # what an earlier attempt of the run left
+    dist.barrier()
+    dcp.save(get_model_state_dict(model), checkpoint_id=folder)
+
+
+def load_shards(whole: Any, folder: Path) -> None:
+    """Load the distributed checkpoint in ``folder`` (``save_shards``) into ``whole``, a model of
+    the same architecture that is not sharded, on this worker alone (no collective)."""
+    import torch.distributed.checkpoint as dcp
+
+    state = whole.state_dict()  # its tensors are the model's own: loaded in place
+    dcp.load(state, checkpoint_id=folder, no_dist=True)
+    whole.load_state_dict(state)
 
 
 def sum_over_workers(value: int) -> int:

@@ -244,10 +244,14 @@ def run(
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     try:  # the pool's problems and the models' are reported together
-        check_before_start(loaded.resources, address, num_gpus)
+        for res in loaded.run_resources():
+            check_before_start(res, address, num_gpus)
         pool_problem = None
     except ValueError as exc:  # every resource this machine lacks, not only the first
-        lacking = resource_problems(loaded.resources, address, num_gpus)
+        every = loaded.run_resources()
+        lacking = list(
+            dict.fromkeys(p for r in every for p in resource_problems(r, address, num_gpus))
+        )
         pool_problem = (
             "\n".join(["this machine cannot run the suite:", *(f"  - {p}" for p in lacking)])
             if lacking

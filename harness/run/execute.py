@@ -8,6 +8,7 @@ directly). It never raises for a failing run: the error and traceback go into th
 from __future__ import annotations
 
 import random
+import shutil
 import statistics
 import time
 import traceback
@@ -42,7 +43,14 @@ from harness.world.tasks import pretrain_texts
 from methods import REGISTRY
 from methods.base import Costs, DivergenceError, Progress, TrainContext
 from methods.common import freeze, metered
-from methods.distributed import full_state, shard, spread, sum_over_workers, world
+from methods.distributed import (
+    load_shards,
+    save_shards,
+    shard,
+    spread,
+    sum_over_workers,
+    world,
+)
 from methods.generation import HF, Backend
 from methods.reward import RewardModel
 
@@ -152,6 +160,9 @@ def eval_setup(
     )
 
 
+SHARDS = "policy.dcp"  # a spread run's trained weights, one file per worker, while gathered
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -180,28 +191,22 @@ class RoundLog:
         return out
 
 
-def check_spreadable(spec: RunSpec, lora: bool) -> None:
-    """``ValueError`` for what a run spread over several workers cannot do yet."""
-    suite = spec.resolved.suite
-    if lora:
-        raise ValueError(f"{spec.variant}: lora adapters are trained on one worker only")
-    if checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds):
-        raise ValueError("eval.checkpoints needs runs of one worker (resources.workers_per_run 1)")
-    if suite.generation.backend != "hf":
-        raise ValueError("a run of several workers samples with the hf backend")
-
-
-def gather_policy(policy: Any, model: ModelRef, device: torch.device, costs: Costs) -> Any:
+def gather_policy(
+    policy: Any, model: ModelRef, device: torch.device, costs: Costs, folder: Path
+) -> Any:
     """After training spread over several workers (every worker calls it): the trained policy
-    whole on worker 0 (None on the others), its shards gathered; the tokens every worker trained
-    on summed into ``costs`` (the rest of the costs are the same on every worker: each drew the
-    same experience)."""
-    state = full_state(policy)
+    whole on worker 0 (None on the others), through a distributed checkpoint in ``folder`` that
+    each worker writes its shards to and worker 0 reads whole (then removed: the run's policy is
+    saved as a model folder where evaluation needs one); the tokens every worker trained on summed
+    into ``costs`` (the rest of the costs are the same on every worker: each drew the same
+    experience)."""
+    save_shards(policy, folder)
     costs.trained_tokens = sum_over_workers(costs.trained_tokens)
-    if state is None:
+    if world()[0] != 0:
         return None
     whole = load_policy(model, device)[0]
-    whole.load_state_dict(state)
+    load_shards(whole, folder)
+    shutil.rmtree(folder, ignore_errors=True)
     whole.eval()
     return whole
 
@@ -221,7 +226,7 @@ def _train_and_evaluate(
     suite = resolved.suite
     variant = suite.variant(spec.variant)
     method = REGISTRY[spec.method]
-    device = device or pick_device(suite.resources.gpus_per_run)
+    device = device or pick_device(spec.resources.gpus_per_run)
     seed_everything(spec.seed)
     # the run's generation backend, decided once here and handed to training and evaluation
     with open_backend(suite.generation, resolved.policy, device) as generation:
@@ -236,8 +241,7 @@ def _train_and_evaluate(
         proxy = ctx.reward.uncharged()
         setup = None
         train = method.train_fn()
-        if train is not None and spread():
-            check_spreadable(spec, variant.lora is not None)
+        if train is not None and spread():  # what cannot be spread is refused at validation
             ctx.policy = shard(ctx.policy, device)  # FSDP2; the reference stays a whole copy
         if train is not None:
             wanted = checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds)
@@ -256,7 +260,8 @@ def _train_and_evaluate(
                     "train on (check its candidates, pairs and the budget)"
                 )
             if spread():
-                ctx.policy = gather_policy(ctx.policy, resolved.policy, device, costs)
+                weights = out_dir / SHARDS
+                ctx.policy = gather_policy(ctx.policy, resolved.policy, device, costs, weights)
         if world()[0] != 0:  # a run's other workers are done; the first evaluates and reports
             return None, device
         phase("evaluating")
@@ -341,7 +346,7 @@ def execute_run(
         fields = {"error": error, "traceback": traceback.format_exc()}
     costs.wall_seconds = time.perf_counter() - start
     costs.peak_memory_mb = peak_memory_mb(device)
-    gpus = spec.resolved.suite.resources.gpus_per_run
+    gpus = spec.resources.gpus_per_run
     sizes = loaded.pop("sizes", {})
     loaded["workers"] = world()[1]
     return RunResult.of(

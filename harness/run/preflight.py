@@ -452,7 +452,9 @@ def machine_findings(
     against the machine (or the cluster's address), the hub (needed, reachable, offline) and
     every model and dataset through it, the optional extras the suite uses. The hub's answer
     decides offline for this process, as ``harness run`` would (``decide_offline``)."""
-    findings = _pool_findings(suite.resources, address, num_gpus)
+    findings: list[Finding] = []
+    for res in suite.run_resources():  # the suite's, and any variant's own
+        findings += [f for f in _pool_findings(res, address, num_gpus) if f not in findings]
     offline_because = decide_offline(suite)
     if not needs_hub(suite):
         findings.append(Finding("hub", "not needed: every model and dataset is local"))

@@ -77,7 +77,8 @@ def run_suite(
     out_dir = out_root / suite.name
     resolved = resolve(suite)  # once, here: every task receives this value
     specs = expand(resolved, only)
-    check_before_start(suite.resources, address, num_gpus)
+    for res in suite.run_resources():
+        check_before_start(res, address, num_gpus)
     with folder_lock(out_dir):
         return _run_locked(resolved, out_dir, specs, fresh, address, console, num_gpus)
 
@@ -131,15 +132,15 @@ def _run_on_pool(
     """The runs ``todo`` on a Ray pool, after the suite's shared reference evaluation; each result
     saved, shown and tracked as it arrives."""
     suite = resolved.suite
-    res = suite.resources
-    with schedule.pool(address or res.address, num_gpus=num_gpus) as p:
-        schedule.check_fits(res.cpus_per_run, res.gpus_per_run)
+    with schedule.pool(address or suite.resources.address, num_gpus=num_gpus) as p:
+        for res in suite.run_resources():
+            schedule.check_fits(res)
         console.print(f"pool: {_describe(p.resources)}; {len(todo)} run(s) of {suite.name}")
         ref_path = shared.shared_path(suite, out_dir)
         ref = None if fresh else shared.load_or_none(ref_path)
         if ref is None:
             console.print("shared: reference generations and base capability (once per suite)")
-            ref = schedule.compute_shared_remote(resolved, res.cpus_per_run, res.gpus_per_run)
+            ref = schedule.compute_shared_remote(resolved)
             ref.save(ref_path)
         trains = {v.name for v in suite.methods if REGISTRY[v.method].trains}
         tracker = open_tracker(suite.tracking, suite.name, out_dir)
@@ -153,15 +154,7 @@ def _run_on_pool(
 
             try:
                 return schedule.run_specs(
-                    todo,
-                    out_dir,
-                    ref,
-                    res.cpus_per_run,
-                    res.gpus_per_run,
-                    res.max_retries,
-                    display.update,
-                    on_result,
-                    board=p.board,
+                    todo, out_dir, ref, display.update, on_result, board=p.board
                 )
             finally:
                 if tracker is not None:

@@ -1,10 +1,11 @@
 """Scheduling a suite's runs as Ray tasks on a shared CPU/GPU pool: the only module importing Ray.
 
-One suite is many runs (variant x seed); each is a Ray task reserving the suite's ``cpus_per_run``
-and (fractional) ``gpus_per_run``. A run of several workers (``resources.workers``) is a Ray Train
-``TorchTrainer`` instead: its workers (each an even share of the run's CPUs and GPUs) reserved
-together as one placement group (PACK), so a run never waits half-placed while single-device runs
-still pack beside it; its process group (gloo on CPU, NCCL on GPUs) is Ray Train's.
+One suite is many runs (variant x seed); each is a Ray task reserving its ``cpus_per_run`` and
+(fractional) ``gpus_per_run`` (the suite's ``resources``, or its variant's own). A run of several
+workers (``Resources.workers``) is a Ray Train ``TorchTrainer`` instead: its workers (each an even
+share of the run's CPUs and GPUs) reserved together as one placement group (PACK), so a run never
+waits half-placed while single-device runs still pack beside it; its process group (gloo on CPU,
+NCCL on GPUs) is Ray Train's.
 
 Finished runs are skipped (resume); each result is written atomically the moment it arrives, so a
 killed driver loses only the runs in flight. A worker that dies is retried by Ray up to
@@ -99,7 +100,7 @@ def _spread_task(spec: RunSpec, out_dir: str, shared: Any, board: Any) -> RunRes
     from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    res = spec.resolved.suite.resources
+    res = spec.resources
     artifacts = Path(out_dir) / "artifacts" / spec.run_id
     (artifacts / SPREAD_RESULT).unlink(missing_ok=True)
     trainer = TorchTrainer(
@@ -271,10 +272,11 @@ def _quiet_token_auth_notice() -> Iterator[None]:
         auth_logger.removeFilter(keep)
 
 
-def check_fits(cpus: float, gpus: float) -> None:
-    """``InputError`` when no live node of the attached pool can hold one run."""
+def check_fits(res: Resources) -> None:
+    """``InputError`` when the live nodes of the attached pool cannot hold one run of ``res``
+    (all its workers)."""
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    problem = unfit(cpus, gpus, nodes)
+    problem = unfit(res.cpus_per_run, res.gpus_per_run, nodes, res.workers)
     if problem:
         raise InputError(problem)
 
@@ -293,12 +295,12 @@ def progress_board() -> Queue:
 Reporter = Callable[[str, dict[str, Any]], None]
 
 
-def compute_shared_remote(resolved: Resolved, cpus: float, gpus: float) -> Any:
-    """The suite's shared work as one task (of one worker's share, when runs are spread); an
-    error inside it is raised here as itself (not Ray's wrapper with the remote traceback)."""
+def compute_shared_remote(resolved: Resolved) -> Any:
+    """The suite's shared work as one task of the suite's resources (one worker's share, when
+    its runs are spread); an error inside it is raised here as itself (not Ray's wrapper with
+    the remote traceback)."""
     res = resolved.suite.resources
-    if res.workers > 1:
-        cpus, gpus = res.cpus_per_worker, res.gpus_per_worker
+    cpus, gpus = res.cpus_per_worker, res.gpus_per_worker
     task = _remote(_shared_task, cpus, gpus, max_retries=1)
     try:
         return ray.get(task.remote(resolved, cpus))
@@ -328,42 +330,37 @@ def run_specs(
     specs: list[RunSpec],
     out_dir: Path,
     shared: Any,
-    cpus: float,
-    gpus: float,
-    max_retries: int,
     on_update: Reporter,
     on_result: Callable[[RunResult], None],
     *,
     board: Queue,
 ) -> list[RunResult]:
-    """Run every spec as a Ray task, write each result as it arrives, return them all.
+    """Run every spec as a Ray task, write each result as it arrives, return them all. Each run
+    reserves its own resources (``RunSpec.resources``: the suite's, or its variant's own); a run
+    of several workers is a Ray Train run (``_spread_task``).
 
-    Only as many tasks as the pool can run at once are in flight: a backlog of queued tasks makes
-    Ray start idle worker processes whose imports steal CPU from the running ones (measured here:
-    each run 1.7x slower). Progress goes through ``board``, the pool's queue.
+    Only as many runs as the pool holds at once are in flight, started in suite order: a backlog
+    of queued tasks makes Ray start idle worker processes whose imports steal CPU from the running
+    ones (measured here: each run 1.7x slower). Progress goes through ``board``, the pool's queue.
     Ctrl-C cancels what is in flight and re-raises; finished results stay.
     """
     _drain(board, lambda run_id, state: None)  # what an earlier call left behind
-    task = _remote(_run_task, cpus, gpus, max_retries)
-    spread = _remote(_spread_task, 0, 0, max_retries=0)  # its workers hold the resources
     shared_ref = ray.put(shared)
     waiting = list(reversed(specs))
-    slots = capacity(cpus, gpus)
+    total = ray.cluster_resources()
     pending: dict[Any, RunSpec] = {}
     results: list[RunResult] = []
     try:
         while waiting or pending:
-            while waiting and len(pending) < slots:
+            held = [reservation(s.resources) for s in pending.values()]
+            while waiting and (not held or room(reservation(waiting[-1].resources), held, total)):
                 spec = waiting.pop()
-                if spec.resolved.suite.resources.workers > 1:
-                    ref = spread.remote(spec, str(out_dir), shared_ref, board)
-                else:
-                    ref = task.remote(spec, str(out_dir), shared_ref, board, cpus)
-                pending[ref] = spec
+                pending[_launch(spec, out_dir, shared_ref, board)] = spec
+                held.append(reservation(spec.resources))
             done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
                 spec = pending.pop(ref)
-                result = _collect(ref, spec, max_retries)
+                result = _collect(ref, spec, spec.resources.max_retries)
                 results.append(result)
                 on_result(result)
             _drain(board, on_update)
@@ -374,19 +371,35 @@ def run_specs(
     return results
 
 
+def _launch(spec: RunSpec, out_dir: Path, shared_ref: Any, board: Queue) -> Any:
+    """``spec`` started on the pool: a task of its CPUs and GPUs, or, spread over several
+    workers, a task of no resources of its own that runs Ray Train (its workers hold them)."""
+    res = spec.resources
+    if res.workers > 1:
+        spread = _remote(_spread_task, 0, 0, max_retries=0)
+        return spread.remote(spec, str(out_dir), shared_ref, board)
+    task = _remote(_run_task, res.cpus_per_run, res.gpus_per_run, res.max_retries)
+    return task.remote(spec, str(out_dir), shared_ref, board, res.cpus_per_run)
+
+
+def reservation(res: Resources) -> dict[str, float]:
+    """What one run of ``res`` holds on the pool while it runs (all its workers together)."""
+    return {"CPU": res.cpus_per_run, "GPU": res.gpus_per_run}
+
+
+def room(need: dict[str, float], held: list[dict[str, float]], total: dict[str, float]) -> bool:
+    """Whether the pool's ``total`` holds a run needing ``need`` beside the runs ``held``."""
+    return all(
+        sum(h.get(key, 0.0) for h in held) + amount <= total.get(key, 0.0) + 1e-9
+        for key, amount in need.items()
+        if amount > 0
+    )
+
+
 def _drain(board: Queue, on_update: Reporter) -> None:
     while not board.empty():
         run_id, state = board.get_nowait()
         on_update(run_id, state)
-
-
-def capacity(cpus: float, gpus: float) -> int:
-    """How many runs of ``cpus`` CPUs and ``gpus`` GPUs the pool holds at once (at least one)."""
-    total = ray.cluster_resources()
-    fits = [total.get("CPU", 0.0) / cpus] if cpus > 0 else []
-    if gpus > 0:
-        fits.append(total.get("GPU", 0.0) / gpus)
-    return max(1, int(min(fits) + 1e-9)) if fits else 1
 
 
 def _collect(ref: Any, spec: RunSpec, max_retries: int) -> RunResult:

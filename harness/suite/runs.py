@@ -29,6 +29,7 @@ from typing import Any
 
 from harness.suite.resolve import Resolved
 from harness.suite.schema import Suite
+from harness.suite.settings import Resources
 
 RESULT_VERSION = 1
 
@@ -54,6 +55,11 @@ class RunSpec:
     @property
     def label(self) -> str:
         return f"{self.variant}/seed{self.seed}"
+
+    @property
+    def resources(self) -> Resources:
+        """What this run reserves on the pool (the suite's, or its variant's own)."""
+        return self.resolved.suite.resources_of(self.variant)
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,8 @@ def _run_content(suite: Suite, variant: str, seed: int) -> dict[str, Any]:
     dump.pop("seeds")
     dump["train"].pop("lora", None)  # the suite's LoRA is in each trained variant's own `lora`
     dump["methods"] = [m for m in dump["methods"] if m["name"] == variant]
+    for m in dump["methods"]:
+        m.pop("resources", None)  # where a run is placed is not what it computes
     return {"suite": dump, "seed": seed, "result_version": RESULT_VERSION}
 
 

@@ -55,7 +55,7 @@ from harness.suite.generation import DEFAULT as DEFAULT_GENERATION
 from harness.suite.generation import Generation
 from harness.suite.lora import Lora
 from harness.suite.rules import WORLD_SPLITS, cross_checks, fill_defaults
-from harness.suite.settings import Resources, Tracking
+from harness.suite.settings import Resources, Tracking, VariantResources
 from harness.suite.sweep import expand_methods
 from harness.world.config import WorldConfig
 from methods import REGISTRY
@@ -154,11 +154,12 @@ class Data(Strict):
 
 
 def _omit_no_lora(self: BaseModel, handler: Any) -> Any:
-    """Dump without ``lora`` when there is none: a suite without LoRA hashes (and its runs are
-    identified) as before LoRA existed."""
+    """Dump without ``lora`` (or a variant's ``resources``) when there is none: a suite without
+    them hashes (and its runs are identified) as before they existed."""
     data = handler(self)
-    if isinstance(data, dict) and "lora" in data and data["lora"] is None:
-        del data["lora"]
+    for key in ("lora", "resources"):
+        if isinstance(data, dict) and key in data and data[key] is None:
+            del data[key]
     return data
 
 
@@ -168,6 +169,11 @@ class VariantBase(Strict):
     params: MethodParams
     lora: Lora | None = Field(
         None, description="Train LoRA adapters, not every weight; default: train.lora."
+    )
+    resources: VariantResources | None = Field(
+        None,
+        description="What this variant's runs reserve instead of the suite's resources (e.g. "
+        "workers_per_run: 2); each field left out: the suite's.",
     )
     _dump = model_serializer(mode="wrap")(_omit_no_lora)
 
@@ -303,7 +309,11 @@ class Suite(Strict):
             raise ValidationError.from_exception_data(cls.__name__, _details(exc) + cross) from None
         if cross:
             raise ValidationError.from_exception_data(cls.__name__, cross)
-        return _resolve(suite)
+        suite = _resolve(suite)
+        spread = _spread_checks(suite)
+        if spread:
+            raise ValidationError.from_exception_data(cls.__name__, spread)
+        return suite
 
     @model_serializer(mode="wrap")
     def _default_generation_unsaid(self, handler: Any) -> Any:
@@ -320,6 +330,20 @@ class Suite(Strict):
             if variant.name == name:
                 return variant
         raise KeyError(f"no variant '{name}'; variants: {', '.join(v.name for v in self.methods)}")
+
+    def resources_of(self, variant: str) -> Resources:
+        """What each run of ``variant`` reserves: the suite's resources, with the variant's own
+        where it gives them (checked when the suite was validated)."""
+        return self.resources.overridden(self.variant(variant).resources)
+
+    def run_resources(self) -> list[Resources]:
+        """The distinct reservations of the suite's runs (one, unless a variant gives its own)."""
+        found: list[Resources] = []
+        for variant in self.methods:
+            res = self.resources_of(variant.name)
+            if res not in found:
+                found.append(res)
+        return found
 
     def hash(self) -> str:
         """Stable sha256 of the resolved content (defaults filled, file paths absolute); where
@@ -338,6 +362,40 @@ def _details(exc: ValidationError) -> list[InitErrorDetails]:
         )
         for e in exc.errors()
     ]
+
+
+def _spread_checks(suite: Suite) -> list[InitErrorDetails]:
+    """A variant's own resources that break a rule of ``Resources`` once combined with the
+    suite's, and what a run spread over several workers cannot do: train LoRA adapters, evaluate
+    checkpoints during training, or sample through vLLM (each worker samples with hf)."""
+    issues: list[InitErrorDetails] = []
+
+    def issue(loc: tuple[str | int, ...], given: Any, msg: str) -> None:
+        details = InitErrorDetails(type=PydanticCustomError("suite", msg), loc=loc, input=given)
+        issues.append(details)
+
+    for i, variant in enumerate(suite.methods):
+        where: tuple[str | int, ...] = ("methods", i, "resources")
+        try:
+            res = suite.resources.overridden(variant.resources)
+        except ValidationError as exc:
+            given = variant.resources.model_dump(exclude_none=True) if variant.resources else None
+            for e in exc.errors():
+                issue(where, given, e["msg"])
+            continue
+        if res.workers == 1 or not REGISTRY[variant.method].trains:
+            continue
+        spread = f"{variant.name} is spread over {res.workers} workers"
+        if variant.lora is not None:
+            msg = f"{spread}: LoRA adapters train on one worker"
+            issue(("methods", i, "lora"), variant.lora.model_dump(), msg)
+        if ckpt.checkpoint_rounds(suite.eval.checkpoints, suite.budget.rounds):
+            msg = f"{spread}: eval.checkpoints needs runs of one worker"
+            issue(("eval", "checkpoints"), suite.eval.checkpoints, msg)
+        if suite.generation.backend != "hf":
+            msg = f"{spread}: a run of several workers samples with the hf backend"
+            issue(("generation", "backend"), suite.generation.backend, msg)
+    return issues
 
 
 def _resolve(suite: Suite) -> Suite:

@@ -58,9 +58,9 @@ class Resources(Strict):
         if gpus > 1 and workers not in (1, int(gpus)):
             raise PydanticCustomError(
                 "workers",
-                "workers_per_run is {w}, but gpus_per_run {g:g} means one worker per GPU: "
-                "leave workers_per_run out or make it {g:g}",
-                {"w": workers, "g": gpus},
+                "workers_per_run is {w}, but gpus_per_run {g} means one worker per GPU: "
+                "leave workers_per_run out or make it {g}",
+                {"w": workers, "g": f"{gpus:g}"},
             )
         if workers > 1 and 0 < gpus < workers:
             raise PydanticCustomError(
@@ -71,8 +71,8 @@ class Resources(Strict):
         if self.cpus_per_run / self.workers < MIN_CPUS:
             raise PydanticCustomError(
                 "cpus",
-                "cpus_per_run {c:g} split over {w} workers is below {m} CPU a worker",
-                {"c": self.cpus_per_run, "w": self.workers, "m": MIN_CPUS},
+                "cpus_per_run {c} split over {w} workers is below {m} CPU a worker",
+                {"c": f"{self.cpus_per_run:g}", "w": self.workers, "m": MIN_CPUS},
             )
         return self
 
@@ -88,6 +88,25 @@ class Resources(Strict):
     @property
     def gpus_per_worker(self) -> float:
         return self.gpus_per_run / self.workers
+
+    def overridden(self, by: VariantResources | None) -> Resources:
+        """These resources with what a variant reserves instead (``by``'s fields that are set);
+        ``ValidationError`` when the combination breaks a rule of ``Resources``."""
+        if by is None:
+            return self
+        mine = self.model_dump()
+        theirs = {k: v for k, v in by.model_dump().items() if v is not None}
+        return Resources.model_validate({**mine, **theirs})
+
+
+class VariantResources(Strict):
+    """What one variant's runs reserve instead of the suite's ``resources`` (each field left out:
+    the suite's): a PPO run spread over four GPUs beside one-GPU DPO runs, in one suite and one
+    leaderboard. Where the pool is and how often a run is retried stay the suite's."""
+
+    cpus_per_run: float | None = Field(None, ge=MIN_CPUS, le=MAX_CPUS)
+    gpus_per_run: float | None = Field(None, ge=0, le=MAX_WORKERS)
+    workers_per_run: int | None = Field(None, ge=1, le=MAX_WORKERS)
 
 
 # backend -> (the module it imports, the package that installs it)

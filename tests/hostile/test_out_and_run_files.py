@@ -86,7 +86,7 @@ def fake_pool(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         yield SimpleNamespace(resources={"CPU": 1.0}, board=None)
 
     def run_specs(todo: list[RunSpec], *args: Any, **kwargs: Any) -> list[RunResult]:
-        on_result = args[6]
+        on_result = args[3]
         ran.append([s.label for s in todo])
         results = [_done(s) for s in todo]
         for result in results:

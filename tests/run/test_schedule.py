@@ -201,9 +201,7 @@ def on_update(run_id, state):
 
 with schedule.pool(num_cpus=2):  # the local pool `harness run` starts by default
     board = MeetingBoard()
-    pooled = schedule.run_specs(
-        specs, out / "pool", shared, 1, 0, 0, on_update, lambda r: None, board=board
-    )
+    pooled = schedule.run_specs(specs, out / "pool", shared, on_update, lambda r: None, board=board)
 alone = [execute_run(s, out / "alone" / s.run_id, shared) for s in specs]  # no Ray
 by_id = {r.run_id: r for r in pooled}
 print(json.dumps({
@@ -331,7 +329,9 @@ def test_fractional_gpus_pack_four_runs_on_two_logical_gpus(cluster: str) -> Non
             time.sleep(0.05)
         return False  # some task could not start while this one held its share
 
-    assert schedule.capacity(0.5, 0.5) == 4
+    half = {"CPU": 0.5, "GPU": 0.5}
+    assert schedule.room(half, [half] * 3, ray.cluster_resources())  # the fourth fits
+    assert not schedule.room(half, [half] * 4, ray.cluster_resources())  # a fifth waits
     barrier = Barrier.remote()  # type: ignore[attr-defined]
     task = schedule._remote(meet, cpus=0.5, gpus=0.5, max_retries=0)
     assert ray.get([task.remote(barrier) for _ in range(4)], timeout=150) == [True] * 4
@@ -422,3 +422,19 @@ def test_a_local_pool_is_new_whatever_ray_start_left(monkeypatch: pytest.MonkeyP
         assert p.started_here
     assert [c["address"] for c in calls] == ["local"]
     assert calls[0]["num_cpus"] == 2
+
+
+def test_runs_of_other_sizes_start_when_the_pool_has_room_for_them() -> None:
+    """A variant's own resources (a run of two workers) beside one-CPU runs on a 2-CPU pool: the
+    spread run waits until both CPUs are free, then holds them both; a GPU run needs a GPU."""
+    from harness.run import schedule
+    from harness.suite.settings import Resources
+
+    pool = {"CPU": 2.0}
+    one = schedule.reservation(Resources(cpus_per_run=1))
+    two = schedule.reservation(Resources(cpus_per_run=2, workers_per_run=2))
+    assert two == {"CPU": 2.0, "GPU": 0.0}
+    assert schedule.room(one, [one], pool) and not schedule.room(one, [one, one], pool)
+    assert not schedule.room(two, [one], pool) and schedule.room(two, [], pool)
+    assert not schedule.room(one, [two], pool)
+    assert not schedule.room(schedule.reservation(Resources(gpus_per_run=1)), [], pool)

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from harness.run import schedule
-from harness.suite.runs import expand
-from tests.run.test_spread import specs, spread_runs
+from harness.run.shared import compute_shared
+from harness.suite.loader import load_suite
+from harness.suite.resolve import resolve
+from harness.suite.runs import RunResult, RunSpec, expand
+from tests.run.test_spread import SPREAD
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +37,20 @@ def train_workers() -> list[int]:
     return found
 
 
+def spread_runs(
+    pool: schedule.Pool, todo: list[RunSpec], out: Path, on_update: schedule.Reporter
+) -> dict[str, RunResult]:
+    shared = compute_shared(todo[0].resolved)
+    results = schedule.run_specs(todo, out, shared, on_update, lambda r: None, board=pool.board)
+    return {r.variant: r for r in results}
+
+
 def test_a_killed_worker_fails_its_run_and_the_others_go_on(
     tiny_world: Path, tmp_path: Path
 ) -> None:
-    (spread,) = specs(2, ["ppo"])
-    (alone,) = expand(spread.resolved, ["sft"])  # the same suite: one process for a run of sft
+    # of one suite, a run of PPO spread over two workers and one of DPO in one process
+    runs = {s.variant: s for s in expand(resolve(load_suite(SPREAD)), ["ppo-2w", "dpo"])}
+    spread, alone = runs["ppo-2w"], runs["dpo"]
     killed: list[int] = []
     training = threading.Event()  # the spread run's first worker has started training
 
@@ -59,12 +71,12 @@ def test_a_killed_worker_fails_its_run_and_the_others_go_on(
     with schedule.pool(num_cpus=2) as pool:
         killer = threading.Thread(target=kill_a_worker)
         killer.start()
-        results = spread_runs(pool, [spread, alone], tmp_path, heard)
+        results = spread_runs(pool, [spread, alone], tmp_path, heard)  # the spread run first
         training.set()  # the killer's wait ends either way
         killer.join()
         assert killed, "no worker of the spread run was seen"
-        assert results["ppo"].status == "failed", results["ppo"].status
-        assert "worker" in (results["ppo"].error or "")
-        assert results["sft"].status == "done", results["sft"].error
-        again = spread_runs(pool, [spread], tmp_path)  # resume: the failed run runs again
-    assert again["ppo"].status == "done", again["ppo"].error
+        assert results["ppo-2w"].status == "failed", results["ppo-2w"].status
+        assert "worker" in (results["ppo-2w"].error or "")
+        assert results["dpo"].status == "done", results["dpo"].error
+        again = spread_runs(pool, [spread], tmp_path, heard)  # resume: the failed run again
+    assert again["ppo-2w"].status == "done", again["ppo-2w"].error

@@ -6,14 +6,21 @@ CPU machine), beside fractional one-GPU runs; a pool without enough devices is a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from harness.core.errors import InputError
 from harness.run import schedule
 from harness.run.cluster import check_before_start, unfit
+from harness.suite.resolve import resolve
+from harness.suite.runs import expand
+from harness.suite.schema import Suite
 from harness.suite.settings import Resources
+from tests.conftest import REPO
 
 
 def test_two_gpus_are_two_workers_of_one_gpu_each() -> None:
@@ -29,9 +36,9 @@ def test_two_gpus_are_two_workers_of_one_gpu_each() -> None:
     ("fields", "message"),
     [
         ({"gpus_per_run": 1.5}, "whole GPUs"),
-        ({"gpus_per_run": 2, "workers_per_run": 3}, "one worker per GPU"),
+        ({"gpus_per_run": 2, "workers_per_run": 3}, "gpus_per_run 2 means one worker per GPU"),
         ({"gpus_per_run": 0.5, "workers_per_run": 2}, "a whole GPU per worker"),
-        ({"cpus_per_run": 0.1, "workers_per_run": 4}, "below 0.1 CPU a worker"),
+        ({"cpus_per_run": 0.1, "workers_per_run": 4}, "0.1 split over 4 workers is below 0.1"),
         ({"workers_per_run": 0}, "greater than or equal to 1"),
     ],
 )
@@ -86,3 +93,59 @@ def test_two_gpu_run_is_one_placement_group_beside_fractional_runs(logical_gpus:
     # the third GPU holds two half-GPU runs beside the placed group
     assert len(ray.get([fractional_run.remote() for _ in range(2)], timeout=60)) == 2
     remove_placement_group(group)
+
+
+def _suite(tiny_world: Path, **changes: Any) -> Suite:
+    """The default suite with a DPO variant spread over two workers beside its one-worker DPO,
+    changed by ``changes`` (top-level keys; ``spread`` replaces that variant's resources)."""
+    raw = yaml.safe_load((REPO / "suites" / "tiny.yaml").read_text())
+    spread = changes.pop("spread", {"workers_per_run": 2, "cpus_per_run": 2})
+    raw["methods"] = [
+        {"method": "dpo"},
+        {"method": "dpo", "name": "dpo-2w", "resources": spread},
+    ]
+    raw.update(changes)
+    return Suite.model_validate(raw)
+
+
+def test_a_variant_spread_over_workers_beside_the_suite_s_one_worker_runs(
+    tiny_world: Path,
+) -> None:
+    suite = _suite(tiny_world)
+    assert suite.resources_of("dpo") == suite.resources  # the suite's own: one worker
+    spread = suite.resources_of("dpo-2w")
+    assert (spread.workers, spread.cpus_per_worker, spread.max_retries) == (2, 1.0, 1)
+    assert suite.run_resources() == [suite.resources, spread]
+    # where a run is placed is not what it computes: the same run id with or without it
+    ids = {s.variant: s.run_id for s in expand(resolve(suite))}
+    bare = _suite(tiny_world, spread=None)
+    assert bare.methods[1].resources is None
+    assert {s.variant: s.run_id for s in expand(resolve(bare))} == ids
+    assert "resources" not in bare.model_dump(mode="json")["methods"][1]  # hashes as before
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "message"),
+    [
+        ({"spread": {"gpus_per_run": 2, "workers_per_run": 3}}, "methods.1.resources", "per GPU"),
+        ({"train": {"lora": {"r": 4}}}, "methods.1.lora", "LoRA adapters train on one worker"),
+        ({"eval": {"judges": ["gold"], "checkpoints": "every_round"}}, "eval.checkpoints", ""),
+        ({"generation": {"backend": "vllm"}}, "generation.backend", "samples with the hf"),
+    ],
+)
+def test_what_a_spread_run_cannot_do_is_refused_at_validation(
+    tiny_world: Path,
+    changes: dict[str, Any],
+    where: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.suite import generation
+
+    monkeypatch.setattr(generation, "vllm_missing", lambda: None)  # as where vLLM is installed
+    with pytest.raises(ValidationError) as caught:
+        _suite(tiny_world, **changes)
+    found = {".".join(str(p) for p in e["loc"]): e["msg"] for e in caught.value.errors()}
+    assert where in found, found
+    assert message in found[where]
+    assert "dpo-2w" in found[where] or where.endswith("resources")
