@@ -214,19 +214,18 @@ def generate(
     """``n`` responses per prompt from ``model`` (row ``i * n + j``: the j-th to prompt i) with the
     run's TRAINING decoding (``ctx.decoding``) and token budget, through the run's generation
     backend (``ctx.generation``), charged to ``ctx.costs``. Every training loop samples through
-    here."""
-    samples = ctx.generation.sample(
-        model,
-        ctx.tokenizer,
-        SampleRequest(
-            prompts,
-            n=n,
-            max_new_tokens=ctx.budget.max_new_tokens,
-            temperature=ctx.decoding.temperature,
-            top_p=ctx.decoding.top_p,
-            generator=generator,
-        ),
-        ctx.device,
+    here. In a run spread over several workers each draws its share of the prompts and every
+    worker gets all the samples (``distributed.sample_in_shares``)."""
+    request = SampleRequest(
+        prompts,
+        n=n,
+        max_new_tokens=ctx.budget.max_new_tokens,
+        temperature=ctx.decoding.temperature,
+        top_p=ctx.decoding.top_p,
+        generator=generator,
+    )
+    samples = distributed.sample_in_shares(
+        ctx.generation, model, ctx.tokenizer, request, ctx.device
     )
     charge(ctx.costs, samples)
     return samples

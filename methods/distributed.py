@@ -5,9 +5,11 @@ The process group is made by whoever starts the workers (Ray Train's ``TorchTrai
 ``harness.run.schedule``); without one, every function here is the one-process identity, so a
 training loop reads the same at any worker count. How a run is spread:
 
-- the experience of a round (samples, rewards, reference log-probs) is drawn by every worker alike:
-  the same prompts, the same seeded generator, the same weights, hence the same samples on every
-  worker and as in a one-worker run (the run is the same run at any worker count);
+- a round's samples are drawn in shares (``sample_in_shares``): each worker draws for its share of
+  the prompts, with the policy gathered whole for the draw, and the shares are gathered on every
+  worker; each row's tokens are those a one-worker run draws for it (``methods.sampling`` draws a
+  row's tokens from its own uniforms), so the run is the same run at any worker count. The rest of
+  the round's experience (rewards, reference log-probs) is computed by every worker alike;
 - each optimizer step's mini-batch is split among the workers (``share``): each computes the loss
   and its gradient on its share only;
 - ``reduce_loss`` weighs each worker's loss by what it averages over (rows, or tokens), so that
@@ -23,12 +25,20 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
+
+from methods.sampling import SampleRequest, Samples, concat, pad_id
+
+if TYPE_CHECKING:
+    from methods.generation import Backend
 
 
 def world() -> tuple[int, int]:
@@ -180,6 +190,66 @@ def load_shards(whole: Any, folder: Path) -> None:
     state = whole.state_dict()  # its tensors are the model's own: loaded in place
     dcp.load(state, checkpoint_id=folder, no_dist=True)
     whole.load_state_dict(state)
+
+
+def bounds(items: int) -> tuple[int, int]:
+    """``(first, stop)`` of this worker's contiguous share of ``items`` (the first ``items % size``
+    workers take one more; a share may be empty); all of them with one worker."""
+    rank, size = world()
+    each, extra = divmod(items, size)
+    first = rank * each + min(rank, extra)
+    return first, first + each + (1 if rank < extra else 0)
+
+
+def sample_in_shares(
+    backend: Backend, model: Any, tokenizer: Any, request: SampleRequest, device: torch.device
+) -> Samples:
+    """What ``request`` asks of ``backend``, drawn in shares: each worker draws for its share of
+    the prompts (``SampleRequest.share``) from ``model`` gathered whole (``whole``), and every
+    worker gets every share, in order: the samples of the whole request, as one worker draws
+    them. One worker: the request drawn as is."""
+    if not spread():
+        return backend.sample(model, tokenizer, request, device)
+    share = replace(request, share=bounds(len(request.prompts)))
+    with whole(model):
+        mine = backend.sample(model, tokenizer, share, device)
+    parts: list[Any] = [None] * world()[1]
+    dist.all_gather_object(parts, _to(mine, torch.device("cpu")))
+    return _to(concat(parts, pad_id(tokenizer)), device)
+
+
+def _to(samples: Samples, device: torch.device) -> Samples:
+    return Samples(
+        samples.prompt_ids.to(device),
+        samples.prompt_mask.to(device),
+        samples.response_ids.to(device),
+        samples.response_mask.to(device),
+        samples.prompts,
+        samples.responses,
+    )
+
+
+@contextmanager
+def whole(model: Any) -> Iterator[None]:
+    """``model``'s parameters gathered whole on every worker for the duration (FSDP2's
+    ``unshard``), kept through each forward pass, then sharded again: inside, each worker runs as
+    many forward passes as its own work needs, with no collective among them (a draw stops when
+    its own rows are done). A model that is not sharded: as is."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    if not units:
+        yield
+        return
+    for unit in units:
+        unit.unshard()
+        unit.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for unit in units:
+            unit.set_reshard_after_forward(True, recurse=False)
+            unit.reshard()
 
 
 def sum_over_workers(value: int) -> int:

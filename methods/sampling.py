@@ -176,21 +176,37 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def next_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, top_p: float, uniform: torch.Tensor | None
 ) -> torch.Tensor:
-    """One token per row from ``logits [B, V]``: argmax when ``temperature == 0``, else a draw
-    from the temperature-scaled, top-p-filtered distribution with ``generator``."""
+    """One token per row from ``logits [B, V]``: argmax when ``temperature == 0``, else the
+    inverse-CDF draw at ``uniform [B]`` (in [0, 1), one per row) from the temperature-scaled,
+    top-p-filtered distribution."""
     if not torch.isfinite(logits.sum()):  # a NaN or an infinity anywhere makes the sum one
         raise FloatingPointError("the policy's logits are NaN or infinite: the model diverged")
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = top_p_filter(logits.float() / temperature, top_p).softmax(dim=-1)  # [B, V]
     # inverse-CDF draw: one uniform per row (exact; 25% faster than multinomial per round)
-    gen_device = generator.device if generator is not None else probs.device
-    cdf = probs.to(gen_device).cumsum(dim=-1)  # [B, V]
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=gen_device) * cdf[:, -1:]  # [B, 1]
+    if uniform is None:
+        uniform = torch.rand(probs.shape[0], device=probs.device)
+    cdf = probs.to(uniform.device).cumsum(dim=-1)  # [B, V]
+    u = uniform[:, None].to(cdf.dtype) * cdf[:, -1:]  # [B, 1]
     drawn = torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1)  # [B, 1]
     return drawn.squeeze(-1).to(logits.device)
+
+
+def row_uniforms(
+    rows: int, max_new_tokens: int, temperature: float, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    """The uniform that draws each row's token at each step ``[rows, max_new_tokens]``, drawn at
+    once from ``generator`` (on its device): a row's tokens depend on the generator and the row's
+    place in the request, never on which rows share a forward pass, so a request drawn in batches,
+    or in shares on several workers, draws what it draws whole. None when decoding greedily (the
+    generator is left as it is)."""
+    if temperature == 0:
+        return None
+    device = generator.device if generator is not None else "cpu"
+    return torch.rand(rows, max_new_tokens, generator=generator, device=device)
 
 
 @torch.no_grad()
@@ -201,7 +217,7 @@ def _generate(
     max_new_tokens: int,
     temperature: float,
     top_p: float,
-    generator: torch.Generator | None,
+    uniforms: torch.Tensor | None,  # [B, max_new_tokens]: row_uniforms
     eos: int | None,
     pad: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +242,8 @@ def _generate(
     width = 0
     for step in range(max_new_tokens):
         width = step + 1
-        token = next_tokens(logits, temperature, top_p, generator)  # [b]
+        uniform = uniforms[live, step] if uniforms is not None else None  # [b]
+        token = next_tokens(logits, temperature, top_p, uniform)  # [b]
         fresh = ~finished  # [b]: rows whose token this step is real
         token = token.masked_fill(finished, pad)
         tokens[live, step], alive[live, step] = token, fresh.long()
@@ -289,7 +306,11 @@ class SampleRequest:
     to prompt i), each at most ``max_new_tokens`` long and stopping at its EOS (``eos_token_id``,
     default the tokenizer's); ``temperature == 0`` decodes greedily, else nucleus sampling with
     ``top_p``; draws use ``generator``, so a seeded one makes the draw deterministic;
-    ``batch_size`` bounds the rows of one forward pass where a backend batches by itself."""
+    ``batch_size`` bounds the rows of one forward pass where a backend batches by itself.
+
+    ``share``, ``(first, stop)``: draw for the prompts ``prompts[first:stop]`` only, the tokens
+    the whole request would draw for them (the generator advanced as by the whole request); a
+    run spread over several workers draws a round in shares (``methods.distributed``)."""
 
     prompts: list[str]
     n: int
@@ -299,6 +320,7 @@ class SampleRequest:
     generator: torch.Generator | None = None
     batch_size: int | None = None
     eos_token_id: int | None = None
+    share: tuple[int, int] | None = None
 
     @property
     def rows(self) -> list[str]:
@@ -315,10 +337,17 @@ def sample(
     r = request
     eos = tokenizer.eos_token_id if r.eos_token_id is None else r.eos_token_id
     pad = pad_id(tokenizer)
-    rep_prompts = r.rows
     ids, mask = encode_prompts(tokenizer, r.prompts, device)  # [P, L]: each prompt once
     prompt_ids, prompt_mask = ids.repeat_interleave(r.n, dim=0), mask.repeat_interleave(r.n, dim=0)
+    uniforms = row_uniforms(len(prompt_ids), r.max_new_tokens, r.temperature, r.generator)
+    rep_prompts = r.rows
+    if r.share is not None:  # the share's rows, padded as the whole request pads them
+        rows = slice(r.share[0] * r.n, r.share[1] * r.n)
+        prompt_ids, prompt_mask = prompt_ids[rows], prompt_mask[rows]
+        rep_prompts = rep_prompts[rows]
+        uniforms = uniforms[rows] if uniforms is not None else None
     step = r.batch_size or max(len(rep_prompts), 1)
+    parts = range(0, len(rep_prompts), step)
     was_training = model.training
     model.eval()
     try:
@@ -326,24 +355,44 @@ def sample(
             chunks = [
                 _generate(
                     model,
-                    ids,
-                    mask,
+                    prompt_ids[i : i + step],
+                    prompt_mask[i : i + step],
                     r.max_new_tokens,
                     r.temperature,
                     r.top_p,
-                    r.generator,
+                    uniforms[i : i + step].to(device) if uniforms is not None else None,
                     eos,
                     pad,
                 )
-                for ids, mask in zip(prompt_ids.split(step), prompt_mask.split(step), strict=True)
+                for i in parts
             ]
     finally:
         model.train(was_training)
-    width = max((c[0].shape[1] for c in chunks), default=0)
-    response_ids = torch.cat([F.pad(c[0], (0, width - c[0].shape[1]), value=pad) for c in chunks])
-    response_mask = torch.cat([F.pad(c[1], (0, width - c[1].shape[1]), value=0) for c in chunks])
+    response_ids = response_mask = prompt_ids.new_zeros((0, 0))  # no row to draw for
+    if chunks:
+        response_ids = _cat_right_padded([c[0] for c in chunks], pad)
+        response_mask = _cat_right_padded([c[1] for c in chunks], 0)
     responses = _decode(tokenizer, response_ids, response_mask)
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, rep_prompts, responses)
+
+
+def concat(parts: list[Samples], pad: int) -> Samples:
+    """``parts`` as one ``Samples``, rows in order: their responses right-padded with ``pad`` to
+    the longest (their prompts are padded alike: shares of one request)."""
+    return Samples(
+        torch.cat([p.prompt_ids for p in parts]),
+        torch.cat([p.prompt_mask for p in parts]),
+        _cat_right_padded([p.response_ids for p in parts], pad),
+        _cat_right_padded([p.response_mask for p in parts], 0),
+        [text for p in parts for text in p.prompts],
+        [text for p in parts for text in p.responses],
+    )
+
+
+def _cat_right_padded(rows: list[torch.Tensor], value: int) -> torch.Tensor:
+    """Row blocks ``[b_i, T_i]`` stacked ``[sum b_i, max T_i]``, each padded on the right."""
+    width = max(t.shape[1] for t in rows)
+    return torch.cat([F.pad(t, (0, width - t.shape[1]), value=value) for t in rows])
 
 
 def accepts_logits_to_keep(model: Any) -> bool:

@@ -213,6 +213,8 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         r = request
+        if r.share is not None:  # refused at validation (harness.suite.schema): said here too
+            raise ValueError("the vllm backend draws whole requests: a spread run samples with hf")
         eos = tokenizer.eos_token_id if r.eos_token_id is None else r.eos_token_id
         rep_prompts = r.rows
         prompt_ids, prompt_mask = encode_prompts(tokenizer, rep_prompts, device)

@@ -20,7 +20,15 @@ from methods.common import (
     token_logps,
 )
 from methods.reward import RewardModel, score_text
-from methods.sampling import SampleRequest, Samples, encode_prompts, pack, sample, top_p_filter
+from methods.sampling import (
+    SampleRequest,
+    Samples,
+    concat,
+    encode_prompts,
+    pack,
+    sample,
+    top_p_filter,
+)
 
 PROMPTS = [
     "human how do i make tea assistant",
@@ -58,6 +66,33 @@ def test_sampling_is_deterministic_per_seed(policy: Any, tokenizer: Any) -> None
     a, b, c = draw(policy, tokenizer, 1), draw(policy, tokenizer, 1), draw(policy, tokenizer, 2)
     assert torch.equal(a.response_ids, b.response_ids) and a.responses == b.responses
     assert a.responses != c.responses
+
+
+def test_a_request_drawn_in_shares_or_batches_draws_what_it_draws_whole(
+    policy: Any, tokenizer: Any
+) -> None:
+    """A row's tokens come from its own uniforms (``row_uniforms``), so the shares a spread run's
+    workers draw, stacked (``concat``), and a request drawn in batches of 2 rows, are the whole
+    request's draw to the token; each draw advances the generator alike. (An empty share, as a
+    worker with no prompt of a small round has, draws nothing.)"""
+    whole = draw(policy, tokenizer, 5, n=3)
+    shares, generators = [], []
+    for share in [(0, 1), (1, 1), (1, 3)]:
+        g = gen(5)
+        request = SampleRequest(PROMPTS, 3, 12, 1.0, 1.0, g, share=share)
+        shares.append(sample(policy, tokenizer, request, "cpu"))
+        generators.append(g.get_state())
+    stacked = concat(shares, tokenizer.pad_token_id)
+    assert len(shares[1]) == 0
+    batched = draw(policy, tokenizer, 5, n=3, batch_size=2)
+    for got in (stacked, batched):
+        assert torch.equal(got.response_ids, whole.response_ids)
+        assert torch.equal(got.response_mask, whole.response_mask)
+        assert torch.equal(got.prompt_ids, whole.prompt_ids)
+        assert got.responses == whole.responses and got.prompts == whole.prompts
+    after = gen(5)
+    sample(policy, tokenizer, SampleRequest(PROMPTS, 3, 12, 1.0, 1.0, after), "cpu")
+    assert all(torch.equal(state, after.get_state()) for state in generators)
 
 
 def test_sample_layout(policy: Any, tokenizer: Any) -> None:
