@@ -75,13 +75,15 @@ def test_every_trained_method_trains_its_adapters_only(
 @pytest.mark.slow
 def test_ppo_with_lora_raises_the_proxy_reward(make_ctx: Any) -> None:
     # rank 16, seeds 0, 1, 2 with 2 rounds at lr 3e-4 (full fine-tuning's rate in
-    # test_train_ppo): base 0.107, trained 0.674 / 0.678 / 0.661, i.e. +0.55 to +0.57 (22 to
-    # 59 s of training each on a busy two-core machine); margin: half the smallest
+    # test_train_ppo), measured on the one draw of 64 prompts x 2 answers the test makes: base
+    # -0.203, trained 0.013 / 0.072 / 0.130, i.e. +0.22 to +0.33; over 10 draws of that size,
+    # seed 0 gains +0.33 and their spread is 0.22 to 0.42 (one draw is that noisy); untrained,
+    # the gain is exactly 0 (the same draws for both); margin: half the smallest
     overrides = ["budget.rounds=2", "methods.ppo.params.lr=3e-4", "methods.ppo.lora={r: 16}"]
     torch.manual_seed(0)  # as execute_run seeds a run of seed 0 before the adapters are made
     ctx, params = make_ctx("ppo", overrides=overrides)
     base, trained = train_and_measure(ctx, ppo.train, params, "ppo with lora")
-    assert trained - base > 0.27
+    assert trained - base > 0.11
 
 
 def test_ppo_trains_adapters_and_the_value_head_and_nothing_else_reaches_the_optimizer(

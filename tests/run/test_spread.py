@@ -29,8 +29,9 @@ SPREAD = REPO / "suites" / "spread.yaml"
 METHODS = ["dpo", "grpo", "ppo"]
 # The same numbers computed in another order: a worker's share of a mini-batch is padded to its
 # own width, its gradient summed apart, the shards updated apart. Measured on this suite: the
-# largest relative difference of a step's loss was below 1e-5; a real error (a mean over one
-# worker's rows, a gradient not averaged) moves the losses by 1e-2 and more.
+# largest relative difference of a step's loss was 4e-7 (PPO; GRPO's losses are ~1e-8 and 1e-5,
+# compared on their absolute difference) and of a step's gradient norm 1e-6; a real error (a mean
+# over one worker's rows, a gradient not averaged) moves them by 1e-2 and more.
 REL = 1e-4
 BUDGET = ("prompts", "samples", "generated_tokens", "forward_tokens", "trained_tokens")
 BUDGET += ("reward_tokens", "reward_calls", "optimizer_steps")
@@ -60,6 +61,8 @@ def test_two_workers_take_the_steps_of_one(results: Path, method: str) -> None:
     assert [r["steps"] for r in two.rounds] == [r["steps"] for r in one.rounds] == [1, 1]
     for alone, spread in zip(one.rounds, two.rounds, strict=True):
         assert spread["loss"] == pytest.approx(alone["loss"], rel=REL, abs=1e-6)
+        # GRPO's loss is ~0 at these steps (advantages of mean 0, ratios 1): its gradient is not
+        assert spread["grad_norm"] == pytest.approx(alone["grad_norm"], rel=REL)
         if "mean_reward" in alone:  # sampled rounds (DPO's offline pairs have no reward)
             assert spread["mean_reward"] == pytest.approx(alone["mean_reward"], rel=REL)
     for key in BUDGET:  # the equal-budget contract: the spend is the run's, not a worker's
