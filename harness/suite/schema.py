@@ -153,7 +153,7 @@ class Data(Strict):
 # --- methods: one Variant class per registered method, a union discriminated on `method` ----------
 
 
-def _omit_no_lora(self: BaseModel, handler: Any) -> Any:
+def _omit_when_none(self: BaseModel, handler: Any) -> Any:
     """Dump without ``lora`` (or a variant's ``resources``) when there is none: a suite without
     them hashes (and its runs are identified) as before they existed."""
     data = handler(self)
@@ -175,7 +175,7 @@ class VariantBase(Strict):
         description="What this variant's runs reserve instead of the suite's resources (e.g. "
         "workers_per_run: 2); each field left out: the suite's.",
     )
-    _dump = model_serializer(mode="wrap")(_omit_no_lora)
+    _dump = model_serializer(mode="wrap")(_omit_when_none)
 
     @model_validator(mode="before")
     @classmethod
@@ -229,7 +229,7 @@ class Train(Strict):
     lora: Lora | None = Field(
         None, description="LoRA for every trained variant that gives no `lora` of its own."
     )
-    _dump = model_serializer(mode="wrap")(_omit_no_lora)
+    _dump = model_serializer(mode="wrap")(_omit_when_none)
 
 
 class LmEval(Strict):
