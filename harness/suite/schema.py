@@ -333,8 +333,14 @@ class Suite(Strict):
 
     def resources_of(self, variant: str) -> Resources:
         """What each run of ``variant`` reserves: the suite's resources, with the variant's own
-        where it gives them (checked when the suite was validated)."""
-        return self.resources.overridden(self.variant(variant).resources)
+        where it gives them (checked when the suite was validated). A method that trains nothing
+        has nothing to spread: its runs are one process, of one worker's share."""
+        found = self.variant(variant)
+        res = self.resources.overridden(found.resources)
+        if res.workers > 1 and not REGISTRY[found.method].trains:
+            one = {"cpus_per_run": res.cpus_per_worker, "gpus_per_run": res.gpus_per_worker}
+            return res.model_copy(update={**one, "workers_per_run": 1})
+        return res
 
     def run_resources(self) -> list[Resources]:
         """The distinct reservations of the suite's runs (one, unless a variant gives its own)."""

@@ -124,6 +124,20 @@ def test_a_variant_spread_over_workers_beside_the_suite_s_one_worker_runs(
     assert "resources" not in bare.model_dump(mode="json")["methods"][1]  # hashes as before
 
 
+def test_a_method_that_trains_nothing_runs_in_one_process_of_a_suite_spread_over_workers(
+    tiny_world: Path,
+) -> None:
+    raw = yaml.safe_load((REPO / "suites" / "tiny.yaml").read_text())
+    raw["resources"] = {"cpus_per_run": 2, "workers_per_run": 2}
+    suite = Suite.model_validate(raw)
+    assert suite.resources_of("ppo").workers == 2
+    for untrained in ("sft", "best_of_n"):
+        one = suite.resources_of(untrained)
+        assert (one.workers, one.cpus_per_run, one.gpus_per_run) == (1, 1.0, 0.0)
+    gpus = Suite.model_validate({**raw, "resources": {"gpus_per_run": 2, "cpus_per_run": 2}})
+    assert (gpus.resources_of("sft").gpus_per_run, gpus.resources_of("sft").workers) == (1.0, 1)
+
+
 @pytest.mark.parametrize(
     ("changes", "where", "message"),
     [
