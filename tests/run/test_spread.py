@@ -23,7 +23,7 @@ import pytest
 from harness.suite.runs import RunResult
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.spread]  # `pytest -m spread` runs them
 
 SPREAD = REPO / "suites" / "spread.yaml"
 METHODS = ["dpo", "grpo", "ppo"]

@@ -18,7 +18,7 @@ from harness.suite.resolve import resolve
 from harness.suite.runs import RunResult, RunSpec, expand
 from tests.run.test_spread import SPREAD
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.spread]  # `pytest -m spread` runs them
 
 
 def train_workers() -> list[int]:
