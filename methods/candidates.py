@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from methods import common
 from methods.base import Candidate, PreferencePair, TrainContext
-from methods.sampling import Samples, pack, pad_id
+from methods.sampling import Samples, concat, pack, pad_id
 
 GENERATORS: tuple[Candidate, ...] = ("policy", "reference")
 GroupLoss = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -44,31 +43,6 @@ def pairs_by_prompt(preferences: list[PreferencePair]) -> dict[str, PreferencePa
     for pair in preferences:
         pairs.setdefault(pair.prompt, pair)
     return pairs
-
-
-def concat(parts: list[Samples], pad: int, device: torch.device | str) -> Samples:
-    """Rows of several ``Samples`` in one, re-padded to the shared layout (prompts left-padded
-    to the widest prompt, responses right-padded to the longest response)."""
-    if not parts:
-        empty = torch.zeros((0, 0), dtype=torch.long, device=device)
-        return Samples(empty, empty, empty, empty, [], [])
-    P = max(s.prompt_len for s in parts)
-    T = max(int(s.response_ids.shape[1]) for s in parts)
-
-    def left(x: torch.Tensor, value: int) -> torch.Tensor:
-        return F.pad(x, (P - x.shape[1], 0), value=value)
-
-    def right(x: torch.Tensor, value: int) -> torch.Tensor:
-        return F.pad(x, (0, T - x.shape[1]), value=value)
-
-    return Samples(
-        prompt_ids=torch.cat([left(s.prompt_ids, pad) for s in parts]),  # [N, P]
-        prompt_mask=torch.cat([left(s.prompt_mask, 0) for s in parts]),  # [N, P]
-        response_ids=torch.cat([right(s.response_ids, pad) for s in parts]),  # [N, T]
-        response_mask=torch.cat([right(s.response_mask, 0) for s in parts]),  # [N, T]
-        prompts=[p for s in parts for p in s.prompts],
-        responses=[r for s in parts for r in s.responses],
-    )
 
 
 def _trim(samples: Samples) -> Samples:

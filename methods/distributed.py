@@ -57,7 +57,7 @@ def share(rows: torch.Tensor) -> torch.Tensor:
     """This worker's contiguous share of a mini-batch's ``rows`` ``[M] -> [~M / size]`` (the first
     ``M % size`` workers take one more); all of them with one worker. A worker whose share would
     be empty cannot join the step's collectives: ``ValueError``."""
-    rank, size = world()
+    size = world()[1]
     if size == 1:
         return rows
     if len(rows) < size:
@@ -65,7 +65,8 @@ def share(rows: torch.Tensor) -> torch.Tensor:
             f"a mini-batch of {len(rows)} rows cannot be split among {size} workers: "
             "raise the method's batch size or use fewer workers"
         )
-    return rows.tensor_split(size)[rank]
+    first, stop = bounds(len(rows))
+    return rows[first:stop]
 
 
 def reduce_loss(
@@ -215,7 +216,7 @@ def sample_in_shares(
         mine = backend.sample(model, tokenizer, share, device)
     parts: list[Any] = [None] * world()[1]
     dist.all_gather_object(parts, _to(mine, torch.device("cpu")))
-    return _to(concat(parts, pad_id(tokenizer)), device)
+    return _to(concat(parts, pad_id(tokenizer), device), device)
 
 
 def _to(samples: Samples, device: torch.device) -> Samples:

@@ -376,16 +376,25 @@ def sample(
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, rep_prompts, responses)
 
 
-def concat(parts: list[Samples], pad: int) -> Samples:
-    """``parts`` as one ``Samples``, rows in order: their responses right-padded with ``pad`` to
-    the longest (their prompts are padded alike: shares of one request)."""
+def concat(parts: list[Samples], pad: int, device: torch.device | str) -> Samples:
+    """Rows of several ``Samples`` in one, re-padded to the shared layout (prompts left-padded
+    to the widest prompt, responses right-padded to the longest response); none: an empty one
+    on ``device``."""
+    if not parts:
+        empty = torch.zeros((0, 0), dtype=torch.long, device=device)
+        return Samples(empty, empty, empty, empty, [], [])
+    P = max(s.prompt_len for s in parts)
+
+    def left(x: torch.Tensor, value: int) -> torch.Tensor:
+        return F.pad(x, (P - x.shape[1], 0), value=value)
+
     return Samples(
-        torch.cat([p.prompt_ids for p in parts]),
-        torch.cat([p.prompt_mask for p in parts]),
-        _cat_right_padded([p.response_ids for p in parts], pad),
-        _cat_right_padded([p.response_mask for p in parts], 0),
-        [text for p in parts for text in p.prompts],
-        [text for p in parts for text in p.responses],
+        prompt_ids=torch.cat([left(s.prompt_ids, pad) for s in parts]),  # [N, P]
+        prompt_mask=torch.cat([left(s.prompt_mask, 0) for s in parts]),  # [N, P]
+        response_ids=_cat_right_padded([s.response_ids for s in parts], pad),  # [N, T]
+        response_mask=_cat_right_padded([s.response_mask for s in parts], 0),  # [N, T]
+        prompts=[p for s in parts for p in s.prompts],
+        responses=[r for s in parts for r in s.responses],
     )
 
 

@@ -348,19 +348,23 @@ def run_specs(
     shared_ref = ray.put(shared)
     waiting = list(reversed(specs))
     total = ray.cluster_resources()
+    needs = {spec.run_id: spec.resources for spec in specs}  # each decided once
+    launch = _Launcher(out_dir, shared_ref, board)
     pending: dict[Any, RunSpec] = {}
     results: list[RunResult] = []
     try:
         while waiting or pending:
-            held = [reservation(s.resources) for s in pending.values()]
-            while waiting and (not held or room(reservation(waiting[-1].resources), held, total)):
+            held = [reservation(needs[s.run_id]) for s in pending.values()]
+            while waiting and (
+                not held or room(reservation(needs[waiting[-1].run_id]), held, total)
+            ):
                 spec = waiting.pop()
-                pending[_launch(spec, out_dir, shared_ref, board)] = spec
-                held.append(reservation(spec.resources))
+                pending[launch(spec, needs[spec.run_id])] = spec
+                held.append(reservation(needs[spec.run_id]))
             done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
                 spec = pending.pop(ref)
-                result = _collect(ref, spec, spec.resources.max_retries)
+                result = _collect(ref, spec, needs[spec.run_id].max_retries)
                 results.append(result)
                 on_result(result)
             _drain(board, on_update)
@@ -371,15 +375,23 @@ def run_specs(
     return results
 
 
-def _launch(spec: RunSpec, out_dir: Path, shared_ref: Any, board: Queue) -> Any:
-    """``spec`` started on the pool: a task of its CPUs and GPUs, or, spread over several
-    workers, a task of no resources of its own that runs Ray Train (its workers hold them)."""
-    res = spec.resources
-    if res.workers > 1:
-        spread = _remote(_spread_task, 0, 0, max_retries=0)
-        return spread.remote(spec, str(out_dir), shared_ref, board)
-    task = _remote(_run_task, res.cpus_per_run, res.gpus_per_run, res.max_retries)
-    return task.remote(spec, str(out_dir), shared_ref, board, res.cpus_per_run)
+class _Launcher:
+    """Starts a run on the pool: a task of its CPUs and GPUs, or, spread over several workers, a
+    task of no resources of its own that runs Ray Train (its workers hold them). One Ray remote
+    function per reservation, made the first time it is needed."""
+
+    def __init__(self, out_dir: Path, shared_ref: Any, board: Queue) -> None:
+        self.args = (str(out_dir), shared_ref, board)
+        self.remotes: dict[tuple[float, float, int], Any] = {}
+        self.spread = _remote(_spread_task, 0, 0, max_retries=0)
+
+    def __call__(self, spec: RunSpec, res: Resources) -> Any:
+        if res.workers > 1:
+            return self.spread.remote(spec, *self.args)
+        key = (res.cpus_per_run, res.gpus_per_run, res.max_retries)
+        if key not in self.remotes:
+            self.remotes[key] = _remote(_run_task, *key)
+        return self.remotes[key].remote(spec, *self.args, res.cpus_per_run)
 
 
 def reservation(res: Resources) -> dict[str, float]:

@@ -82,7 +82,7 @@ def test_a_request_drawn_in_shares_or_batches_draws_what_it_draws_whole(
         request = SampleRequest(PROMPTS, 3, 12, 1.0, 1.0, g, share=share)
         shares.append(sample(policy, tokenizer, request, "cpu"))
         generators.append(g.get_state())
-    stacked = concat(shares, tokenizer.pad_token_id)
+    stacked = concat(shares, tokenizer.pad_token_id, "cpu")
     assert len(shares[1]) == 0
     batched = draw(policy, tokenizer, 5, n=3, batch_size=2)
     for got in (stacked, batched):

@@ -58,7 +58,7 @@ def test_concat_keeps_every_rows_logps(policy: Any, tokenizer: Any) -> None:
     texts = sampling.pack(
         tokenizer, ["human what is a good bread with milk assistant"] * 2, ["no", "one two"], "cpu"
     )
-    merged = candidates.concat([draws, texts], sampling.pad_id(tokenizer), "cpu")
+    merged = sampling.concat([draws, texts], sampling.pad_id(tokenizer), "cpu")
     with torch.no_grad():
         alone = [common.token_logps(policy, s) for s in (draws, texts)]
         together = common.token_logps(policy, merged)  # [4, T]
